@@ -1,0 +1,46 @@
+# Everything from nothing: `make run` and `make test` create .venv, install the package
+# (torch from the machine's local wheels where pip is capped there), and Debian's
+# Fashion-MNIST when apt-get is available.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.adaxbench-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The main job: Adam vs AdaX on real Fashion-MNIST (3 epochs each), then their report.
+RUN_ARGS ?= -m task=fmnist_mlp optimizer=adam,adax trainer.epochs=3 hydra.sweep.dir=runs/demo
+
+.PHONY: install data run test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23" setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Real data: Debian's dataset-fashion-mnist (IDX .gz files in /usr/share/datasets/fashion-mnist).
+data:
+	@if [ -f $(FMNIST) ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing Debian package dataset-fashion-mnist"; \
+	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq >/dev/null && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
+	else echo "no apt-get: put Fashion-MNIST under data/ or pass data.download=true"; fi
+
+run: install data
+	$(BIN)/adaxbench run $(RUN_ARGS)
+	$(BIN)/adaxbench report runs/demo --out runs/demo/report
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+bench: install data
+	$(BIN)/python scripts/bench_runner.py
+	$(BIN)/python scripts/bench_optim.py
+	$(BIN)/python scripts/bench_report.py
+
+clean:
+	rm -rf $(VENV) runs/demo .pytest_cache

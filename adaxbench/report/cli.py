@@ -1,0 +1,56 @@
+"""``adaxbench report PATH... [options]``: the command-line entry of the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .load import ReportError
+from .render import build_report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise ReportError(f"{message} (see adaxbench report --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="adaxbench report", description=(
+        "Compare optimizers across run dirs and sweep dirs (searched recursively for run.json): "
+        "figures, tables with seed spread and bootstrap CIs, time-to-target, performance profiles."))
+    p.add_argument("paths", nargs="+", metavar="PATH", help="run dirs, sweep dirs or run.json files")
+    p.add_argument("--out", default="report", help="output dir (default: ./report)")
+    p.add_argument("--metric", default=None,
+                   help="SPLIT/METRIC to compare, e.g. test/accuracy, valid/loss "
+                        "(default: the task's metric, else test/accuracy, else the first logged)")
+    p.add_argument("--x", default="epoch", choices=["epoch", "step", "time"],
+                   help="x axis of the evaluation curves and the measure of time-to-target in the "
+                        "performance profiles (default: epoch)")
+    p.add_argument("--target", default=None,
+                   help="target VALUE for all tasks, or TASK=VALUE[,TASK=VALUE...] (default: the task's target)")
+    p.add_argument("--baseline", default="adam", help="optimizer name the others are compared to (default: adam)")
+    p.add_argument("--format", default="md,html", help="md, html or md,html (default: md,html)")
+    p.add_argument("--select", default="final", choices=["final", "best"],
+                   help="pick each optimizer's best setting by its final or best validation metric")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the report; returns the exit code (2 with one line on stderr for bad input)."""
+    try:
+        a = _parser().parse_args(argv)
+        rep = build_report(a.paths, out=a.out, metric=a.metric, x=a.x, target=a.target,
+                           baseline=a.baseline, formats=a.format.split(","), select=a.select)
+    except ReportError as e:
+        print(f"adaxbench report: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    main_file = next((f for f in rep.files if f.name in ("report.md", "report.html")), rep.out)
+    print(f"wrote {main_file} ({len(rep.files)} files, {rep.seconds:.1f} s); "
+          f"{len(rep.excluded)} run(s) not included")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Build a report directory: figures, tables, report.md, report.html, summary.csv, aggregate.csv."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import figures as F
+from .aggregate import (N_BOOT, aggregate, label_settings, performance_profile, profile_times,
+                        run_scores, task_infos)
+from .load import ReportError, RunSet, load_runs
+
+MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
+FORMATS = ("md", "html")
+
+
+@dataclass
+class Report:
+    """What ``build_report`` made: output paths, tables and figure series counts."""
+
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    summary: pd.DataFrame | None = None
+    aggregate: pd.DataFrame | None = None
+    excluded: pd.DataFrame | None = None
+    series: dict[str, int] = field(default_factory=dict)  # figure stem -> number of series
+    seconds: float = 0.0
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+def _g(v: float, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return "∞" if math.isinf(v) else format(v, spec)
+
+
+def _pm(m: float, s: float) -> str:
+    return _g(m) if s is None or math.isnan(s) else f"{_g(m)} ± {_g(s)}"
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "task"
+
+
+def _rel(p: str) -> str:
+    try:
+        r = os.path.relpath(p)
+        return p if r.startswith("..") else r
+    except ValueError:
+        return p
+
+
+# --- blocks -> markdown / html ----------------------------------------------------------------
+
+def _md_cell(v: Any) -> str:
+    s = str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    """Render blocks as GitHub Markdown (relative image links, escaped table cells)."""
+    out = []
+    for b in blocks:
+        if b[0] == "h":
+            out.append("#" * b[1] + " " + _md_cell(b[2]))
+        elif b[0] == "p":
+            out.append(_md_cell(b[1]).replace("\\|", "|"))
+        elif b[0] == "table":
+            df = b[1]
+            out.append("| " + " | ".join(_md_cell(c) for c in df.columns) + " |")
+            out.append("|" + "|".join("---" for _ in df.columns) + "|")
+            out.extend("| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False))
+        elif b[0] == "img":
+            out.append(f"![{_md_cell(b[2])}]({b[1]})")
+        out.append("")
+    return "\n".join(out)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+       "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+       "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}")
+
+
+def to_html(blocks: list[tuple], root: Path) -> str:
+    """Render blocks as one self-contained HTML page: PNGs inlined, every string escaped."""
+    e = html.escape
+    out = ["<!doctype html><html><head><meta charset='utf-8'><title>adaxbench report</title>",
+           f"<style>{CSS}</style></head><body>"]
+    for b in blocks:
+        if b[0] == "h":
+            out.append(f"<h{b[1]}>{e(str(b[2]))}</h{b[1]}>")
+        elif b[0] == "p":
+            out.append(f"<p>{e(str(b[1]))}</p>")
+        elif b[0] == "table":
+            df = b[1]
+            out.append("<table><thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+                       + "</tr></thead><tbody>")
+            out.extend("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
+                       for row in df.itertuples(index=False))
+            out.append("</tbody></table>")
+        elif b[0] == "img":
+            data = base64.b64encode((root / b[1]).read_bytes()).decode()
+            out.append(f"<p><img src='data:image/png;base64,{data}' alt='{e(str(b[2]), quote=True)}'></p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def _parse_target(target: str | float | None) -> dict[str, float] | float | None:
+    if target is None or isinstance(target, (int, float)):
+        return target
+    try:
+        return float(target)
+    except ValueError:
+        pass
+    out = {}
+    for part in str(target).split(","):
+        task, _, val = part.partition("=")
+        try:
+            out[task.strip()] = float(val)
+        except ValueError:
+            raise ReportError(f"bad --target {target!r}: expected a number or TASK=VALUE[,TASK=VALUE...]") from None
+    return out
+
+
+def _setting_columns(rs: RunSet, keys: Iterable[str]) -> pd.DataFrame:
+    rows = [{k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in rs.settings[key].items()} for key in keys]
+    return pd.DataFrame(rows)
+
+
+def _excluded(rs: RunSet, tasks: dict) -> pd.DataFrame:
+    r = rs.runs
+    bad = r[(r["status"] != "completed") | (r["problem"] != "") | ~r["task"].isin(list(tasks))]
+    reason = bad["problem"].where(bad["problem"] != "", bad["error"])
+    reason = reason.where(reason != "", bad["status"].map({
+        "running": "still running", "interrupted": "interrupted (resume to finish)",
+        "diverged": "diverged", "failed": "failed (no error message)", "completed": "no usable metric logged"})
+        .fillna("unknown status"))
+    return pd.DataFrame({"run dir": [_rel(p) for p in bad["path"]], "task": bad["task"], "optimizer": bad["optimizer"],
+                         "seed": [("" if s is None or s != s else str(int(s)) if float(s).is_integer() else str(s))
+                                  for s in bad["seed"]],
+                         "status": bad["status"], "reason": reason})
+
+
+def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "report",
+                 metric: str | None = None, x: str = "epoch", target: str | float | None = None,
+                 baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final") -> Report:
+    """Read every run under ``paths`` and write the comparison report into ``out``.
+
+    Raises ReportError (one line) when nothing usable was found or an argument is invalid.
+    """
+    t0 = time.perf_counter()
+    if x not in F.X_LABELS:
+        raise ReportError(f"bad --x {x!r}: expected one of epoch, step, time")
+    if select not in ("final", "best"):
+        raise ReportError(f"bad --select {select!r}: expected final or best")
+    formats = [f.strip() for f in formats if f.strip()]
+    if bad := [f for f in formats if f not in FORMATS]:
+        raise ReportError(f"bad --format {','.join(bad)}: expected md, html or md,html")
+    if metric is not None:
+        from .aggregate import split_metric
+        split_metric(metric)
+    tgt = _parse_target(target)
+
+    rs = load_runs(paths)
+    rs.runs["label"] = label_settings(rs)
+    usable = rs.runs[(rs.runs["status"] == "completed") & (rs.runs["problem"] == "")]
+    if usable.empty:
+        raise ReportError(f"no usable run among {len(rs.runs)} run dir(s): none is completed with "
+                          f"readable metrics (see run.json status of each)")
+    tasks = task_infos(rs, metric, tgt, select)
+    tasks = {k: v for k, v in tasks.items() if not v.note}
+    missing = sorted(set(usable["task"]) - set(tasks))
+    if not tasks:
+        raise ReportError(f"no usable run logs metric {metric}: pass --metric SPLIT/METRIC that the runs logged")
+    scores = run_scores(rs, tasks, select)
+    agg = aggregate(rs, tasks, scores, baseline, x)
+    excluded = _excluded(rs, tasks)
+
+    outdir = Path(out)
+    figdir = outdir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    rep = Report(out=outdir, excluded=excluded)
+    colors = F.optimizer_colors(list(rs.runs.loc[rs.runs["optimizer"] != "", "optimizer"]))
+
+    def fig(stem: str, made: tuple) -> str | None:
+        f, n = made
+        if f is None:
+            return None
+        F.save(f, figdir, stem)
+        rep.series[stem] = n
+        rep.files += [figdir / f"{stem}.png", figdir / f"{stem}.svg"]
+        return f"figures/{stem}.png"
+
+    n_usable = len(usable)
+    blocks: list[tuple] = [("h", 1, "adaxbench report"), (
+        "p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from {len(rs.runs)} run dir(s): "
+             f"{n_usable} completed and usable, {len(excluded)} listed under 'Runs not included'. "
+             f"Tasks: {', '.join(tasks)}. Baseline: {baseline}. Curves against {x}.")]
+    if missing:
+        blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(missing)}."))
+
+    # Performance profiles first: the cross-task summary.
+    if len(tasks) >= 2:
+        times = profile_times(agg, list(tasks))
+        finite = times.to_numpy()[np.isfinite(times.to_numpy())]
+        ratios = times.div(times.min(axis=1), axis=0).to_numpy()
+        top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
+        taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
+        rho = performance_profile(times, taus)
+        blocks += [("h", 2, "Performance profiles across tasks"),
+                   ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by {select} "
+                         f"validation metric) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
+                         "task's target (∞ if not reached, diverged or not run); ρ(τ) is the fraction of tasks "
+                         "on which that time is within a factor τ of the fastest optimizer's."
+                         + ("" if finite.size else " No optimizer reached any target."))]
+        tt = times.map(lambda v: _g(v, ".4g")).reset_index()
+        blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
+        img = fig("performance_profiles", F.profile_figure(rho, colors, x))
+        blocks.append(("img", img, "performance profiles"))
+        rep.files.append(outdir / "performance_profiles.csv")
+        rho.to_csv(outdir / "performance_profiles.csv")
+
+    for name, task in tasks.items():
+        a = agg[agg["task"] == name]
+        blocks.append(("h", 2, f"Task {name}"))
+        tdesc = (f"target {task.target:g} (from {task.target_source})" if task.target is not None
+                 else "no target (pass --target VALUE)")
+        blocks.append(("p", f"Metric {task.metric} ({'higher' if task.higher_better else 'lower'} is better), "
+                            f"{tdesc}. Mean ± std over completed seeds; Δ = setting − baseline ({baseline}, its "
+                            f"best setting) on the final metric with a 95% bootstrap CI over seeds "
+                            f"({N_BOOT} resamples), * where it excludes 0."))
+        shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
+        if len(shown) < len(a):
+            blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
+        has_base = a["is_baseline"].any()
+        tab = pd.DataFrame({
+            "optimizer": shown["label"],
+            "seeds": shown["seeds"],
+            f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
+            f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
+            f"Δ final vs {baseline} [95% CI]": [
+                "baseline" if b else ("—" if not has_base or math.isnan(d) else
+                                      f"{d:+.4g} [{_g(lo, '+.4g')}, {_g(hi, '+.4g')}]" + (" *" if sig else ""))
+                for b, d, lo, hi, sig in zip(shown["is_baseline"], shown["delta"], shown["ci_lo"], shown["ci_hi"],
+                                             shown["significant"])],
+            "reached target": [f"{r}/{n}" if task.target is not None else "—"
+                               for r, n in zip(shown["reached"], shown["finished"])],
+            "epochs to target": [_g(v, ".3g") for v in shown["epochs_to_target"]],
+            "seconds to target": [_g(v, ".3g") for v in shown["seconds_to_target"]],
+            "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
+        })
+        blocks.append(("table", tab))
+        if not has_base:
+            blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
+        blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
+                            "evaluation excluded); 'reached target' counts completed and diverged seeds."))
+        slug = _slug(name)
+        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors))
+        blocks.append(("img", img, f"{name} curves"))
+        blocks.append(("p", "Lines: mean over seeds; bands: ± one std. Minibatch loss is smoothed per seed "
+                            "(EMA) before averaging."
+                            + (" Optimizers with more than four settings show only their best."
+                               if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
+        img = fig(f"{slug}_adaptivity", F.adaptivity_figure(rs, a, task, colors))
+        if img:
+            blocks.append(("img", img, f"{name} logged beta2 and effective step size"))
+        img = fig(f"{slug}_lr_sensitivity", F.lr_figure(a, rs.settings, task, colors))
+        if img:
+            blocks.append(("img", img, f"{name} learning-rate sensitivity"))
+        multi = a.groupby("optimizer")["setting"].transform("size") > 1
+        if multi.any():
+            b = a[multi & a["is_best"]]
+            tried = a[multi].groupby("optimizer").size()
+            blocks += [("h", 3, f"Best setting per optimizer on {name}"),
+                       ("p", f"Selected by the {select} {task.select_metric} (mean over seeds)."),
+                       ("table", pd.DataFrame({
+                           "optimizer": b["optimizer"], "best setting": b["label"],
+                           f"{select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
+                           f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
+                           "settings tried": [int(tried[o]) for o in b["optimizer"]]}))]
+
+    sched = {}
+    for key in agg.loc[agg["seeds"] > 0, "setting"]:
+        s = rs.settings[key]
+        sc = F.beta2_schedule(s)
+        if sc is not None:
+            sched.setdefault(sc, s.get("optimizer.name"))
+    if sched:
+        items = [(n + ("" if n == sc[0] else f" ({sc[0]})")
+                  + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
+                 for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
+        blocks += [("h", 2, "β̂₂ schedules"),
+                   ("p", "Effective second-moment weight β̂₂,t (bias correction folded in) of each schedule "
+                         "present, t = 1 to 1e6.")]
+        blocks.append(("img", fig("beta2_schedules", F.beta2_figure(items, colors)), "beta2 schedules"))
+
+    blocks.append(("h", 2, "Runs not included"))
+    if excluded.empty:
+        blocks.append(("p", "None: every run dir completed and was readable."))
+    else:
+        blocks += [("p", "Running, interrupted, diverged, failed or unreadable runs are not in the means above "
+                         "(diverged seeds do count as misses in 'reached target')."),
+                   ("table", excluded)]
+
+    # CSVs: a row per run and a row per task × setting, with the hyperparameters as columns.
+    summ = rs.runs.drop(columns=["setting"]).join(scores.add_prefix("report."), how="left")
+    summ = pd.concat([summ.reset_index(drop=True), _setting_columns(rs, rs.runs["setting"]).add_prefix("config.")],
+                     axis=1)
+    summ.to_csv(outdir / "summary.csv", index=False)
+    agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
+                         _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)
+    agg_out.to_csv(outdir / "aggregate.csv", index=False)
+    rep.files += [outdir / "summary.csv", outdir / "aggregate.csv"]
+    rep.summary, rep.aggregate = summ, agg
+
+    if "md" in formats:
+        (outdir / "report.md").write_text(to_markdown(blocks))
+        rep.files.append(outdir / "report.md")
+    if "html" in formats:
+        (outdir / "report.html").write_text(to_html(blocks, outdir))
+        rep.files.append(outdir / "report.html")
+    rep.seconds = time.perf_counter() - t0
+    return rep

@@ -1,0 +1,32 @@
+"""Benchmark problems: real image classification tasks and synthetic ones."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .base import Task, TaskError
+
+KINDS = ("image", "synthetic")
+
+
+def build_task(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torch.device, seed: int,
+               train_limit: int | None = None, channels_last: bool = False,
+               eval_batch_size: int = 1000) -> Task:
+    """Build the task named by a ``configs/task/*.yaml`` mapping, with its data on ``device``."""
+    kind = cfg.get("kind")
+    if kind == "image":
+        from .image import ImageClassificationTask
+
+        task = ImageClassificationTask(cfg, data_cfg, device, train_limit=train_limit, channels_last=channels_last)
+        task.eval_batch_size = int(eval_batch_size)
+        return task
+    if kind == "synthetic":
+        from .synthetic import build_synthetic
+
+        return build_synthetic(cfg, device, seed)
+    raise TaskError(f"task.kind={kind!r} is unknown; accepted: {', '.join(KINDS)}")
+
+
+__all__ = ["Task", "TaskError", "build_task", "KINDS"]

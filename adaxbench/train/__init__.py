@@ -1,0 +1,1 @@
+"""Training runner, run records and sweep bookkeeping."""

@@ -1,0 +1,123 @@
+"""``adaxbench best SWEEP_DIR``: the winning setting per task x optimizer of a tuning sweep.
+
+The DeepOBS / Crowded Valley protocol: score every setting of a grid on the validation
+split (mean over its seeds, final or best value), keep the best per task and optimizer, and
+rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..report.aggregate import higher_is_better, run_scores, split_metric, task_infos
+from ..report.load import ReportError, load_runs
+
+# Overrides that describe where/how a job ran, not what it trained.
+NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "resume=", "trainer.progress=", "trainer.device=")
+
+
+def _setting_overrides(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.lstrip("+~").startswith(NOT_A_SETTING)]
+
+
+def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: str = "final") -> pd.DataFrame:
+    """One row per (task, optimizer): the setting with the best mean selection score.
+
+    A diverged seed scores as the worst possible value, so a setting that sometimes blows
+    up cannot win on its surviving seeds; failed or unfinished runs are ignored.
+    """
+    rs = load_runs([sweep_dir])
+    runs = rs.runs[rs.runs["status"].isin(["completed", "diverged"]) & (rs.runs["problem"] == "")]
+    if runs.empty:
+        raise ReportError(f"no completed or diverged runs under {sweep_dir}")
+    split_metric(metric)
+    infos = task_infos(rs, None, None, select=mode)
+    ev = rs.metrics.loc[rs.metrics["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
+    logged = set(zip(rs.runs.loc[ev["run"].to_numpy(), "task"], ev["split"].astype(str) + "/" + ev["metric"].astype(str)))
+    for task, info in infos.items():
+        # Score on the asked metric; tasks without it (synthetic problems) fall back to a loss.
+        chosen = next((c for c in (metric, "valid/loss", "train/loss") if (task, c) in logged), metric)
+        info.metric = info.select_metric = chosen
+        info.higher_better, info.target = higher_is_better(chosen), None
+    scores = run_scores(rs, infos, select=mode)
+    df = runs[["task", "optimizer", "setting", "status", "path"]].join(scores["sel"], how="left")
+    worst = df["task"].map(lambda t: -math.inf if higher_is_better(infos[t].metric) else math.inf)
+    df["score"] = df["sel"].where(df["status"] == "completed", worst).fillna(worst)
+    overrides = {}
+    for run_id in df.index:
+        info_overrides = _read_overrides(Path(df.at[run_id, "path"]))
+        overrides[run_id] = _setting_overrides(info_overrides)
+    df["overrides"] = pd.Series(overrides)
+
+    rows = []
+    for (task, opt), g in df.groupby(["task", "optimizer"], sort=True):
+        per_setting = g.groupby("setting").agg(score=("score", "mean"), seeds=("score", "size"),
+                                               diverged=("status", lambda s: int((s == "diverged").sum())))
+        hb = higher_is_better(infos[task].metric)
+        win = per_setting["score"].idxmax() if hb else per_setting["score"].idxmin()
+        first = g[g["setting"] == win].index[0]
+        rows.append({"task": task, "optimizer": opt, "metric": infos[task].metric, "mode": mode,
+                     "score": per_setting.at[win, "score"], "seeds": int(per_setting.at[win, "seeds"]),
+                     "settings_tried": len(per_setting), "diverged": int(per_setting.at[win, "diverged"]),
+                     "overrides": g.at[first, "overrides"]})
+    return pd.DataFrame(rows)
+
+
+def _read_overrides(run_dir: Path) -> list[str]:
+    import json
+
+    try:
+        return list(json.loads((run_dir / "run.json").read_text()).get("overrides") or [])
+    except (OSError, ValueError):
+        return []
+
+
+def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:
+    lines = ["#!/usr/bin/env bash", "# Rerun the best setting per task x optimizer with more seeds "
+             "(written by `adaxbench best`).", "set -euo pipefail"]
+    seed_list = ",".join(str(s) for s in range(seeds))
+    for row in best.itertuples():
+        args = " ".join(shlex.quote(o) for o in row.overrides)
+        out = shlex.quote(f"{sweep_root}/{row.task}_{row.optimizer}")
+        lines.append(f"adaxbench run -m {args} seed={seed_list} hydra.sweep.dir={out}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaxbench best", description=(
+        "Best setting per task x optimizer of a tuning sweep, scored on the validation split "
+        "(mean over seeds; a diverged seed scores worst)."))
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--metric", default="valid/accuracy", help="SPLIT/METRIC to select on (default %(default)s;"
+                        " tasks without it fall back to valid/loss)")
+    parser.add_argument("--mode", choices=("final", "best"), default="final",
+                        help="score a run by its final or its best evaluation (default %(default)s)")
+    parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per rerun (default %(default)s)")
+    parser.add_argument("--rerun-dir", default=None, help="sweep dir root of the reruns (default SWEEP_DIR_best)")
+    args = parser.parse_args(argv)
+    try:
+        if not Path(args.sweep_dir).is_dir():
+            raise ReportError(f"no such sweep dir: {args.sweep_dir}")
+        if args.seeds < 1:
+            raise ReportError(f"--seeds must be >= 1, got {args.seeds}")
+        best = best_settings(args.sweep_dir, args.metric, args.mode)
+    except ReportError as e:
+        print(f"adaxbench best: error: {e}", file=sys.stderr)
+        return 2
+    for row in best.itertuples():
+        extra = f", {row.diverged} diverged" if row.diverged else ""
+        print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
+              f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
+    if args.write:
+        root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
+        Path(args.write).write_text(rerun_script(best, args.seeds, root))
+        Path(args.write).chmod(0o755)
+        print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
+    return 0

@@ -1,0 +1,172 @@
+"""Training throughput of the harness against a bare loop and a DataLoader pipeline.
+
+For each task (fmnist_mlp, cifar10_3c3d) and the current device, prints training samples/s of
+  harness     - `adaxbench.train.runner` end to end (training time only, evaluation excluded)
+  bare        - a hand-written loop: same model, batch size, optimizer, in-memory tensors
+  dataloader  - torchvision's per-sample Dataset (PIL + transforms) + DataLoader, 0 and 2 workers
+and the ratios harness/bare (goal >= 0.9) and harness/dataloader (goal >= 2 on CPU).
+Fashion-MNIST is the real data when installed; CIFAR-10 uses random uint8 images of its exact
+shape (throughput does not depend on pixel values, and CIFAR cannot be downloaded here).
+
+    python scripts/bench_runner.py [--steps 150] [--tasks fmnist_mlp,cifar10_3c3d] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from adaxbench.tasks import datasets, image
+from adaxbench.tasks.augment import random_crop_flip
+from adaxbench.tasks.models import build_model
+from adaxbench.train.runner import run_in_dir
+from adaxbench.train.validate import resolve_device
+
+
+def load_arrays(task_cfg) -> datasets.ImageArrays:
+    if task_cfg.dataset == "fashion_mnist":
+        try:
+            return datasets.load_dataset("fashion_mnist", "data")
+        except datasets.DataNotFoundError:
+            pass
+    shape, n = ((3, 32, 32), 50000) if task_cfg.dataset.startswith("cifar") else ((1, 28, 28), 60000)
+    g = torch.Generator().manual_seed(0)
+    return datasets.ImageArrays(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                                torch.randint(0, 10, (n,), generator=g),
+                                torch.randint(0, 256, (1000, *shape), dtype=torch.uint8, generator=g),
+                                torch.randint(0, 10, (1000,), generator=g), 10, (0.5,) * shape[0],
+                                (0.25,) * shape[0], "random")
+
+
+def harness(cfg, arrays, steps: int) -> float:
+    image.load_dataset = lambda *a, **k: arrays
+    n = steps * cfg.task.batch_size
+    cfg.trainer.train_limit, cfg.trainer.epochs, cfg.trainer.log_every = n, 1, 50
+    cfg.trainer.progress, cfg.trainer.checkpoint = False, False
+    cfg.task.train_eval_size, cfg.task.valid_size = 1000, 1000
+    with tempfile.TemporaryDirectory() as d:
+        run_in_dir(cfg, Path(d) / "run")
+        import json
+        info = json.loads((Path(d) / "run" / "run.json").read_text())
+    assert info["status"] == "completed", info["error"]
+    return info["throughput"]["samples_per_s"]
+
+
+def bare(cfg, arrays, steps: int, device) -> float:
+    torch.manual_seed(0)
+    bs = cfg.task.batch_size
+    x_all, y_all = arrays.train_x[: steps * bs].to(device), arrays.train_y[: steps * bs].to(device)
+    c = x_all.shape[1]
+    mean = torch.tensor(arrays.mean, device=device).view(1, c, 1, 1)
+    std = torch.tensor(arrays.std, device=device).view(1, c, 1, 1)
+    model = build_model(cfg.task.model, 10, c, x_all.shape[-1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator(device=device).manual_seed(0)
+    perm = torch.randperm(x_all.shape[0], device=device, generator=g)
+
+    def step(i):
+        idx = perm[i * bs:(i + 1) * bs]
+        x = x_all[idx]
+        if cfg.task.augment:
+            x = random_crop_flip(x, 4, g)
+        x = (x.float() / 255 - mean) / std
+        loss = F.cross_entropy(model(x), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(0)  # warm-up (allocator, kernels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * bs / (time.perf_counter() - t)
+
+
+class PerSampleImages(Dataset):
+    """torchvision's dataset pattern (CIFAR10/FashionMNIST.__getitem__): one PIL image at a time."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform):
+        self.x = x.numpy()
+        self.y = y.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        a = self.x[i]
+        img = Image.fromarray(a[0], mode="L") if a.shape[0] == 1 else Image.fromarray(np.transpose(a, (1, 2, 0)))
+        return self.transform(img), self.y[i]
+
+
+def dataloader(cfg, arrays, steps: int, device, workers: int) -> float:
+    torch.manual_seed(0)
+    bs = cfg.task.batch_size
+    aug = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if cfg.task.augment else []
+    tf = transforms.Compose([*aug, transforms.ToTensor(), transforms.Normalize(arrays.mean, arrays.std)])
+    ds = PerSampleImages(arrays.train_x[: (steps + 1) * bs], arrays.train_y[: (steps + 1) * bs], tf)
+    loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=workers, drop_last=True,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    c = arrays.train_x.shape[1]
+    model = build_model(cfg.task.model, 10, c, arrays.train_x.shape[-1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    it = iter(loader)
+    t = None
+    for i in range(steps + 1):
+        if i == 1:  # the first batch pays for worker start-up: not counted
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+        x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * bs / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--tasks", default="fmnist_mlp,cifar10_3c3d")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.steps} steps per measurement")
+    print(f"{'task':14s} {'pipeline':16s} {'samples/s':>10s}")
+    for task in args.tasks.split(","):
+        with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"task={task}", "optimizer=adam",
+                                                           f"trainer.device={args.device}"])
+        arrays = load_arrays(cfg.task)
+        results = {"bare": bare(cfg, arrays, args.steps, device), "harness": harness(cfg, arrays, args.steps)}
+        for w in (0, 2):
+            results[f"dataloader w={w}"] = dataloader(cfg, arrays, args.steps, device, w)
+        for name, sps in results.items():
+            print(f"{task:14s} {name:16s} {sps:10.0f}", flush=True)
+        dl = max(results["dataloader w=0"], results["dataloader w=2"])
+        print(f"{task:14s} harness/bare = {results['harness'] / results['bare']:.2f} (goal >= 0.90), "
+              f"harness/best dataloader = {results['harness'] / dl:.2f} (goal >= 2 on CPU)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Shared helpers: compose the real config tree, run the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+needs_fmnist = pytest.mark.skipif(not (FMNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
+                                  reason="Debian's dataset-fashion-mnist is not installed (make data)")
+# Small and fast: a few hundred training examples, one epoch, frequent logging.
+SMOKE = ["trainer.train_limit=512", "trainer.epochs=1", "trainer.log_every=2", "trainer.progress=false"]
+
+
+def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
+    """The config `adaxbench run OVERRIDES` would get (without the hydra node)."""
+    with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides or []))
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def adaxbench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run([sys.executable, "-m", "adaxbench", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    return json.loads((Path(run_dir) / "run.json").read_text()), pd.read_parquet(Path(run_dir) / "metrics.parquet")
+
+
+def comparable(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Metric rows without wall-clock time (the only column allowed to differ between reruns)."""
+    return metrics.drop(columns=["time"]).reset_index(drop=True)

@@ -1,0 +1,261 @@
+"""`adaxbench report`: table numbers against hand-derived values, failures, figures, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report_fixtures import write_run  # noqa: E402
+
+from adaxbench.report import bootstrap_diff_ci, build_report, performance_profile  # noqa: E402
+from adaxbench.report.cli import main  # noqa: E402
+from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn, beta2_schedule  # noqa: E402
+
+NAN = float("nan")
+
+
+def _acc(values):
+    """Accuracy curve plus a matching (irrelevant) loss curve."""
+    return {"test/accuracy": values, "test/loss": [1 - v for v in values]}
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    """One task, target 0.8, 1.5 s per epoch.  Expected numbers are derived in the tests."""
+    root = tmp_path_factory.mktemp("hand")
+    kw = dict(task="toy", target=0.8, seconds_per_epoch=1.5)
+    adam = [[0.1, 0.5, 0.70, 0.80], [0.1, 0.6, 0.82, 0.81], [0.1, 0.4, 0.60, 0.79]]
+    adax = [[0.1, 0.85, 0.9, 0.90], [0.1, 0.80, 0.91, 0.91], [0.1, 0.9, 0.89, 0.89]]
+    for s, v in enumerate(adam):
+        write_run(root / "sweep" / f"adam{s}", optimizer="adam", seed=s, evals=_acc(v), **kw)
+    for s, v in enumerate(adax):
+        write_run(root / "sweep" / f"adax{s}", optimizer="adax", seed=s, evals=_acc(v), **kw)
+    for s, v in enumerate([[0.1, 0.5, 0.6, 0.7], [0.1, 0.5, 0.6, 0.9]]):
+        write_run(root / "sweep" / f"sgd{s}", optimizer="sgd", seed=s, evals=_acc(v), **kw)
+    # Reached the target at epoch 1, then diverged: a diverged seed, but a hit for time-to-target.
+    write_run(root / "sweep" / "adam3", optimizer="adam", seed=3, status="diverged", error="loss is nan at step 25",
+              evals=_acc([0.1, 0.85, NAN, NAN]), **kw)
+    write_run(root / "sweep" / "sgd2", optimizer="sgd", seed=2, status="failed", error="RuntimeError: out of memory",
+              evals=_acc([0.1, 0.2, 0.3, 0.4]), **kw)
+    rep = build_report([root / "sweep"], out=root / "out", baseline="adam")
+    return rep, rep.aggregate.set_index("optimizer"), (root / "out" / "report.md").read_text()
+
+
+def test_means_stds_and_counts(hand):
+    _, agg, _ = hand
+    # adam finals 0.80, 0.81, 0.79 -> mean 0.80, std sqrt((0 + 1e-4 + 1e-4) / 2) = 0.01
+    assert agg.at["adam", "final_mean"] == pytest.approx(0.80)
+    assert agg.at["adam", "final_std"] == pytest.approx(0.01)
+    # adam bests 0.80, 0.82, 0.79 -> mean 0.803333, std sqrt(4.6667e-4 / 2) = 0.0152753
+    assert agg.at["adam", "best_mean"] == pytest.approx(2.41 / 3)
+    assert agg.at["adam", "best_std"] == pytest.approx(0.0152753, abs=1e-6)
+    assert agg.at["adax", "final_mean"] == pytest.approx(0.90)
+    assert agg.at["adax", "best_mean"] == pytest.approx(2.71 / 3)
+    assert (agg.at["adam", "seeds"], agg.at["adam", "diverged"], agg.at["adam", "failed"]) == (3, 1, 0)
+    assert (agg.at["sgd", "seeds"], agg.at["sgd", "diverged"], agg.at["sgd", "failed"]) == (2, 0, 1)
+
+
+def test_time_to_target(hand):
+    _, agg, _ = hand
+    # adam: seeds hit 0.8 at epochs 3, 2, never, and the diverged seed at epoch 1 -> 3 of 4.
+    assert (agg.at["adam", "reached"], agg.at["adam", "finished"]) == (3, 4)
+    assert agg.at["adam", "epochs_to_target"] == pytest.approx(2.0)
+    assert agg.at["adam", "seconds_to_target"] == pytest.approx(3.0)  # 1.5 s per epoch
+    assert agg.at["adam", "median_to_target"] == pytest.approx(2.5)  # median of 3, 2, ∞, 1
+    # adax: 0.85, 0.80 (>= target counts), 0.9 all at epoch 1.
+    assert agg.at["adax", "epochs_to_target"] == pytest.approx(1.0)
+    assert agg.at["adax", "seconds_to_target"] == pytest.approx(1.5)
+    # sgd: only the seed ending at 0.9 reaches it, at epoch 3; the failed seed is not counted.
+    assert (agg.at["sgd", "reached"], agg.at["sgd", "finished"]) == (1, 2)
+    assert agg.at["sgd", "median_to_target"] == math.inf
+
+
+def test_delta_ci_direction(hand):
+    _, agg, md = hand
+    assert agg.at["adam", "is_baseline"]
+    # adax − adam: 0.10; every bootstrap mean difference lies in [0.89 − 0.81, 0.91 − 0.79].
+    assert agg.at["adax", "delta"] == pytest.approx(0.10)
+    assert 0.08 - 1e-12 <= agg.at["adax", "ci_lo"] < 0.10 < agg.at["adax", "ci_hi"] <= 0.12 + 1e-12
+    assert agg.at["adax", "significant"]
+    # sgd (0.7, 0.9) − adam: 0.0; resampled sgd means of 0.7 or 0.9 have probability 1/4 each.
+    assert agg.at["sgd", "delta"] == pytest.approx(0.0, abs=1e-12)
+    assert agg.at["sgd", "ci_lo"] < 0 < agg.at["sgd", "ci_hi"]
+    assert not agg.at["sgd", "significant"]
+    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "0.8 ± 0.01" in row["adam"] and "baseline" in row["adam"]
+    assert "+0.1 [" in row["adax"] and row["adax"].count("*") == 1
+    assert "*" not in row["sgd"] and "| 3/4 |" in row["adam"]
+
+
+def test_bootstrap_exact_two_point():
+    # a's resampled mean is 0.7, 0.8, 0.9 with probability 1/4, 1/2, 1/4; b's is always 0.8,
+    # so the 2.5% and 97.5% percentiles of the difference are exactly −0.1 and +0.1.
+    d, lo, hi = bootstrap_diff_ci(np.array([0.7, 0.9]), np.array([0.8, 0.8]))
+    assert d == pytest.approx(0.0, abs=1e-12)
+    assert lo == pytest.approx(-0.1) and hi == pytest.approx(0.1)
+    # Both resampled: the extreme differences 1.0 − 0.3 and 1.2 − 0.1 each have probability
+    # 1/16 > 2.5%, so they are the CI ends.
+    d, lo, hi = bootstrap_diff_ci(np.array([1.0, 1.2]), np.array([0.1, 0.3]))
+    assert d == pytest.approx(0.9) and lo == pytest.approx(0.7) and hi == pytest.approx(1.1)
+    assert all(map(math.isnan, bootstrap_diff_ci(np.array([1.0]), np.array([0.1, 0.3]))[1:]))
+
+
+def test_performance_profile_by_hand():
+    times = pd.DataFrame({"x": [1.0, 4.0, math.inf, math.inf], "y": [2.0, 2.0, 3.0, math.inf]},
+                         index=["A", "B", "C", "D"])  # nobody solved D
+    rho = performance_profile(times, np.array([1.0, 1.5, 2.0, 100.0]))
+    # ratios x: 1, 2, ∞, ∞;  y: 2, 1, 1, ∞
+    assert rho["x"].tolist() == pytest.approx([0.25, 0.25, 0.5, 0.5])
+    assert rho["y"].tolist() == pytest.approx([0.5, 0.5, 0.75, 0.75])
+
+
+def test_lower_is_better_metric_and_time_axis(tmp_path):
+    for s, v in enumerate([[2.0, 1.0, 0.5, 0.4], [2.0, 0.45, 0.3, 0.2]]):
+        write_run(tmp_path / "r" / str(s), task="quad", seed=s, seconds_per_epoch=2.0,
+                  evals={"train/loss": v})
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o", metric="train/loss", target=0.5, x="time")
+    a = rep.aggregate.iloc[0]
+    assert a["final_mean"] == pytest.approx(0.3) and a["best_mean"] == pytest.approx(0.3)
+    assert a["epochs_to_target"] == pytest.approx(1.5)  # epochs 2 and 1 (<= target counts)
+    assert a["median_to_target"] == pytest.approx(3.0)  # seconds: median of 4 and 2
+    # Synthetic task without test/accuracy: the default metric falls back to what it logged.
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o2", target="quad=0.35")
+    assert rep.aggregate.iloc[0]["metric"] == "train/loss"
+    assert rep.aggregate.iloc[0]["reached"] == 1
+
+
+def test_grouping_labels_and_bookkeeping(tmp_path):
+    for s in range(2):
+        for lr in (1e-3, 1e-2):
+            d = write_run(tmp_path / f"adam{lr}-{s}", optimizer="adam", opt={"lr": lr}, seed=s)
+            info = json.loads((d / "run.json").read_text())
+            info["config"]["trainer"]["device"] = f"cuda:{s}"  # bookkeeping: must not split groups
+            info["config"]["data"]["root"] = f"/data{s}"
+            (d / "run.json").write_text(json.dumps(info))
+        write_run(tmp_path / f"adax{s}", optimizer="adax", seed=s)
+    rep = build_report([tmp_path], out=tmp_path / "o")
+    assert sorted(rep.aggregate["label"]) == ["adam lr=0.001", "adam lr=0.01", "adax"]
+    assert rep.aggregate["seeds"].tolist() == [2, 2, 2]
+    assert set(rep.summary["config.optimizer.lr"]) == {1e-3, 1e-2, 2e-3}
+
+
+def test_failures_are_listed_not_dropped(tmp_path):
+    ok = write_run(tmp_path / "sweep" / "ok")
+    bad = {
+        "div": write_run(tmp_path / "sweep" / "div", status="diverged", error="loss is nan"),
+        "fail": write_run(tmp_path / "sweep" / "fail", status="failed", error="ValueError: bad lr"),
+        "run": write_run(tmp_path / "sweep" / "run", status="running"),
+        "intr": write_run(tmp_path / "sweep" / "intr", status="interrupted"),
+        "pq": write_run(tmp_path / "sweep" / "pq"),
+        "nometrics": write_run(tmp_path / "sweep" / "nometrics", metrics=False),
+        "json": tmp_path / "sweep" / "json",
+    }
+    (bad["pq"] / "metrics.parquet").write_bytes(b"PAR1 this is not parquet")
+    bad["json"].mkdir()
+    (bad["json"] / "run.json").write_text('{"status": "completed", "config": ')
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "o")]) == 0
+    md = (tmp_path / "o" / "report.md").read_text()
+    section = md.split("## Runs not included")[1]
+    for name, d in bad.items():
+        assert f"| {d} |" in section or f"{name} |" in section, name
+    assert "loss is nan" in section and "ValueError: bad lr" in section
+    assert "run.json unreadable" in section and "metrics.parquet unreadable" in section
+    assert "metrics.parquet missing" in section and "still running" in section
+    assert str(ok) not in section
+    summary = pd.read_csv(tmp_path / "o" / "summary.csv")
+    assert len(summary) == 8  # every run dir has a row, broken ones included
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "run.json unreadable" in html
+
+
+def test_no_usable_run_is_one_line_exit_2(tmp_path, capsys):
+    write_run(tmp_path / "a", status="failed", error="boom")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.json").write_text("not json")
+    cases = [[str(tmp_path)], [str(tmp_path / "missing")], [str(tmp_path), "--x", "wallclock"],
+             [str(tmp_path), "--metric", "accuracy"], [str(tmp_path), "--format", "pdf"], []]
+    for argv in cases:
+        assert main(argv + ["--out", str(tmp_path / "o")]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("adaxbench report: error:"), (argv, err)
+        assert "Traceback" not in err
+
+
+def _series(svg: Path) -> int:
+    root = ET.parse(svg).getroot()  # parseable XML
+    return sum(1 for el in root.iter() if (el.get("id") or "").startswith("series-"))
+
+
+def test_figures_are_valid_png_svg_with_expected_series(tmp_path):
+    import matplotlib.image as mpimg
+
+    batch = {"loss": np.linspace(2, 1, 6), "beta2_hat": np.linspace(0.5, 0.9, 6), "eff_lr_mean": np.full(6, 1e-3)}
+    for task in ("t1", "t2"):
+        for s in range(2):
+            for lr in (1e-3, 1e-2):
+                write_run(tmp_path / task / f"adam{lr}-{s}", task=task, optimizer="adam", opt={"lr": lr}, seed=s,
+                          target=0.5, batch=batch)
+            write_run(tmp_path / task / f"adax{s}", task=task, optimizer="adax", seed=s, target=0.5, batch=batch)
+            write_run(tmp_path / task / f"sgd{s}", task=task, optimizer="sgd", seed=s, target=0.5)
+    rep = build_report([tmp_path], out=tmp_path / "o")
+    figs = tmp_path / "o" / "figures"
+    expected = {
+        "t1_curves": 4 * 4,  # 4 settings × (accuracy, loss, minibatch loss vs step, vs time)
+        "t1_adaptivity": 3 * 2,  # sgd logged no β̂₂/eff. lr: 3 settings × 2 panels
+        "t1_lr_sensitivity": 1,  # only adam varied lr
+        "beta2_schedules": 2 * 2,  # adam β2=0.999 and adax β2=1e-4, β̂₂ and 1 − β̂₂ panels; none for sgd
+        "performance_profiles": 3,
+    }
+    for stem, n in expected.items():
+        png = (figs / f"{stem}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", stem
+        img = mpimg.imread(figs / f"{stem}.png")
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
+        assert _series(figs / f"{stem}.svg") == n == rep.series[stem], stem
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "](figures/t1_curves.png)" in md and "](figures/performance_profiles.png)" in md
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "src='figures/" not in html and html.count("data:image/png;base64,") == len(rep.series)
+
+
+def test_html_and_markdown_escape_config_strings(tmp_path):
+    evil = "<script>alert('x')</script>|"
+    for s in range(2):
+        write_run(tmp_path / f"a{s}", optimizer="adam", opt={"note": evil}, seed=s)
+        write_run(tmp_path / f"b{s}", optimizer="adam", opt={"note": "plain"}, seed=s)
+    build_report([tmp_path], out=tmp_path / "o")
+    html = (tmp_path / "o" / "report.html").read_text()
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>" not in md and "\\|" in md
+
+
+def test_beta2_curves_match_hand_values():
+    # Adam β2(1−β2^{t−1})/(1−β2^t): t=1 -> 0, t=2 -> β2/(1+β2); AdaX 1 − β2/((1+β2)^t − 1):
+    # t=2 -> 1 − 1/(2+β2); AdaFactor 1 − t^{−c}: t=100, c=0.8 -> 1 − 10^{−1.6}.
+    for fn in (beta2_hat_fn(), _beta2_hat_reference):
+        assert fn("adam", 1, beta2=0.999) == pytest.approx(0.0, abs=1e-15)
+        assert fn("adam", 2, beta2=0.999) == pytest.approx(0.999 / 1.999, rel=1e-12)
+        assert fn("adam", 10**9, beta2=0.999) == pytest.approx(0.999, rel=1e-12)
+        assert fn("adax", 1, beta2=1e-4) == pytest.approx(0.0, abs=1e-12)
+        assert fn("adax", 2, beta2=1e-4) == pytest.approx(1 - 1 / 2.0001, rel=1e-12)
+        assert fn("adax", 10**9, beta2=1e-4) == 1.0
+        assert fn("adafactor", 100, decay_rate=0.8) == pytest.approx(1 - 10**-1.6, rel=1e-12)
+
+
+def test_beta2_schedule_of_each_optimizer():
+    assert beta2_schedule({"optimizer.name": "adam", "optimizer.betas": [0.9, 0.99]}) == ("adam", 0.99, 0.8)
+    assert beta2_schedule({"optimizer.name": "amsgrad", "optimizer.betas": [0.9, 0.999]})[:2] == ("adam", 0.999)
+    assert beta2_schedule({"optimizer.name": "adaxw", "optimizer.betas": [0.9, 1e-3]})[:2] == ("adax", 1e-3)
+    assert beta2_schedule({"optimizer.name": "sched_adax"})[:2] == ("adax", 1e-4)
+    assert beta2_schedule({"optimizer.name": "adafactor", "optimizer.beta2_decay": -0.5}) == ("adafactor", None, 0.5)
+    assert beta2_schedule({"optimizer.name": "sched_adafactor", "optimizer.decay_rate": 0.7})[2] == 0.7
+    assert beta2_schedule({"optimizer.name": "sgd", "optimizer.lr": 0.1}) is None

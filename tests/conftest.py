@@ -18,7 +18,8 @@ FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
                                   reason="Debian's dataset-fashion-mnist is not installed (make data)")
 # Small and fast: a few hundred training examples, one epoch, frequent logging.
-SMOKE = ["trainer.train_limit=512", "trainer.epochs=1", "trainer.log_every=2", "trainer.progress=false"]
+SMOKE = ["trainer.train_limit=512", "trainer.eval_limit=1000", "trainer.epochs=1", "trainer.log_every=2",
+         "trainer.progress=false"]
 
 
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:

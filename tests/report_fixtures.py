@@ -101,15 +101,16 @@ def write_run(run_dir: str | Path, *, task: str = "fmnist_mlp", optimizer: str =
 def synthetic_sweep(root: str | Path, n_runs: int, epochs: int = 100, steps_per_epoch: int = 100,
                     log_every: int = 10, tasks: Sequence[str] = ("fmnist_mlp", "cifar10_3c3d"),
                     optimizers: Sequence[str] = ("adam", "adax", "adafactor", "sgd"),
-                    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2), seed: int = 0) -> list[Path]:
+                    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2), seed: int = 0, start: int = 0) -> list[Path]:
     """``n_runs`` plausible runs (task × optimizer × lr × seed grid, filled in that order), each
-    with loss/accuracy curves for train/valid/test and batch loss, lr, grad_norm, β̂₂, eff. lr."""
+    with loss/accuracy curves for train/valid/test and batch loss, lr, grad_norm, β̂₂, eff. lr.
+    ``start`` continues the grid (and seeds) of an earlier call."""
     rng = np.random.default_rng(seed)
     out = []
     grid = [(t, o, lr) for t in tasks for o in optimizers for lr in lrs]
     e = np.arange(epochs + 1)
     steps = np.arange(log_every, epochs * steps_per_epoch + 1, log_every)
-    for i in range(n_runs):
+    for i in range(start, start + n_runs):
         task, opt, lr = grid[i % len(grid)]
         s = i // len(grid)
         rate = rng.uniform(0.03, 0.12)

@@ -230,6 +230,39 @@ def test_missing_data_messages(tmp_path, monkeypatch):
     assert isinstance(e.value, TaskError)
 
 
+def test_download_goes_through_torchvision_into_root(tmp_path, monkeypatch):
+    # Stand-in for the network: torchvision's MNIST.download asks for each .gz and expects
+    # it unpacked into root/MNIST/raw; serve the files from a local staging copy.
+    train_x, *_ = fake_idx_set(tmp_path / "staging", gz=False)
+    fetched = []
+
+    def fake_fetch(url, download_root, filename=None, md5=None, **kw):
+        fetched.append(filename)
+        plain = filename[:-3]
+        (Path(download_root) / plain).write_bytes((tmp_path / "staging" / plain).read_bytes())
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", fake_fetch)
+    with pytest.raises(DataNotFoundError):
+        load_dataset("mnist", tmp_path / "data")  # download=False: never fetches
+    assert fetched == []
+    d = load_dataset("mnist", tmp_path / "data", download=True)
+    assert sorted(fetched) == sorted(f + ".gz" for f in datasets._IDX_FILES)
+    assert d.source == str(tmp_path / "data" / "MNIST" / "raw")
+    assert torch.equal(d.train_x[:, 0], torch.from_numpy(train_x))
+
+
+def test_failed_download_is_one_line(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
+    with pytest.raises(DataNotFoundError, match="download into .* failed .*name resolution") as e:
+        load_dataset("cifar100", tmp_path, download=True)
+    assert "\n" not in str(e.value)
+
+
 def test_unknown_dataset_lists_the_accepted_ones(tmp_path):
     with pytest.raises(TaskError) as e:
         load_dataset("imagenet", tmp_path)

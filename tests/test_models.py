@@ -80,8 +80,7 @@ def test_forward_backward(name):
     F.cross_entropy(out, y).backward()
     for pname, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    if name != "logreg":  # logreg starts at 0, where only the last layer's gradient is nonzero anyway
-        assert all(p.grad.abs().sum() > 0 for p in m.parameters())
+    assert all(p.grad.abs().sum() > 0 for p in m.parameters())  # every layer gets signal
 
 
 @pytest.mark.parametrize("name", ["2c2d", "3c3d", "allcnnc", "resnet20"])
@@ -191,10 +190,35 @@ def test_l2_parameters_are_the_weights_not_biases_or_bn():
 
 
 def test_other_geometries_and_errors():
-    assert build_model("mlp", 10, 3, 32)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert build_model("2c2d", 10, 3, 32)(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert build_model("resnet20", 100, 1, 28)(torch.randn(2, 1, 28, 28)).shape == (2, 100)
     with pytest.raises(TaskError, match="accepted: logreg, mlp, 2c2d, 3c3d, allcnnc, resnet20"):
         build_model("vgg16", 10, 3, 32)
     with pytest.raises(TaskError, match="at least 9x9"):
         build_model("3c3d", 10, 3, 8)
+
+
+def test_image_task_configs_build():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from adaxbench.tasks.datasets import DATASETS
+
+    geometry = {"mnist": (10, 1, 28), "fashion_mnist": (10, 1, 28),
+                "cifar10": (10, 3, 32), "cifar100": (100, 3, 32)}
+    keys = {"name", "kind", "dataset", "model", "batch_size", "epochs", "l2_reg", "augment",
+            "crop_padding", "valid_size", "train_eval_size", "target", "lr_schedule"}
+    files = sorted((Path(__file__).parents[1] / "configs" / "task").glob("*.yaml"))
+    image = [OmegaConf.load(f) for f in files if OmegaConf.load(f).kind == "image"]
+    assert {c.name for c in image} >= {"mnist_logreg", "mnist_mlp", "mnist_2c2d", "fmnist_mlp",
+                                       "fmnist_2c2d", "cifar10_3c3d", "cifar100_3c3d",
+                                       "cifar100_allcnnc", "cifar10_resnet20"}
+    for c in image:
+        assert keys <= set(c), c.name
+        assert c.dataset in DATASETS and c.model in MODELS, c.name
+        assert c.augment == c.dataset.startswith("cifar"), c.name
+        assert 0 < c.target < 1 and c.l2_reg >= 0, c.name
+    for model, dataset in {(c.model, c.dataset) for c in image}:
+        k, ch, s = geometry[dataset]
+        assert build_model(model, k, ch, s)(torch.zeros(1, ch, s, s)).shape == (1, k), (model, dataset)

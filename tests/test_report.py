@@ -45,7 +45,7 @@ def hand(tmp_path_factory):
               evals=_acc([0.1, 0.85, NAN, NAN]), **kw)
     write_run(root / "sweep" / "sgd2", optimizer="sgd", seed=2, status="failed", error="RuntimeError: out of memory",
               evals=_acc([0.1, 0.2, 0.3, 0.4]), **kw)
-    rep = build_report([root / "sweep"], out=root / "out", baseline="adam")
+    rep = build_report([root / "sweep"], out=root / "out", baseline="adam", figures=False)
     return rep, rep.aggregate.set_index("optimizer"), (root / "out" / "report.md").read_text()
 
 
@@ -121,13 +121,19 @@ def test_lower_is_better_metric_and_time_axis(tmp_path):
     for s, v in enumerate([[2.0, 1.0, 0.5, 0.4], [2.0, 0.45, 0.3, 0.2]]):
         write_run(tmp_path / "r" / str(s), task="quad", seed=s, seconds_per_epoch=2.0,
                   evals={"train/loss": v})
-    rep = build_report([tmp_path / "r"], out=tmp_path / "o", metric="train/loss", target=0.5, x="time")
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o", metric="train/loss", target=0.5, x="time",
+                       figures=False)
     a = rep.aggregate.iloc[0]
     assert a["final_mean"] == pytest.approx(0.3) and a["best_mean"] == pytest.approx(0.3)
     assert a["epochs_to_target"] == pytest.approx(1.5)  # epochs 2 and 1 (<= target counts)
     assert a["median_to_target"] == pytest.approx(3.0)  # seconds: median of 4 and 2
+    # --x step: 10 steps per epoch, so the median of 20 and 10 steps; --select best runs too.
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o1", metric="train/loss", target=0.5, x="step",
+                       select="best", figures=False)
+    assert rep.aggregate.iloc[0]["median_to_target"] == pytest.approx(15.0)
+    assert rep.aggregate.iloc[0]["sel_mean"] == pytest.approx(0.3)  # best train/loss 0.4, 0.2
     # Synthetic task without test/accuracy: the default metric falls back to what it logged.
-    rep = build_report([tmp_path / "r"], out=tmp_path / "o2", target="quad=0.35")
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o2", target="quad=0.35", figures=False)
     assert rep.aggregate.iloc[0]["metric"] == "train/loss"
     assert rep.aggregate.iloc[0]["reached"] == 1
 
@@ -141,7 +147,7 @@ def test_grouping_labels_and_bookkeeping(tmp_path):
             info["config"]["data"]["root"] = f"/data{s}"
             (d / "run.json").write_text(json.dumps(info))
         write_run(tmp_path / f"adax{s}", optimizer="adax", seed=s)
-    rep = build_report([tmp_path], out=tmp_path / "o")
+    rep = build_report([tmp_path], out=tmp_path / "o", figures=False)
     assert sorted(rep.aggregate["label"]) == ["adam lr=0.001", "adam lr=0.01", "adax"]
     assert rep.aggregate["seeds"].tolist() == [2, 2, 2]
     assert set(rep.summary["config.optimizer.lr"]) == {1e-3, 1e-2, 2e-3}
@@ -161,7 +167,7 @@ def test_failures_are_listed_not_dropped(tmp_path):
     (bad["pq"] / "metrics.parquet").write_bytes(b"PAR1 this is not parquet")
     bad["json"].mkdir()
     (bad["json"] / "run.json").write_text('{"status": "completed", "config": ')
-    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "o")]) == 0
+    assert main([str(tmp_path / "sweep"), "--out", str(tmp_path / "o"), "--no-figures"]) == 0
     md = (tmp_path / "o" / "report.md").read_text()
     section = md.split("## Runs not included")[1]
     for name, d in bad.items():
@@ -170,6 +176,9 @@ def test_failures_are_listed_not_dropped(tmp_path):
     assert "run.json unreadable" in section and "metrics.parquet unreadable" in section
     assert "metrics.parquet missing" in section and "still running" in section
     assert str(ok) not in section
+    agg = pd.read_csv(tmp_path / "o" / "aggregate.csv")
+    # One setting: ok is the only usable seed; fail, intr, pq, nometrics are failed; div diverged.
+    assert agg[["seeds", "diverged", "failed", "running"]].values.tolist() == [[1, 1, 4, 1]]
     summary = pd.read_csv(tmp_path / "o" / "summary.csv")
     assert len(summary) == 8  # every run dir has a row, broken ones included
     html = (tmp_path / "o" / "report.html").read_text()
@@ -231,7 +240,7 @@ def test_html_and_markdown_escape_config_strings(tmp_path):
     for s in range(2):
         write_run(tmp_path / f"a{s}", optimizer="adam", opt={"note": evil}, seed=s)
         write_run(tmp_path / f"b{s}", optimizer="adam", opt={"note": "plain"}, seed=s)
-    build_report([tmp_path], out=tmp_path / "o")
+    build_report([tmp_path], out=tmp_path / "o", figures=False)
     html = (tmp_path / "o" / "report.html").read_text()
     md = (tmp_path / "o" / "report.md").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html

@@ -20,7 +20,7 @@ from conftest import ROOT, adaxbench, comparable, compose_cfg, needs_fmnist, rea
 
 # Three jobs: one trains, one diverges (a huge SGD step), one fails its config check.
 MIXED = ["optimizer=sgd", "optimizer.lr=0.05,1e12,-1", "trainer.train_limit=256", "trainer.epochs=1",
-         "trainer.log_every=1", "trainer.progress=false", "task.train_eval_size=256"]
+         "trainer.log_every=1", "trainer.progress=false", "trainer.eval_limit=256"]
 
 
 def _statuses(sweep: Path) -> dict[str, str]:
@@ -88,7 +88,7 @@ def test_sweep_job_killed_midway_resumes_on_relaunch(tmp_path):
     import sys
 
     args = ["optimizer=adam", "trainer.train_limit=1024", "trainer.epochs=3", "trainer.log_every=3",
-            "trainer.progress=false", "task.train_eval_size=512"]
+            "trainer.progress=false", "trainer.eval_limit=512"]
     straight = tmp_path / "straight"
     adaxbench("run", "-m", *args, f"hydra.sweep.dir={straight}", cwd=ROOT, check=True)
     sweep = tmp_path / "sweep"
@@ -174,7 +174,7 @@ def test_experiment_presets_compose_and_their_first_job_runs(experiment, tmp_pat
         assert cfg.optimizer.betas == [0.9, 0.99] and cfg.lr_schedule.name == "inverse_sqrt"
     _fake_image_data(monkeypatch)
     small = ["trainer.train_limit=128", "task.valid_size=32", "task.train_eval_size=32"] if cfg.task.kind == "image" \
-        else ["task.steps_per_epoch=20"]
+        else (["task.steps_per_epoch=20"] if "steps_per_epoch" in cfg.task else [])
     cfg = compose_cfg(first + small + ["trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"])
     result = run_in_dir(cfg, tmp_path / "run")
     assert result.status in ("completed", "diverged"), result.error

@@ -69,9 +69,18 @@ def test_quadratic_deepobs_constants():
     torch.testing.assert_close(task.train_x, torch.from_numpy(x))
 
 
+def test_quadratic_matches_deepobs_published_baseline():
+    """DeepOBS v1.1 baselines/quadratic_deep/AdamOptimizer/...lr__3.9810717055e-02/
+    random_seed__44__2019-02-15-16-57-33.json: test_losses[0] (theta = 1, before training) is
+    353.44676426478793. It pins down Hessian, rotation and test data at once."""
+    task = build("quadratic_deep")
+    assert task.eval_sets["test"].shape == (896, 100)
+    assert task.evaluate(task.model())["test"]["loss"] == pytest.approx(353.44676426478793, rel=1e-6)
+
+
 def test_quadratic_expected_loss_is_half_sigma2_trace():
     """E[0.5 (t - x)^T Q (t - x)] = 0.5 t^T Q t + 0.5 s^2 tr Q for x ~ N(0, s^2 I); the mean of
-    1000 draws has std 0.5 sqrt((2 s^4 tr Q^2 + 4 s^2 t^T Q^2 t) / 1000)."""
+    n draws has std 0.5 sqrt((2 s^4 tr Q^2 + 4 s^2 t^T Q^2 t) / n)."""
     task = build("quadratic_deep")
     model = task.model()
     q = quadratic_deep_hessian()
@@ -80,9 +89,20 @@ def test_quadratic_expected_loss_is_half_sigma2_trace():
         with torch.no_grad():
             model.theta.copy_(torch.from_numpy(theta))
         expected = 0.5 * theta @ q @ theta + 0.5 * s2 * np.trace(q)
-        std = 0.5 * math.sqrt((2 * s2**2 * np.trace(q @ q) + 4 * s2 * theta @ q @ q @ theta) / 1000)
+        var = 2 * s2**2 * np.trace(q @ q) + 4 * s2 * theta @ q @ q @ theta
         for split, value in task.evaluate(model).items():
+            std = 0.5 * math.sqrt(var / len(task.eval_sets[split]))
             assert abs(value["loss"] - expected) < 4 * std, (split, value, expected, std)
+
+
+def test_quadratic_loss_ignores_bf16_autocast():
+    task = build("quadratic_deep")
+    model = task.model()
+    batch = next(iter(task.batches(0, gen(2))))
+    exact = 0.5 * ((1 - batch.double()) @ torch.from_numpy(quadratic_deep_hessian()) * (1 - batch.double())).sum(1).mean()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = task.loss(model, batch)
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(exact.item(), rel=1e-5)
 
 
 def test_quadratic_gradient_is_hessian_times_offset():
@@ -101,7 +121,7 @@ def test_quadratic_epoch_is_a_seeded_shuffle_without_repeats():
     assert len(epoch) == 7 and all(b.shape == (128, 100) for b in epoch)
     rows = torch.cat(epoch)
     # every batch row is a distinct training point (remainder 1000 - 896 dropped)
-    match = (rows[:, None, :] == task.train_x[None]).all(-1)
+    match = torch.cdist(rows, task.train_x, compute_mode="donot_use_mm_for_euclid_dist") == 0
     assert (match.sum(1) == 1).all() and match.any(0).sum() == 7 * 128
     again = list(task.batches(0, gen(3)))
     other = list(task.batches(0, gen(4)))
@@ -140,15 +160,19 @@ def test_rosenbrock_values_and_gradients_at_known_points():
     torch.testing.assert_close(torch.stack([model.u.grad, model.v.grad]), batch.mean(0))
 
 
-def test_rosenbrock_noise_is_standard_normal():
+def test_rosenbrock_data_are_deepobs_draws():
     task = build("rosenbrock_2d")
-    for split in ("train", "valid"):
-        noise = task.splits[split]
-        assert noise.shape == (10_000, 2)
-        # 5-sigma bounds for mean (sigma = 1/sqrt(n)) and variance (sigma = sqrt(2/n))
-        assert noise.mean(0).abs().max() < 5 / 100
-        assert (noise.var(0) - 1).abs().max() < 5 * math.sqrt(2 / 10_000)
-    assert not torch.equal(task.splits["train"], task.splits["valid"])
+
+    def deepobs(seed: int) -> torch.Tensor:  # datasets/two_d.py: 10,000 x's, then 10,000 y's
+        rng = np.random.RandomState(seed)
+        return torch.from_numpy(np.float32(np.stack([rng.normal(0, 1, 10_000), rng.normal(0, 1, 10_000)], 1)))
+
+    torch.testing.assert_close(task.train, deepobs(42))
+    torch.testing.assert_close(task.eval_sets["valid"], deepobs(44)[: 78 * 128])
+    assert not task.eval_sets["test"].any()
+    # N(0, 1) noise: 5-sigma bounds for mean (sigma = 1/sqrt(n)) and variance (sigma = sqrt(2/n))
+    assert task.train.mean(0).abs().max() < 5 / 100
+    assert (task.train.var(0) - 1).abs().max() < 5 * math.sqrt(2 / 10_000)
 
 
 # ------------------------------------------------------------------------------------ reddi
@@ -187,8 +211,7 @@ def test_reddi_online_loss_and_regret_by_hand():
     task = build("reddi_online")
     model = task.model()
     assert model.x.item() == 0.0
-    ev = task.evaluate(model)["train"]
-    assert ev["loss"] == 0.0 and math.isnan(ev["avg_regret"])
+    assert task.evaluate(model) == {"train": {"loss": 0.0}}  # no regret before the first step
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     for c in task.batches(0, gen(0)):
         loss, _ = task.loss(model, c)
@@ -219,7 +242,7 @@ def test_reddi_stochastic_draws_and_expected_loss():
     assert torch.equal(draws, torch.stack(list(task.batches(0, gen(7)))))
     assert not torch.equal(draws, torch.stack(list(task.batches(0, gen(8)))))
 
-    task = build("reddi_stochastic")
+    task = build("reddi_stochastic", steps_per_epoch=300)
     model = task.model()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     xs = []
@@ -262,9 +285,37 @@ def run_reddi(problem: str, amsgrad: bool, epochs: int, steps_per_epoch: int) ->
 
 
 def test_reddi_online_adam_fails_amsgrad_converges():
-    """The paper's Fig. 1 (left): Adam settles at the worst point x = +1, AMSGrad near x = -1."""
-    x_adam, regret_adam = run_reddi("reddi_online", amsgrad=False, epochs=8, steps_per_epoch=1000)
-    x_ams, regret_ams = run_reddi("reddi_online", amsgrad=True, epochs=8, steps_per_epoch=1000)
-    assert x_adam > 0.9, x_adam
+    """The paper's Fig. 1 (left): Adam settles at the worst point x = +1, AMSGrad near x = -1.
+
+    From x0 = 0 with lr 0.5 / sqrt(t), betas (0.9, 0.99), Adam climbs steadily and reaches the
+    boundary x = +1 at about 11k steps (x = 0.09, 0.50, 0.95 at 3k, 6k, 10k steps) and stays
+    there (0.993 at 100k); AMSGrad is at -0.82 after 1k steps, -0.905 at 11k, -0.998 at 100k.
+    11k steps is the shortest run that shows both ends with a margin (10-20 s on 2 cores).
+    """
+    x_adam, regret_adam = run_reddi("reddi_online", amsgrad=False, epochs=11, steps_per_epoch=1000)
+    x_ams, regret_ams = run_reddi("reddi_online", amsgrad=True, epochs=11, steps_per_epoch=1000)
+    assert x_adam > 0.95, x_adam
     assert x_ams < -0.85, x_ams
-    assert regret_adam > regret_ams
+    # average regret still carries the early transient at 11k steps (0.49 vs 0.39)
+    assert regret_adam > regret_ams + 0.05, (regret_adam, regret_ams)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("problem", SYNTHETIC)
+def test_training_hooks_do_not_sync_with_the_host(problem):
+    cuda = torch.device("cuda")
+    task = build_synthetic(OmegaConf.load(CONFIGS / f"{problem}.yaml"), cuda, seed=0)
+    model = task.model()
+    g = torch.Generator(cuda).manual_seed(0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i, batch in enumerate(task.batches(0, g)):
+            loss, _ = task.loss(model, batch)
+            loss.backward()
+            task.after_step(model)
+            if i == 3:
+                break
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(p.grad is not None for p in model.parameters())

@@ -102,6 +102,12 @@ class Beta2Optimizer(Optimizer):
     def _hyper(self, group: dict[str, Any]) -> Hyper:
         raise NotImplementedError
 
+    def _resolved_hyper(self, group: dict[str, Any]) -> Hyper:
+        h = self._hyper(group)
+        if h.beta2 is None and h.schedule != "adafactor":
+            h = h._replace(beta2=check_schedule(h.schedule, None, h.decay_rate))
+        return h
+
     # ---- validation -------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; its hyperparameters (defaults filled in) are validated."""
@@ -139,18 +145,16 @@ class Beta2Optimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            h = self._hyper(group)
-            if h.schedule != "adafactor" and h.beta2 is None:
-                h = h._replace(beta2=check_schedule(h.schedule, None, h.decay_rate))
+            h = self._resolved_hyper(group)
             buckets: dict[tuple[torch.device, torch.dtype, int], list[list[Tensor]]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if g.is_sparse:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:  # check everything before touching any state
+                if p.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients; use dense gradients")
-                if torch.is_complex(p) or torch.is_complex(g):
+                if torch.is_complex(p) or torch.is_complex(p.grad):
                     raise RuntimeError(f"{type(self).__name__} does not support complex parameters; use real tensors")
+            for p in params:
+                g = p.grad
                 state = self.state[p]
                 if not state:
                     if group["fused"] and p.device.type not in ("cpu", "cuda"):
@@ -185,36 +189,34 @@ class Beta2Optimizer(Optimizer):
     def diagnostics(self) -> dict[str, float]:
         """β̂₂ of the first param group at its current step, and the mean and median over all
         coordinates of the effective step lr/(√v̂ + eps) (lr/√(v̂ + eps) for eps_mode 'inside';
-        eps corrected as the eps_mode says).  Syncs; call on log steps only.  {} before the
-        first step.
+        eps corrected as the eps_mode says; lr is the group's base lr, the step applied to the
+        bias-corrected momentum).  Syncs; call on log steps only.  {} before the first step.
         """
-        first_t = max((self.state[p]["step"] for p in self.param_groups[0]["params"] if self.state.get(p)), default=0)
+        h0 = self._resolved_hyper(self.param_groups[0])
+        t0 = max((self.state[p]["step"] for p in self.param_groups[0]["params"] if self.state.get(p)), default=0)
+        if t0 == 0:
+            return {}
         parts: list[Tensor] = []
         for group in self.param_groups:
-            h = self._hyper(group)
-            if h.schedule != "adafactor" and h.beta2 is None:
-                h = h._replace(beta2=check_schedule(h.schedule, None, h.decay_rate))
+            h = self._resolved_hyper(group)
             for p in group["params"]:
                 state = self.state.get(p)
                 if not state:
                     continue
                 s = step_scalars(h, state["step"])
-                v = state["exp_avg_sq_hat"].detach().to(torch.float64).flatten()
-                den = (v + h.eps).sqrt() if h.eps_mode == "inside" else v.sqrt() + s.eps_t
-                parts.append((h.lr / den).cpu())
-        if not parts or first_t == 0:
-            return {}
-        h0 = self._hyper(self.param_groups[0])
-        if h0.schedule != "adafactor" and h0.beta2 is None:
-            h0 = h0._replace(beta2=check_schedule(h0.schedule, None, h0.decay_rate))
-        eff = torch.cat(parts)
+                v = state["exp_avg_sq_hat"].detach().flatten()
+                v = v.double() if v.dtype == torch.float64 else v.float()
+                den = (v + h.eps).sqrt_() if h.eps_mode == "inside" else v.sqrt().add_(s.eps_t)
+                parts.append(den.reciprocal_().mul_(h.lr))
+        dev = parts[0].device
+        eff = torch.cat([x.to(dev) for x in parts])
         n = eff.numel()
         # True median (mean of the two middle values when n is even), O(n) via kthvalue.
-        hi = eff.kthvalue(n // 2 + 1).values
-        median = hi if n % 2 else (eff.kthvalue(n // 2).values + hi) / 2
+        hi = eff.kthvalue(n // 2 + 1).values.double()
+        median = hi if n % 2 else (eff.kthvalue(n // 2).values.double() + hi) / 2
         return {
-            "beta2_hat": beta2_hat_and_gain(h0.schedule, first_t, h0.beta2, h0.decay_rate)[0],
-            "eff_lr_mean": eff.mean().item(),
+            "beta2_hat": beta2_hat_and_gain(h0.schedule, t0, h0.beta2, h0.decay_rate)[0],
+            "eff_lr_mean": eff.mean(dtype=torch.float64).item(),
             "eff_lr_median": median.item(),
         }
 

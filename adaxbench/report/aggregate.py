@@ -20,10 +20,8 @@ import pandas as pd
 
 from .load import ReportError, RunSet
 
-DEFAULT_METRIC = "test/accuracy"
 # Used when a task does not log the requested default metric (synthetic tasks: train/loss only).
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
-X_COLUMNS = {"epoch": "epoch", "step": "step", "time": "time"}
 N_BOOT = 10_000
 
 
@@ -84,8 +82,7 @@ def label_settings(rs: RunSet) -> pd.Series:
     return labels
 
 
-def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float | None,
-               select: str = "final") -> dict[str, TaskInfo]:
+def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float | None) -> dict[str, TaskInfo]:
     """Decide metric, direction and target per task.
 
     ``metric=None`` means the default: ``config.task.metric`` if the task names one, else
@@ -94,11 +91,12 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
     the metric in use (``task.target_metric``/``task.metric`` equal to it, or neither set and
     the metric is the task's default).
     """
-    m = rs.metrics
-    logged = m.loc[m["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
-    logged = logged.assign(name=logged["split"].astype(str) + "/" + logged["metric"].astype(str))
-    logged["task"] = rs.runs.loc[logged["run"].to_numpy(), "task"].to_numpy()
-    by_task = logged.groupby("task")["name"].agg(lambda s: set(s)).to_dict()
+    by_task: dict[str, set[str]] = {}
+    for split, name in rs.logged():
+        if split == "batch":
+            continue
+        for task in rs.runs.loc[rs.select(split, name)["run"].unique(), "task"].unique():
+            by_task.setdefault(task, set()).add(f"{split}/{name}")
 
     out = {}
     for task, names in sorted(by_task.items()):
@@ -127,8 +125,7 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
 
 def _eval_rows(rs: RunSet, metric: str) -> pd.DataFrame:
     split, name = split_metric(metric)
-    m = rs.metrics
-    ev = m.loc[(m["split"] == split) & (m["metric"] == name), ["run", "step", "epoch", "time", "value"]]
+    ev = rs.select(split, name)[["run", "step", "epoch", "time", "value"]]
     # Resumed runs may log an evaluation twice; the later row wins.
     ev = ev.drop_duplicates(["run", "epoch"], keep="last")
     return ev.sort_values(["run", "epoch", "step"], kind="stable")
@@ -204,19 +201,22 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     """One row per task × setting: seed counts by status, final/best mean and std over completed
     seeds, time-to-target, Δ to the baseline with its bootstrap CI, and the selection score."""
     runs = rs.runs.join(scores, how="left")
-    runs = runs[runs["task"].isin(list(tasks)) & (runs["problem"] == "")]
+    runs = runs[runs["task"].isin(list(tasks))]
+    readable = runs["problem"] == ""
     # A diverged seed that never reached the target counts as ∞ for time-to-target.
-    finished = runs["status"].isin(["completed", "diverged"])
+    finished = runs["status"].isin(["completed", "diverged"]) & readable
+    # Unreadable completed runs count as failed: they are in no mean but must show up.
+    failed = runs["status"].isin(["failed", "interrupted"]) | (~readable & ~runs["status"].isin(["diverged", "running"]))
     rows = []
     for (task, key), g in runs.groupby(["task", "setting"], sort=True):
-        done = g[g["status"] == "completed"]
+        done = g[(g["status"] == "completed") & readable.loc[g.index]]
         fin = g[finished.loc[g.index]]
         hit_x = fin[f"hit_{x}"].to_numpy(float)
         rows.append({
             "task": task, "setting": key, "optimizer": g["optimizer"].iloc[0], "label": g["label"].iloc[0],
             "metric": tasks[task].metric, "target": tasks[task].target,
             "seeds": len(done), "diverged": int((g["status"] == "diverged").sum()),
-            "failed": int(g["status"].isin(["failed", "interrupted"]).sum()),
+            "failed": int(failed.loc[g.index].sum()),
             "running": int((g["status"] == "running").sum()),
             "final_mean": float(done["final"].mean(skipna=False)) if len(done) else math.nan,
             "final_std": _std(done["final"]),

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md,html", help="md, html or md,html (default: md,html)")
     p.add_argument("--select", default="final", choices=["final", "best"],
                    help="pick each optimizer's best setting by its final or best validation metric")
+    p.add_argument("--no-figures", action="store_true", help="tables and CSVs only (fast)")
     return p
 
 
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = _parser().parse_args(argv)
         rep = build_report(a.paths, out=a.out, metric=a.metric, x=a.x, target=a.target,
-                           baseline=a.baseline, formats=a.format.split(","), select=a.select)
+                           baseline=a.baseline, formats=a.format.split(","), select=a.select,
+                           figures=not a.no_figures)
     except ReportError as e:
         print(f"adaxbench report: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, no pyplot state): PNG + SVG, one colour per optimizer name.
+"""Report figures (matplotlib Figure objects, no pyplot or backend state): PNG + SVG, one
+colour per optimizer name.
 
 Each plotted series carries a gid ``series-<n>`` so it is a ``<g id="series-n">`` in the SVG
 (tests and scripts can count series without parsing pixels).
@@ -11,8 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import matplotlib
-
-matplotlib.use("Agg")  # the report never needs a display
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -150,15 +149,21 @@ def plotted_settings(agg_task: pd.DataFrame, max_per_optimizer: int = len(LINEST
     return pd.concat(keep) if keep else agg_task.iloc[:0]
 
 
+def _sid_of(rs: RunSet) -> dict[str, int]:
+    return dict(zip(rs.runs["setting"], rs.runs["sid"]))
+
+
 def _curve_data(rs: RunSet, run_ids: pd.Index, split: str, metric: str) -> pd.DataFrame:
-    m = rs.metrics
-    d = m.loc[(m["split"] == split) & (m["metric"] == metric) & m["run"].isin(run_ids),
-              ["run", "step", "epoch", "time", "value"]]
-    return d.assign(setting=rs.runs.loc[d["run"].to_numpy(), "setting"].to_numpy())
+    d = rs.select(split, metric)
+    d = d.loc[d["run"].isin(run_ids), ["run", "step", "epoch", "time", "value"]]
+    # Integer setting ids: a string column of JSON keys per metric row would dominate the time.
+    sid = np.full(int(rs.runs.index.max()) + 1, -1)
+    sid[rs.runs.index.to_numpy()] = rs.runs["sid"].to_numpy()
+    return d.assign(sid=sid[d["run"].to_numpy()])
 
 
 def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styles, series: _Series,
-               smooth: int = 0) -> None:
+               sid_of: dict[str, int], smooth: int = 0) -> None:
     """Mean over seeds (line) ± one std (band) per setting, grouping rows by ``by``."""
     if smooth > 1:  # EMA per run first, so the band is the spread of the smoothed seeds
         d = d.sort_values(["run", "step"], kind="stable")
@@ -166,19 +171,29 @@ def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styl
         d = d.assign(value=ema.reset_index(level=0, drop=True))
     # One groupby for all settings (per-setting groupbys dominate the run time at scale).
     d = d.assign(_x=d[x])
-    g = d.groupby(["setting", by], sort=True, observed=True)
+    g = d.groupby(["sid", by], sort=True)
     stats = pd.DataFrame({"x": g["_x"].mean(), "mean": g["value"].mean(), "std": g["value"].std()})
     have = set(stats.index.get_level_values(0))
     for _, row in plotted.iterrows():
-        if row["setting"] not in have:
+        if sid_of[row["setting"]] not in have:
             continue
-        s = _thin(stats.loc[row["setting"]].sort_values("x"))
+        s = _thin(stats.loc[sid_of[row["setting"]]].sort_values("x"))
         color, ls = styles[row["setting"]]
         label = f"{row['label']} (n={int(row['seeds'])})"
         (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label)
         line.set_gid(series.gid())
         if s["std"].notna().any():
             ax.fill_between(s["x"], s["mean"] - s["std"], s["mean"] + s["std"], color=color, alpha=0.18, lw=0)
+
+
+def _auto_log(ax) -> None:
+    """Log y axis for positive series spanning more than ~1.5 decades (losses that blow up or
+    converge over orders of magnitude); linear otherwise, so negative losses stay visible."""
+    ys = [np.asarray(line.get_ydata(), float) for line in ax.get_lines() if (line.get_gid() or "").startswith("series-")]
+    ys = np.concatenate(ys) if ys else np.array([])
+    ys = ys[np.isfinite(ys)]
+    if ys.size and ys.min() > 0 and ys.max() / ys.min() > 30:
+        ax.set_yscale("log")
 
 
 X_LABELS = {"epoch": "epoch", "step": "optimizer step", "time": "training time (s)"}
@@ -199,25 +214,27 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str,
     ids = runs.index[(runs["task"] == task.name) & (runs["status"] == "completed") & (runs["problem"] == "")
                      & runs["setting"].isin(plotted["setting"])]
     split, name = split_metric(task.metric)
-    m = rs.metrics[rs.metrics["run"].isin(ids)]
-    logged = set(zip(m["split"].astype(str), m["metric"].astype(str)))
+    logged = rs.logged(ids)
     evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss") if n != name and (split, n) in logged]
     evals = [e for e in evals if tuple(e.split("/")) in logged]
     batch = ("batch", "loss") in logged
     fig, axes = _new(1, len(evals) + 2 * batch, w=4.6)
     series = _Series()
     for ax, metric in zip(axes, evals):
-        _band_plot(ax, _curve_data(rs, ids, *split_metric(metric)), "epoch", x, plotted, styles, series)
+        _band_plot(ax, _curve_data(rs, ids, *split_metric(metric)), "epoch", x, plotted, styles, series,
+                   _sid_of(rs))
         ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=f"{task.name}: {_pretty(metric)}")
+        if "acc" not in metric.split("/")[1]:
+            _auto_log(ax)
         if task.target is not None and metric == task.metric:
             ax.axhline(task.target, color="0.3", lw=0.8, ls="--", label=f"target {task.target:g}")
     if batch:
         d = _curve_data(rs, ids, "batch", "loss")
         span = max(1, int(d.groupby("run").size().median() // 50))
         for ax, bx in zip(axes[len(evals):], ("step", "time")):
-            _band_plot(ax, d, "step", bx, plotted, styles, series, smooth=span)
-            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss", yscale="log",
-                   title=f"minibatch loss (EMA span {span} logs)")
+            _band_plot(ax, d, "step", bx, plotted, styles, series, _sid_of(rs), smooth=span)
+            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss", title="minibatch loss" + (f" (EMA, span {span} logs)" if span > 1 else ""))
+            _auto_log(ax)
     # One legend for all panels, outside them: the curves stay visible.
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
     return fig, series.n
@@ -231,15 +248,13 @@ def adaptivity_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo,
     runs = rs.runs
     ids = runs.index[(runs["task"] == task.name) & (runs["status"] == "completed") & (runs["problem"] == "")
                      & runs["setting"].isin(plotted["setting"])]
-    m = rs.metrics
-    have = set(m.loc[(m["split"] == "batch") & m["run"].isin(ids), "metric"].astype(str).unique())
-    panels = [p for p in ("beta2_hat", "eff_lr_mean") if p in have]
+    panels = [p for p in ("beta2_hat", "eff_lr_mean") if ("batch", p) in rs.logged(ids)]
     if not panels:
         return None, 0
     fig, axes = _new(1, len(panels), w=4.8)
     series = _Series()
     for ax, p in zip(axes, panels):
-        _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series)
+        _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series, _sid_of(rs))
         ax.set(xlabel="optimizer step", xscale="log", yscale="log" if p == "eff_lr_mean" else "linear",
                ylabel={"beta2_hat": "logged β̂₂,t", "eff_lr_mean": "mean effective step size"}[p],
                title=f"{task.name}: {'logged β̂₂,t' if p == 'beta2_hat' else 'effective step size'}")
@@ -308,7 +323,8 @@ def profile_figure(rho: pd.DataFrame, colors: dict[str, Any], measure: str) -> t
     for name in rho.columns:
         (line,) = ax.step(rho.index, rho[name], where="post", color=colors[name], lw=1.6, label=name)
         line.set_gid(series.gid())
-    ax.set(xscale="log", xlabel=f"τ (ratio of {X_LABELS[measure]} to target to the best optimizer's)",
+    unit = {"epoch": "epochs", "step": "steps", "time": "training seconds"}[measure]
+    ax.set(xscale="log", xlabel=f"τ = time to target ({unit}) ÷ the best optimizer's on that task",
            ylabel="fraction of tasks within τ of best", ylim=(-0.02, 1.02),
            title="performance profiles (higher and further left is better)")
     ax.legend(loc="lower right")

@@ -46,6 +46,25 @@ class RunSet:
     metrics: pd.DataFrame
     configs: list[dict]
     settings: dict[str, dict[str, Any]]
+    _index: dict | None = None
+
+    def _rows(self) -> dict:
+        if self._index is None:  # row positions per (split, metric), built in one pass
+            self._index = {(str(k[0]), str(k[1])): v for k, v in
+                           self.metrics.groupby(["split", "metric"], observed=True).indices.items()}
+        return self._index
+
+    def select(self, split: str, metric: str) -> pd.DataFrame:
+        """The rows of one split/metric (e.g. test, accuracy)."""
+        rows = self._rows().get((split, metric))
+        return self.metrics.iloc[rows] if rows is not None else self.metrics.iloc[:0]
+
+    def logged(self, runs: Iterable[int] | None = None) -> set[tuple[str, str]]:
+        """(split, metric) pairs present, optionally only for the given run ids."""
+        if runs is None:
+            return set(self._rows())
+        run_col, ids = self.metrics["run"].to_numpy(), np.asarray(list(runs))
+        return {k for k, rows in self._rows().items() if np.isin(run_col[rows], ids).any()}
 
 
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -79,7 +98,7 @@ def setting_of(config: dict) -> dict[str, Any]:
 
     Optimizer config (all keys), the effective lr schedule and epochs (``null`` in the
     trainer/lr_schedule group means the task's protocol default), batch size and the
-    trainer options that change the result (train_limit, precision).
+    trainer options that change the result (train_limit, eval_limit, precision).
     """
     out: dict[str, Any] = {}
     for k, v in (_get(config, "optimizer") or {}).items():
@@ -90,7 +109,7 @@ def setting_of(config: dict) -> dict[str, Any]:
     epochs = _get(config, "trainer.epochs")
     out["epochs"] = epochs if epochs is not None else _get(config, "task.epochs")
     out["batch_size"] = _get(config, "task.batch_size")
-    for k in ("train_limit", "precision"):
+    for k in ("train_limit", "eval_limit", "precision"):
         if _get(config, f"trainer.{k}") is not None:
             out[f"trainer.{k}"] = _get(config, f"trainer.{k}")
     return out
@@ -111,13 +130,16 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
     return info, ""
 
 
+# split/metric stay dictionary-encoded end to end: they become pandas categoricals without
+# ever materialising millions of Python strings.
+_DICT = pa.dictionary(pa.int32(), pa.string())
 _SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
-                     ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())])
+                     ("split", _DICT), ("metric", _DICT), ("value", pa.float64())])
 
 
 def _read_metrics(path: Path) -> tuple[pa.Table | None, str]:
     try:
-        t = pq.read_table(path, columns=list(METRIC_COLUMNS))
+        t = pq.read_table(path, columns=list(METRIC_COLUMNS), read_dictionary=["split", "metric"])
         return t.select(list(METRIC_COLUMNS)).cast(_SCHEMA), ""
     except FileNotFoundError:
         return None, "metrics.parquet missing"
@@ -157,9 +179,11 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "error": "" if err is None else str(err).splitlines()[0] if str(err) else "",
                      "task": "" if task is None else str(task), "optimizer": "" if name is None else str(name),
                      "seed": _get(cfg, "seed"), "setting": key,
+                     "progress": _progress(info.get("progress")),
                      **{f"final.{k}": _num(v) for k, v in final.items()}})
         configs.append(cfg)
     runs = pd.DataFrame(rows).set_index("run", drop=False)
+    runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
     want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"]]
     with ThreadPoolExecutor(threads or min(16, (os.cpu_count() or 2) * 2)) as ex:
@@ -175,16 +199,21 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
             lengths.append(t.num_rows)
     if good:
         table = pa.concat_tables([t for t, _ in tables if t is not None and t.num_rows])
-        metrics = table.to_pandas()
+        metrics = table.unify_dictionaries().to_pandas()
         metrics.insert(0, "run", np.repeat(np.asarray(good, dtype=np.int32), lengths))
-        metrics["split"] = metrics["split"].astype("category")
-        metrics["metric"] = metrics["metric"].astype("category")
     else:
         metrics = pd.DataFrame({c: pd.Series(dtype=t) for c, t in
                                 [("run", "int32"), ("step", "int64"), ("epoch", "float64"),
                                  ("time", "float64"), ("split", "category"), ("metric", "category"),
                                  ("value", "float64")]})
     return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings)
+
+
+def _progress(p: Any) -> str:
+    if not isinstance(p, dict) or p.get("epoch") is None:
+        return ""
+    total = p.get("epochs_total")
+    return f"epoch {p['epoch']:g}" + (f"/{total}" if total is not None else "")
 
 
 def _num(v: Any) -> float:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import figures as F
 from .aggregate import (N_BOOT, aggregate, label_settings, performance_profile, profile_times,
-                        run_scores, task_infos)
+                        run_scores, split_metric, task_infos)
 from .load import ReportError, RunSet, load_runs
 
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
@@ -153,13 +153,17 @@ def _excluded(rs: RunSet, tasks: dict) -> pd.DataFrame:
     return pd.DataFrame({"run dir": [_rel(p) for p in bad["path"]], "task": bad["task"], "optimizer": bad["optimizer"],
                          "seed": [("" if s is None or s != s else str(int(s)) if float(s).is_integer() else str(s))
                                   for s in bad["seed"]],
-                         "status": bad["status"], "reason": reason})
+                         "status": bad["status"], "reason": reason,
+                         "progress": bad["progress"]})
 
 
 def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "report",
                  metric: str | None = None, x: str = "epoch", target: str | float | None = None,
-                 baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final") -> Report:
+                 baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final",
+                 figures: bool = True) -> Report:
     """Read every run under ``paths`` and write the comparison report into ``out``.
+
+    ``figures=False`` skips the figures (tables and CSVs only, much faster).
 
     Raises ReportError (one line) when nothing usable was found or an argument is invalid.
     """
@@ -172,7 +176,6 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     if bad := [f for f in formats if f not in FORMATS]:
         raise ReportError(f"bad --format {','.join(bad)}: expected md, html or md,html")
     if metric is not None:
-        from .aggregate import split_metric
         split_metric(metric)
     tgt = _parse_target(target)
 
@@ -182,11 +185,12 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     if usable.empty:
         raise ReportError(f"no usable run among {len(rs.runs)} run dir(s): none is completed with "
                           f"readable metrics (see run.json status of each)")
-    tasks = task_infos(rs, metric, tgt, select)
+    tasks = task_infos(rs, metric, tgt)
     tasks = {k: v for k, v in tasks.items() if not v.note}
     missing = sorted(set(usable["task"]) - set(tasks))
     if not tasks:
-        raise ReportError(f"no usable run logs metric {metric}: pass --metric SPLIT/METRIC that the runs logged")
+        raise ReportError(f"no usable run logs {metric or 'any evaluation metric'}: "
+                          "pass --metric SPLIT/METRIC that the runs logged, e.g. test/accuracy")
     scores = run_scores(rs, tasks, select)
     agg = aggregate(rs, tasks, scores, baseline, x)
     excluded = _excluded(rs, tasks)
@@ -199,7 +203,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
 
     def fig(stem: str, made: tuple) -> str | None:
         f, n = made
-        if f is None:
+        if f is None or not figures:
             return None
         F.save(f, figdir, stem)
         rep.series[stem] = n
@@ -223,15 +227,16 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
         rho = performance_profile(times, taus)
         blocks += [("h", 2, "Performance profiles across tasks"),
-                   ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by {select} "
-                         f"validation metric) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
+                   ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by its {select} "
+                         f"validation metric, or the compared metric where no valid split is logged) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
                          "task's target (∞ if not reached, diverged or not run); ρ(τ) is the fraction of tasks "
                          "on which that time is within a factor τ of the fastest optimizer's."
                          + ("" if finite.size else " No optimizer reached any target."))]
         tt = times.map(lambda v: _g(v, ".4g")).reset_index()
         blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
-        img = fig("performance_profiles", F.profile_figure(rho, colors, x))
-        blocks.append(("img", img, "performance profiles"))
+        img = fig("performance_profiles", F.profile_figure(rho, colors, x) if figures else (None, 0))
+        if img:
+            blocks.append(("img", img, "performance profiles"))
         rep.files.append(outdir / "performance_profiles.csv")
         rho.to_csv(outdir / "performance_profiles.csv")
 
@@ -270,16 +275,17 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
                             "evaluation excluded); 'reached target' counts completed and diverged seeds."))
         slug = _slug(name)
-        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors))
-        blocks.append(("img", img, f"{name} curves"))
+        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors) if figures else (None, 0))
+        if img:
+            blocks.append(("img", img, f"{name} curves"))
         blocks.append(("p", "Lines: mean over seeds; bands: ± one std. Minibatch loss is smoothed per seed "
                             "(EMA) before averaging."
                             + (" Optimizers with more than four settings show only their best."
                                if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
-        img = fig(f"{slug}_adaptivity", F.adaptivity_figure(rs, a, task, colors))
+        img = fig(f"{slug}_adaptivity", F.adaptivity_figure(rs, a, task, colors) if figures else (None, 0))
         if img:
             blocks.append(("img", img, f"{name} logged beta2 and effective step size"))
-        img = fig(f"{slug}_lr_sensitivity", F.lr_figure(a, rs.settings, task, colors))
+        img = fig(f"{slug}_lr_sensitivity", F.lr_figure(a, rs.settings, task, colors) if figures else (None, 0))
         if img:
             blocks.append(("img", img, f"{name} learning-rate sensitivity"))
         multi = a.groupby("optimizer")["setting"].transform("size") > 1
@@ -307,7 +313,9 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         blocks += [("h", 2, "β̂₂ schedules"),
                    ("p", "Effective second-moment weight β̂₂,t (bias correction folded in) of each schedule "
                          "present, t = 1 to 1e6.")]
-        blocks.append(("img", fig("beta2_schedules", F.beta2_figure(items, colors)), "beta2 schedules"))
+        img = fig("beta2_schedules", F.beta2_figure(items, colors) if figures else (None, 0))
+        if img:
+            blocks.append(("img", img, "beta2 schedules"))
 
     blocks.append(("h", 2, "Runs not included"))
     if excluded.empty:
@@ -318,9 +326,9 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                    ("table", excluded)]
 
     # CSVs: a row per run and a row per task × setting, with the hyperparameters as columns.
-    summ = rs.runs.drop(columns=["setting"]).join(scores.add_prefix("report."), how="left")
-    summ = pd.concat([summ.reset_index(drop=True), _setting_columns(rs, rs.runs["setting"]).add_prefix("config.")],
-                     axis=1)
+    summ = rs.runs.drop(columns=["setting", "sid"]).join(scores.add_prefix("report."), how="left")
+    cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
+    summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
     summ.to_csv(outdir / "summary.csv", index=False)
     agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
                          _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)

@@ -13,13 +13,14 @@ KINDS = ("image", "synthetic")
 
 def build_task(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torch.device, seed: int,
                train_limit: int | None = None, channels_last: bool = False,
-               eval_batch_size: int = 1000) -> Task:
+               eval_batch_size: int = 1000, eval_limit: int | None = None) -> Task:
     """Build the task named by a ``configs/task/*.yaml`` mapping, with its data on ``device``."""
     kind = cfg.get("kind")
     if kind == "image":
         from .image import ImageClassificationTask
 
-        task = ImageClassificationTask(cfg, data_cfg, device, train_limit=train_limit, channels_last=channels_last)
+        task = ImageClassificationTask(cfg, data_cfg, device, train_limit=train_limit, channels_last=channels_last,
+                                       eval_limit=eval_limit)
         task.eval_batch_size = int(eval_batch_size)
         return task
     if kind == "synthetic":

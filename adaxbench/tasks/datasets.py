@@ -107,7 +107,7 @@ def _load_idx_set(name: str, root: Path, download: bool) -> ImageArrays:
         import torchvision.datasets as tvd
 
         # Downloads and unpacks into root/<folder>/raw, the first place we look.
-        getattr(tvd, folder)(str(root), train=True, download=True)
+        _download(name, root, lambda: getattr(tvd, folder)(str(root), train=True, download=True))
         hit = _find_idx_dir(dirs)
     if hit is None:
         how = "set data.download=true"
@@ -138,8 +138,10 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageArrays:
     if missing and not download:
         raise DataNotFoundError(f"{name}: files {', '.join(needed)} not found in {src} "
                                 f"(missing {', '.join(missing)}); set data.download=true")
+    if missing:
+        _download(name, root, lambda: cls(str(root), train=True, download=True))
     try:
-        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
     except RuntimeError as e:  # torchvision's md5 check failed
         raise DataNotFoundError(f"{name} in {src} is corrupted ({e}); delete it and set "
                                 f"data.download=true") from None
@@ -150,6 +152,16 @@ def _load_cifar(name: str, root: Path, download: bool) -> ImageArrays:
         return x, torch.as_tensor(ds.targets, dtype=torch.int64)
 
     return _arrays(name, *tensors(train), *tensors(test), num_classes, str(src))
+
+
+def _download(name: str, root: Path, fetch) -> None:
+    """Run torchvision's download ``fetch`` into ``root``, failing with one line."""
+    try:
+        fetch()
+    except Exception as e:  # no network, proxy, disk full...: say so in one line
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise DataNotFoundError(f"{name}: download into {root} failed ({msg}); copy the files "
+                                f"there by hand or check the network") from None
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -27,7 +27,7 @@ class ImageClassificationTask:
     has_accuracy = True
 
     def __init__(self, cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torch.device,
-                 train_limit: int | None = None, channels_last: bool = False):
+                 train_limit: int | None = None, channels_last: bool = False, eval_limit: int | None = None):
         self.name = cfg["name"]
         self.device = device
         self.cfg = cfg
@@ -54,6 +54,10 @@ class ImageClassificationTask:
         self.test_x, self.test_y = put(arrays.test_x), put(arrays.test_y)
         eval_size = int(cfg.get("train_eval_size", 10000) or 0)
         self.train_eval = (self.train_x[:eval_size], self.train_y[:eval_size])
+        if eval_limit is not None:  # smoke runs: evaluate on the first N examples of each split
+            self.train_eval = (self.train_eval[0][:eval_limit], self.train_eval[1][:eval_limit])
+            self.valid_x, self.valid_y = self.valid_x[:eval_limit], self.valid_y[:eval_limit]
+            self.test_x, self.test_y = self.test_x[:eval_limit], self.test_y[:eval_limit]
 
         self.num_train = self.train_x.shape[0]
         self.batch_size = min(int(cfg["batch_size"]), self.num_train)

@@ -17,14 +17,7 @@ import pandas as pd
 
 from ..report.aggregate import higher_is_better, run_scores, split_metric, task_infos
 from ..report.load import ReportError, load_runs
-
-# Overrides that describe where/how a job ran, not what it trained.
-NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "resume=", "trainer.progress=", "trainer.device=")
-
-
-def _setting_overrides(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if not o.lstrip("+~").startswith(NOT_A_SETTING)]
-
+from .record import setting_overrides
 
 def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: str = "final") -> pd.DataFrame:
     """One row per (task, optimizer): the setting with the best mean selection score.
@@ -37,7 +30,7 @@ def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: s
     if runs.empty:
         raise ReportError(f"no completed or diverged runs under {sweep_dir}")
     split_metric(metric)
-    infos = task_infos(rs, None, None, select=mode)
+    infos = task_infos(rs, None, None)
     ev = rs.metrics.loc[rs.metrics["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
     logged = set(zip(rs.runs.loc[ev["run"].to_numpy(), "task"], ev["split"].astype(str) + "/" + ev["metric"].astype(str)))
     for task, info in infos.items():
@@ -52,7 +45,7 @@ def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: s
     overrides = {}
     for run_id in df.index:
         info_overrides = _read_overrides(Path(df.at[run_id, "path"]))
-        overrides[run_id] = _setting_overrides(info_overrides)
+        overrides[run_id] = setting_overrides(info_overrides)
     df["overrides"] = pd.Series(overrides)
 
     rows = []

@@ -93,6 +93,16 @@ class MetricsLog:
         return self.table().to_pandas()
 
 
+# Overrides that say where or how a job ran, not what it trained: ignored when a relaunch
+# is matched to an existing run dir, and dropped from `adaxbench best` reruns.
+NOT_A_SETTING = ("seed=", "hydra.", "hydra/", "resume=", "trainer.progress=", "trainer.device=")
+
+
+def setting_overrides(overrides: list[str], keep_seed: bool = False) -> list[str]:
+    skip = NOT_A_SETTING[1:] if keep_seed else NOT_A_SETTING
+    return [o for o in overrides if not o.lstrip("+~").startswith(skip)]
+
+
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:

@@ -209,7 +209,8 @@ class Run:
         seed = int(cfg.seed)
         seed_everything(seed)
         task = build_task(cfg.task, cfg.data, device, seed, train_limit=tr.train_limit,
-                          channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size)
+                          channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
+                          eval_limit=tr.get("eval_limit"))
         self.env["data_source"] = getattr(task, "source", None)
         self.epochs_total = int(tr.epochs if tr.epochs is not None else cfg.task.epochs)
         self.batch_size = int(task.batch_size)
@@ -333,7 +334,9 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     previous = _read_status(run_dir)
     run = Run(cfg, run_dir, overrides)
     if previous is not None:
-        if previous.get("overrides") is not None and overrides is not None and previous["overrides"] != list(overrides):
+        if previous.get("overrides") is not None and overrides is not None and \
+                record.setting_overrides(previous["overrides"], keep_seed=True) != \
+                record.setting_overrides(list(overrides), keep_seed=True):
             # Never overwrite another run's record, not even inside a sweep: stop here.
             raise ConfigError(f"{run_dir} holds a different run ({' '.join(previous['overrides']) or 'no overrides'});"
                               " relaunch the same sweep, or use a new hydra.sweep.dir")

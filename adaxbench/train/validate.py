@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import torch
 from hydra.utils import get_class
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..optim.schedules import SCHEDULES
 
@@ -23,6 +24,16 @@ PRECISIONS = ("fp32", "bf16")
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (one line)."""
+
+
+def _plain(cfg: Any) -> Any:
+    """OmegaConf containers as plain dicts/lists (so list checks see lists)."""
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        except Exception as e:  # a broken interpolation, e.g. ${oc.env:...} typo
+            raise ConfigError(f"config cannot be resolved: {str(e).splitlines()[0]}") from None
+    return cfg
 
 
 def _is_number(v: Any) -> bool:
@@ -88,6 +99,7 @@ def _check_hyper(key: str, v: Any) -> None:
 
 def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Resolve ``optimizer`` config to (class, constructor kwargs), validating everything."""
+    opt_cfg = _plain(opt_cfg)
     target = opt_cfg.get("_target_")
     name = opt_cfg.get("name", target)
     if not isinstance(target, str):
@@ -116,6 +128,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """Validate the parts of the run config the runner consumes (raises ConfigError)."""
+    cfg = _plain(cfg)
     _int("seed", cfg.get("seed"), low=0)
     task = cfg.get("task")
     if not isinstance(task, Mapping) or "name" not in task:
@@ -142,6 +155,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     tr = cfg.get("trainer", {})
     _int("trainer.epochs", tr.get("epochs"), allow_none=True)
     _int("trainer.train_limit", tr.get("train_limit"), allow_none=True)
+    _int("trainer.eval_limit", tr.get("eval_limit"), allow_none=True)
     _int("trainer.log_every", tr.get("log_every", 50))
     _int("trainer.eval_batch_size", tr.get("eval_batch_size", 1000))
     if tr.get("precision", "fp32") not in PRECISIONS:

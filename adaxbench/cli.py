@@ -34,12 +34,26 @@ def config_options(group: str) -> list[str]:
     return names
 
 
+# Launchers from the optional `cluster` extra, and the plugin module each needs.
+LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
+                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
+                    "slurm_gpu": "hydra_plugins.hydra_submitit_launcher"}
+
+
 def _check_group_choices(args: list[str]) -> str | None:
     """One-line error for ``task=nope`` style overrides, before Hydra prints a page."""
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
         key, _, value = arg.lstrip("+~").partition("=")
+        if key == "hydra/launcher" and value in LAUNCHER_PLUGINS:
+            import importlib.util
+
+            if importlib.util.find_spec(LAUNCHER_PLUGINS[value]) is None:
+                return (f"hydra/launcher={value} needs the launcher plugins: pip install 'adaxbench[cluster]' "
+                        "(hydra-joblib-launcher, hydra-submitit-launcher)")
+            continue
         if key not in ("task", "optimizer", "lr_schedule", "experiment"):
             continue
         if value.startswith(("choice(", "glob(", "range(", "interval(")) or value in ("null", ""):

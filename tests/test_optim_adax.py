@@ -154,6 +154,28 @@ def test_long_horizon_constant_gradient(impl, dtype, beta2):
         assert opt.state[p]["step"] == T + 3
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype,T", [(torch.float32, 2 * 10**6), (torch.float64, 10**9), (torch.bfloat16, 2 * 10**6)])
+def test_zero_gradient_coordinates_stay_put_at_any_step(impl, dtype, T):
+    # A coordinate whose gradient has always been 0 has m = v̂ = 0; the authors' code steps it
+    # by 0/(0 + eps) = 0.  Late in training eps/√((1+β2)^t - 1) underflows (float32 near
+    # t = 1e6, float64 by t = 1e9): the step must still be 0, never 0/0.
+    p = torch.nn.Parameter(torch.ones(3, dtype=dtype))
+    opt = AdaX([p], lr=0.01, **IMPLS[impl])
+    sd = opt.state_dict()
+    g = torch.tensor([0.0, 0.5, -2.0], dtype=torch.float64)
+    sd["state"] = {0: {"step": T, "exp_avg": (g * 0.1).to(dtype), "exp_avg_sq_hat": (g * g).to(dtype)}}
+    opt.load_state_dict(sd)
+    p.grad = g.to(dtype)
+    opt.step()
+    assert torch.isfinite(p).all()
+    assert p[0].item() == 1.0
+    # m = 0.1g·0.9 + 0.1g = 0.19g, v̂ = g²: the other coordinates move by 0.01·0.19·sign(g).
+    torch.testing.assert_close(p[1:].double(), torch.tensor([1 - 0.0019, 1 + 0.0019], dtype=torch.float64),
+                               rtol=1e-14 if dtype == torch.float64 else 1e-2 if dtype == torch.bfloat16 else 1e-6, atol=0)
+    assert math.isfinite(opt.diagnostics()["eff_lr_median"])
+
+
 def test_official_eps_matters_early_only():
     # At t = 1 the official eps is eps/√β2 = 100·eps; with eps = 1e-4 and |g| = 1e-3 that is
     # a 10% damping of the first step (hand: lr(1-β1)g/(|g| + 1e-2)), gone by t ~ 1e6.

@@ -46,6 +46,17 @@ def test_basic_sweep_isolates_failures_and_relaunch_skips_finished(tmp_path):
         assert read_run(sweep / j)[0]["timing"]["started"] == started[j]
     pd.testing.assert_frame_equal(read_run(sweep / "0")[1], metrics0)
 
+    # The report of this real sweep: the completed run in the tables, the other two listed.
+    out = tmp_path / "report"
+    proc = adaxbench("report", str(sweep), "--out", str(out), cwd=ROOT, check=True)
+    md = (out / "report.md").read_text()
+    assert "fmnist_mlp" in md and "sgd" in md
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["status"]) == ["completed", "diverged", "failed"]
+    not_included = md[md.index("Runs not included"):]
+    assert "diverged" in not_included and "failed" in not_included and "optimizer.lr must be" in not_included
+    assert (out / "report.html").read_text().count("<img") >= 1
+
 
 @needs_fmnist
 def test_relaunch_into_sweep_dir_of_other_jobs_refuses_to_overwrite(tmp_path):

@@ -261,10 +261,13 @@ def test_reddi_stochastic_draws_and_expected_loss():
     assert task.log_metrics(model) == {"x": model.x.item()}
 
 
-def test_reddi_rejects_batches_and_infeasible_start():
-    for bad in ({"batch_size": 4}, {"x0": 1.5}, {"steps_per_epoch": 0}):
-        with pytest.raises(TaskError):
-            build("reddi_online", **bad)
+@pytest.mark.parametrize("problem, bad", [("reddi_online", {"batch_size": 4}), ("reddi_online", {"x0": 1.5}),
+                                          ("reddi_stochastic", {"steps_per_epoch": 0}),
+                                          ("quadratic_deep", {"batch_size": 1001}), ("rosenbrock_2d", {"start": [1.0]})])
+def test_bad_settings_are_one_line_errors(problem, bad):
+    with pytest.raises(TaskError) as err:
+        build(problem, **bad)
+    assert "\n" not in str(err.value) and problem in str(err.value) and next(iter(bad)) in str(err.value)
 
 
 def run_reddi(problem: str, amsgrad: bool, epochs: int, steps_per_epoch: int) -> tuple[float, float]:

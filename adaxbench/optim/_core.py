@@ -62,15 +62,18 @@ class Scalars(NamedTuple):
     eps_t: float  # eps added to √v̂ (official: eps / √((1+β2)^t - 1)); eps inside the root for 'inside'
 
 
-def step_scalars(h: Hyper, t: int) -> Scalars:
-    """Host-side scalars of step ``t`` (>= 1) for hyperparameters ``h``."""
+def step_scalars(h: Hyper, t: int, dtype: torch.dtype = torch.float64) -> Scalars:
+    """Host-side scalars of step ``t`` (>= 1) for hyperparameters ``h`` and parameters of ``dtype``."""
     hat, gain = beta2_hat_and_gain(h.schedule, t, h.beta2, h.decay_rate)
     lr_t = h.lr
     if h.bias_correction1 and h.beta1 > 0.0:
         lr_t = h.lr / -math.expm1(t * math.log(h.beta1))
     eps_t = h.eps
-    if h.eps_mode == "official":
-        eps_t = h.eps * adax_inv_sqrt_normalizer(t, h.beta2)
+    if h.eps_mode == "official" and h.eps > 0.0:
+        # eps/√((1+β2)^t - 1) underflows to 0 after ~1e6 steps (float32); a coordinate whose
+        # gradient was always 0 (m = v̂ = 0) would then step by 0/0.  The authors' code gives 0
+        # there, and so does the smallest normal number, which is < 1e-19 √v̂ everywhere else.
+        eps_t = max(h.eps * adax_inv_sqrt_normalizer(t, h.beta2), torch.finfo(dtype).tiny)
     return Scalars(hat, gain, lr_t, eps_t)
 
 
@@ -175,7 +178,7 @@ class Beta2Optimizer(Optimizer):
                 # torch.optim's default: foreach when everything is on CUDA, else a for-loop.
                 foreach = all(p.is_cuda for p in group["params"])
             for (device, dtype, t), (ps, gs, ms, vs) in buckets.items():
-                s = step_scalars(h, t)
+                s = step_scalars(h, t, dtype)
                 if fused and _kernel_is_exact(device, dtype, h.beta1, s.beta2_hat):
                     _fused_update(ps, gs, ms, vs, h, s)
                 elif fused or foreach:
@@ -203,7 +206,7 @@ class Beta2Optimizer(Optimizer):
                 state = self.state.get(p)
                 if not state:
                     continue
-                s = step_scalars(h, state["step"])
+                s = step_scalars(h, state["step"], state["exp_avg_sq_hat"].dtype)
                 v = state["exp_avg_sq_hat"].detach().flatten()
                 v = v.double() if v.dtype == torch.float64 else v.float()
                 den = (v + h.eps).sqrt_() if h.eps_mode == "inside" else v.sqrt().add_(s.eps_t)

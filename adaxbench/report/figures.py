@@ -205,7 +205,7 @@ def _pretty(metric: str) -> str:
 
 
 def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str,
-                  colors: dict[str, Any]) -> tuple[Figure, int]:
+                  colors: dict[str, Any]) -> tuple[Figure | None, int]:
     """Eval metric(s) against ``x`` and minibatch loss against step and time, mean ± std over
     seeds.  Returns the figure and its number of series."""
     plotted = plotted_settings(agg_task)
@@ -218,6 +218,8 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str,
     evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss") if n != name and (split, n) in logged]
     evals = [e for e in evals if tuple(e.split("/")) in logged]
     batch = ("batch", "loss") in logged
+    if not evals and not batch:
+        return None, 0
     fig, axes = _new(1, len(evals) + 2 * batch, w=4.6)
     series = _Series()
     for ax, metric in zip(axes, evals):

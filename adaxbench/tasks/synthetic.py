@@ -168,6 +168,8 @@ class Rosenbrock2D:
             raise TaskError(f"rosenbrock_2d: batch_size must be in [1, train_size={train_size}], got {self.batch_size}")
         self.steps_per_epoch = train_size // self.batch_size
         self.start = tuple(float(s) for s in _get(cfg, "start", (-0.5, 1.5)))
+        if len(self.start) != 2:
+            raise TaskError(f"rosenbrock_2d: start must be a point [u, v], got {list(self.start)}")
 
         def draw(seed: int) -> torch.Tensor:
             rng = np.random.RandomState(seed)

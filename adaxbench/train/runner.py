@@ -31,7 +31,7 @@ from ..optim.schedules import build_lr_lambda
 from ..tasks import TaskError, build_task
 from . import record
 from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
-from .validate import ConfigError, check_config, optimizer_kwargs, resolve_device
+from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
 
 log = logging.getLogger("adaxbench")
 FINISHED = ("completed", "diverged")
@@ -217,6 +217,7 @@ class Run:
         steps_per_epoch = task.steps_per_epoch
         model = task.model()
         cls, kwargs = optimizer_kwargs(cfg.optimizer)
+        kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
         lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * self.epochs_total)
         scheduler = LambdaLR(optimizer, lr_lambda)
@@ -253,6 +254,8 @@ class Run:
                         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
+                    # Diagnostics describe the step just taken (before the lr moves on).
+                    diag = diagnostics() if logging_step and diagnostics else {}
                     scheduler.step()
                     task.after_step(model)
                     self.step += 1
@@ -264,7 +267,7 @@ class Run:
                             row["accuracy"] = correct.item() / len(batch[1])
                         if grad_norm is not None:
                             row["grad_norm"] = grad_norm.item()
-                        row.update(diagnostics() if diagnostics else {})
+                        row.update(diag)
                         if "beta2_hat" not in row and (b2 := torch_beta2_hat(optimizer, self.step)) is not None:
                             row["beta2_hat"] = b2
                         row.update(task.log_metrics(model))

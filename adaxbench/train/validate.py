@@ -20,6 +20,7 @@ from ..optim.schedules import SCHEDULES
 # Keys of the optimizer config that are bookkeeping, not constructor arguments.
 OPTIMIZER_META = ("name", "_target_")
 PRECISIONS = ("fp32", "bf16")
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
 
 
 class ConfigError(ValueError):
@@ -158,6 +159,9 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     _int("trainer.eval_limit", tr.get("eval_limit"), allow_none=True)
     _int("trainer.log_every", tr.get("log_every", 50))
     _int("trainer.eval_batch_size", tr.get("eval_batch_size", 1000))
+    if tr.get("optimizer_impl", "auto") not in OPTIMIZER_IMPLS:
+        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, "
+                          f"got {tr.get('optimizer_impl')!r}")
     if tr.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {tr.get('precision')!r}")
     for key in ("compile", "channels_last", "checkpoint"):
@@ -188,3 +192,29 @@ def resolve_device(spec: Any) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     return device
+
+
+def choose_impl(cls: type, kwargs: dict[str, Any], impl: str, device: torch.device) -> tuple[dict[str, Any], str]:
+    """Pick the optimizer's implementation: ``auto`` = fused where the class supports it on
+    this device, else foreach, else the for-loop.  An explicit ``optimizer.fused``/``foreach``
+    in the optimizer config wins.  Returns (kwargs, the implementation used)."""
+    if kwargs.get("fused"):
+        return kwargs, "fused"
+    if kwargs.get("foreach") is not None:
+        return kwargs, "foreach" if kwargs["foreach"] else "forloop"
+    accepted = inspect.signature(cls.__init__).parameters
+    for candidate in {"auto": ("fused", "foreach"), "fused": ("fused",), "foreach": ("foreach",)}.get(impl, ()):
+        if candidate not in accepted:
+            continue
+        trial = {**kwargs, candidate: True}
+        try:
+            cls([torch.zeros(1, device=device, requires_grad=True)], **trial)
+        except (RuntimeError, ValueError, TypeError):
+            continue
+        return trial, candidate
+    if impl in ("fused", "foreach"):
+        raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} on {device}; "
+                          "use auto, foreach or forloop")
+    if "foreach" in accepted:
+        kwargs = {**kwargs, "foreach": False}
+    return kwargs, "forloop"

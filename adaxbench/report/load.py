@@ -20,9 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.parquet"
-METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
+from ..train.record import METRIC_COLUMNS, METRICS_FILE, RUN_FILE, SCHEMA
+
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
 READ_METRICS = ("completed", "diverged")
@@ -133,8 +132,7 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
 # split/metric stay dictionary-encoded end to end: they become pandas categoricals without
 # ever materialising millions of Python strings.
 _DICT = pa.dictionary(pa.int32(), pa.string())
-_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
-                     ("split", _DICT), ("metric", _DICT), ("value", pa.float64())])
+_SCHEMA = pa.schema([(f.name, _DICT if f.type == pa.string() else f.type) for f in SCHEMA])
 
 
 def _read_metrics(path: Path) -> tuple[pa.Table | None, str]:

@@ -18,12 +18,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 METRICS_FILE = "metrics.parquet"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
 SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
                     ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())])
 
@@ -53,7 +53,7 @@ def write_json(path: Path, obj: Any) -> None:
 class MetricsLog:
     """Column-wise buffer of metric rows, flushed to parquet as a whole table."""
 
-    COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
+    COLUMNS = METRIC_COLUMNS
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {c: [] for c in self.COLUMNS}
@@ -112,7 +112,9 @@ def git_commit() -> str | None:
         return None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device) -> dict[str, Any]:
+    import torch  # here, so the report can read run files without importing torch
+
     name = None
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)

@@ -206,7 +206,8 @@ def _series(svg: Path) -> int:
 def test_figures_are_valid_png_svg_with_expected_series(tmp_path):
     import matplotlib.image as mpimg
 
-    batch = {"loss": np.linspace(2, 1, 6), "beta2_hat": np.linspace(0.5, 0.9, 6), "eff_lr_mean": np.full(6, 1e-3)}
+    batch = {"loss": np.linspace(2, 1, 6), "beta2_hat": np.linspace(0.5, 0.9, 6), "eff_lr_mean": np.full(6, 1e-3),
+             "eff_lr_median": np.full(6, 1e-4)}
     for task in ("t1", "t2"):
         for s in range(2):
             for lr in (1e-3, 1e-2):

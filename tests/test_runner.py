@@ -249,3 +249,14 @@ def test_real_fashion_mnist_one_epoch_adam_reaches_80_percent(tmp_path):
     assert result.status == "completed"
     assert info["final"]["test/accuracy"] >= 0.80, info["final"]
     assert math.isfinite(info["final"]["test/loss"])
+
+
+@needs_fmnist
+def test_bf16_autocast_and_channels_last_conv_net(tmp_path):
+    cfg = compose_cfg(["task=fmnist_2c2d", "optimizer=adax", "trainer.precision=bf16", "trainer.channels_last=true",
+                       *SMOKE])
+    result = run_in_dir(cfg, tmp_path / "run")
+    info, metrics = read_run(tmp_path / "run")
+    assert result.status == "completed", info["error"]
+    assert info["final"]["test/accuracy"] > 0.3  # learns something in 4 bf16 steps (chance: 0.1)
+    assert metrics["value"].notna().all()

@@ -244,21 +244,26 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str,
 
 def adaptivity_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo,
                       colors: dict[str, Any]) -> tuple[Figure | None, int]:
-    """Logged β̂₂,t and mean effective step size against step, where the runs logged them."""
+    """Logged β̂₂,t and effective step size (median, else mean) against step, where logged."""
     plotted = plotted_settings(agg_task)
     styles = _styles(plotted, colors)
     runs = rs.runs
     ids = runs.index[(runs["task"] == task.name) & (runs["status"] == "completed") & (runs["problem"] == "")
                      & runs["setting"].isin(plotted["setting"])]
-    panels = [p for p in ("beta2_hat", "eff_lr_mean") if ("batch", p) in rs.logged(ids)]
+    logged = rs.logged(ids)
+    # The median effective step: the mean is dominated by coordinates that never saw a
+    # gradient (lr/eps, e.g. 1e9 for AdaX's eps = 1e-12), the median describes the network.
+    step_size = "eff_lr_median" if ("batch", "eff_lr_median") in logged else "eff_lr_mean"
+    panels = [p for p in ("beta2_hat", step_size) if ("batch", p) in logged]
     if not panels:
         return None, 0
     fig, axes = _new(1, len(panels), w=4.8)
     series = _Series()
     for ax, p in zip(axes, panels):
         _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series, _sid_of(rs))
-        ax.set(xlabel="optimizer step", xscale="log", yscale="log" if p == "eff_lr_mean" else "linear",
-               ylabel={"beta2_hat": "logged β̂₂,t", "eff_lr_mean": "mean effective step size"}[p],
+        ax.set(xlabel="optimizer step", xscale="log", yscale="linear" if p == "beta2_hat" else "log",
+               ylabel={"beta2_hat": "logged β̂₂,t", "eff_lr_mean": "mean effective step size",
+                       "eff_lr_median": "median effective step size lr/(√v̂+ε)"}[p],
                title=f"{task.name}: {'logged β̂₂,t' if p == 'beta2_hat' else 'effective step size'}")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
     return fig, series.n

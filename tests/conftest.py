@@ -22,6 +22,23 @@ SMOKE = ["trainer.train_limit=512", "trainer.eval_limit=1000", "trainer.epochs=1
          "trainer.progress=false"]
 
 
+def fake_image_arrays(dataset: str, n_train: int = 192, n_test: int = 64):
+    """Random uint8 images of a dataset's exact shape (MNIST and CIFAR cannot be downloaded
+    here): runs every real model and protocol through the task's real code path."""
+    import torch
+
+    from adaxbench.tasks.datasets import ImageArrays
+
+    shape = (3, 32, 32) if dataset.startswith("cifar") else (1, 28, 28)
+    classes = 100 if dataset == "cifar100" else 10
+    g = torch.Generator().manual_seed(0)
+    return ImageArrays(train_x=torch.randint(0, 256, (n_train, *shape), dtype=torch.uint8, generator=g),
+                       train_y=torch.randint(0, classes, (n_train,), generator=g),
+                       test_x=torch.randint(0, 256, (n_test, *shape), dtype=torch.uint8, generator=g),
+                       test_y=torch.randint(0, classes, (n_test,), generator=g),
+                       num_classes=classes, mean=(0.5,) * shape[0], std=(0.25,) * shape[0], source="fake")
+
+
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
     """The config `adaxbench run OVERRIDES` would get (without the hydra node)."""
     with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):

@@ -19,7 +19,7 @@ from adaxbench.optim.schedules import build_lr_lambda
 from adaxbench.train.runner import run_in_dir
 from adaxbench.train.validate import ConfigError
 
-from conftest import FMNIST_SYSTEM, ROOT, SMOKE, comparable, compose_cfg, needs_fmnist, read_run
+from conftest import FMNIST_SYSTEM, ROOT, SMOKE, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
 IMAGE_TASKS_WITHOUT_DATA = {"mnist_logreg", "mnist_mlp", "mnist_2c2d", "cifar10_3c3d", "cifar100_3c3d",
                             "cifar100_allcnnc", "cifar10_resnet20"}
@@ -56,24 +56,15 @@ def test_task_runs_a_few_steps(task, tmp_path):
 
 @pytest.mark.parametrize("task", sorted(IMAGE_TASKS_WITHOUT_DATA))
 def test_image_tasks_on_fake_data_run(task, tmp_path, monkeypatch):
-    """MNIST/CIFAR cannot be downloaded here: run each real model and protocol on random
-    uint8 images of the dataset's exact shape, through the task's real code path."""
-    from adaxbench.tasks import datasets, image
+    """MNIST/CIFAR cannot be downloaded here: each real model and protocol on random images."""
+    from adaxbench.tasks import image
 
     cfg = compose_cfg([f"task={task}", "task.valid_size=64", "trainer.train_limit=64", "trainer.eval_limit=64",
                        "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"])
-    shape, classes = ((1, 28, 28), 10) if cfg.task.dataset == "mnist" else \
-        ((3, 32, 32), 100 if cfg.task.dataset == "cifar100" else 10)
-    g = torch.Generator().manual_seed(0)
 
     def fake_load(name, root, download=False):
         assert name == cfg.task.dataset
-        return datasets.ImageArrays(
-            train_x=torch.randint(0, 256, (192, *shape), dtype=torch.uint8, generator=g),
-            train_y=torch.randint(0, classes, (192,), generator=g),
-            test_x=torch.randint(0, 256, (64, *shape), dtype=torch.uint8, generator=g),
-            test_y=torch.randint(0, classes, (64,), generator=g),
-            num_classes=classes, mean=(0.5,) * shape[0], std=(0.25,) * shape[0], source="fake")
+        return fake_image_arrays(name)
 
     monkeypatch.setattr(image, "load_dataset", fake_load)
     result = run_in_dir(cfg, tmp_path / "run")

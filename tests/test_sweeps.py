@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from hydra import compose, initialize_config_module
 
 from adaxbench.cli import config_options
 from adaxbench.train.runner import run_in_dir
 
-from conftest import ROOT, adaxbench, comparable, compose_cfg, needs_fmnist, read_run
+from conftest import ROOT, adaxbench, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
 # Three jobs: one trains, one diverges (a huge SGD step), one fails its config check.
 MIXED = ["optimizer=sgd", "optimizer.lr=0.05,1e12,-1", "trainer.train_limit=256", "trainer.epochs=1",
@@ -157,14 +156,7 @@ def _fake_image_data(monkeypatch):
     def fake_load(name, root, download=False):
         if name == "fashion_mnist" and Path("/usr/share/datasets/fashion-mnist").exists():
             return datasets.load_dataset(name, root, download)
-        shape, classes = ((3, 32, 32), 100 if name == "cifar100" else 10) if name.startswith("cifar") else \
-            ((1, 28, 28), 10)
-        g = torch.Generator().manual_seed(0)
-        return datasets.ImageArrays(
-            torch.randint(0, 256, (160, *shape), dtype=torch.uint8, generator=g),
-            torch.randint(0, classes, (160,), generator=g),
-            torch.randint(0, 256, (32, *shape), dtype=torch.uint8, generator=g),
-            torch.randint(0, classes, (32,), generator=g), classes, (0.5,) * shape[0], (0.25,) * shape[0], "fake")
+        return fake_image_arrays(name, n_train=160, n_test=32)
 
     monkeypatch.setattr(image, "load_dataset", fake_load)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMOKE, adaxbench, needs_fmnist, read_run
+from conftest import SMOKE, adaxbench, needs_fmnist, read_run
 
 
 def test_list_shows_every_group():

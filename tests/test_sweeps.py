@@ -4,7 +4,6 @@ isolation, relaunch/skip/resume, the SLURM preset and every experiment preset.""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

@@ -177,6 +177,7 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "error": "" if err is None else str(err).splitlines()[0] if str(err) else "",
                      "task": "" if task is None else str(task), "optimizer": "" if name is None else str(name),
                      "seed": _get(cfg, "seed"), "setting": key,
+                     "overrides": [str(o) for o in info.get("overrides") or []],
                      "progress": _progress(info.get("progress")),
                      **{f"final.{k}": _num(v) for k, v in final.items()}})
         configs.append(cfg)

@@ -326,7 +326,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                    ("table", excluded)]
 
     # CSVs: a row per run and a row per task × setting, with the hyperparameters as columns.
-    summ = rs.runs.drop(columns=["setting", "sid"]).join(scores.add_prefix("report."), how="left")
+    summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(scores.add_prefix("report."), how="left")
     cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
     summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
     summ.to_csv(outdir / "summary.csv", index=False)

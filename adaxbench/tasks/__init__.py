@@ -19,10 +19,8 @@ def build_task(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torc
     if kind == "image":
         from .image import ImageClassificationTask
 
-        task = ImageClassificationTask(cfg, data_cfg, device, train_limit=train_limit, channels_last=channels_last,
-                                       eval_limit=eval_limit)
-        task.eval_batch_size = int(eval_batch_size)
-        return task
+        return ImageClassificationTask(cfg, data_cfg, device, train_limit=train_limit, channels_last=channels_last,
+                                       eval_limit=eval_limit, eval_batch_size=eval_batch_size)
     if kind == "synthetic":
         from .synthetic import build_synthetic
 

@@ -27,7 +27,8 @@ class ImageClassificationTask:
     has_accuracy = True
 
     def __init__(self, cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torch.device,
-                 train_limit: int | None = None, channels_last: bool = False, eval_limit: int | None = None):
+                 train_limit: int | None = None, channels_last: bool = False, eval_limit: int | None = None,
+                 eval_batch_size: int = 1000):
         self.name = cfg["name"]
         self.device = device
         self.cfg = cfg
@@ -53,11 +54,11 @@ class ImageClassificationTask:
         self.valid_x, self.valid_y = put(arrays.train_x[valid_idx]), put(arrays.train_y[valid_idx])
         self.test_x, self.test_y = put(arrays.test_x), put(arrays.test_y)
         eval_size = int(cfg.get("train_eval_size", 10000) or 0)
-        self.train_eval = (self.train_x[:eval_size], self.train_y[:eval_size])
         if eval_limit is not None:  # smoke runs: evaluate on the first N examples of each split
-            self.train_eval = (self.train_eval[0][:eval_limit], self.train_eval[1][:eval_limit])
+            eval_size = min(eval_size, eval_limit)
             self.valid_x, self.valid_y = self.valid_x[:eval_limit], self.valid_y[:eval_limit]
             self.test_x, self.test_y = self.test_x[:eval_limit], self.test_y[:eval_limit]
+        self.train_eval = (self.train_x[:eval_size], self.train_y[:eval_size])
 
         self.num_train = self.train_x.shape[0]
         self.batch_size = min(int(cfg["batch_size"]), self.num_train)
@@ -66,7 +67,7 @@ class ImageClassificationTask:
         self.augment = bool(cfg.get("augment", False))
         self.padding = int(cfg.get("crop_padding", 4))
         self.l2_reg = float(cfg.get("l2_reg", 0.0) or 0.0)
-        self.eval_batch_size = 1000
+        self.eval_batch_size = int(eval_batch_size)
         self.channels_last = channels_last
         shape = (1, arrays.train_x.shape[1], 1, 1)
         self.mean = torch.tensor(arrays.mean, device=device, dtype=torch.float32).view(shape)

@@ -19,6 +19,7 @@ from ..report.aggregate import higher_is_better, run_scores, split_metric, task_
 from ..report.load import ReportError, load_runs
 from .record import setting_overrides
 
+
 def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: str = "final") -> pd.DataFrame:
     """One row per (task, optimizer): the setting with the best mean selection score.
 
@@ -39,14 +40,10 @@ def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: s
         info.metric = info.select_metric = chosen
         info.higher_better, info.target = higher_is_better(chosen), None
     scores = run_scores(rs, infos, select=mode)
-    df = runs[["task", "optimizer", "setting", "status", "path"]].join(scores["sel"], how="left")
+    df = runs[["task", "optimizer", "setting", "status", "overrides"]].join(scores["sel"], how="left")
     worst = df["task"].map(lambda t: -math.inf if higher_is_better(infos[t].metric) else math.inf)
     df["score"] = df["sel"].where(df["status"] == "completed", worst).fillna(worst)
-    overrides = {}
-    for run_id in df.index:
-        info_overrides = _read_overrides(Path(df.at[run_id, "path"]))
-        overrides[run_id] = setting_overrides(info_overrides)
-    df["overrides"] = pd.Series(overrides)
+    df["overrides"] = df["overrides"].map(setting_overrides)
 
     rows = []
     for (task, opt), g in df.groupby(["task", "optimizer"], sort=True):
@@ -60,15 +57,6 @@ def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: s
                      "settings_tried": len(per_setting), "diverged": int(per_setting.at[win, "diverged"]),
                      "overrides": g.at[first, "overrides"]})
     return pd.DataFrame(rows)
-
-
-def _read_overrides(run_dir: Path) -> list[str]:
-    import json
-
-    try:
-        return list(json.loads((run_dir / "run.json").read_text()).get("overrides") or [])
-    except (OSError, ValueError):
-        return []
 
 
 def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 METRICS_FILE = "metrics.parquet"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
 SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
                     ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())])

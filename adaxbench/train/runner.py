@@ -31,7 +31,7 @@ from ..optim.schedules import build_lr_lambda
 from ..tasks import TaskError, build_task
 from . import record
 from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
-from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
+from .validate import ConfigError, check_config, choose_impl, resolve_device
 
 log = logging.getLogger("adaxbench")
 FINISHED = ("completed", "diverged")
@@ -201,7 +201,8 @@ class Run:
         if bad:
             raise Diverged(f"non-finite evaluation loss ({bad[0]}) after epoch {epoch:g}")
 
-    def execute(self, resume: bool) -> RunResult:
+    def execute(self, resume: bool, optimizer_spec: tuple[type, dict[str, Any]]) -> RunResult:
+        """Train to an end status; ``optimizer_spec`` is (class, kwargs) from ``check_config``."""
         cfg = self.cfg
         tr = cfg.trainer
         device = resolve_device(tr.device)
@@ -216,7 +217,7 @@ class Run:
         self.batch_size = int(task.batch_size)
         steps_per_epoch = task.steps_per_epoch
         model = task.model()
-        cls, kwargs = optimizer_kwargs(cfg.optimizer)
+        cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
         lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * self.epochs_total)
@@ -292,9 +293,7 @@ class Run:
             self.status, self.error = "diverged", str(e)
         finally:
             bar.close()
-        self.write()
-        if self.status == "completed" and (self.run_dir / CHECKPOINT_FILE).exists():
-            pass  # keep the final checkpoint: it holds the trained model
+        self.write()  # the final checkpoint stays: it holds the trained model
         return RunResult(self.status, self.run_dir, self.error)
 
 
@@ -350,7 +349,7 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
             log.info("skipping %s: already %s", run_dir, previous["status"])
             return RunResult(previous["status"], run_dir, previous.get("error"))
     try:
-        check_config(cfg)
+        optimizer_spec = check_config(cfg)
     except ConfigError as e:
         run.status, run.error = "failed", str(e)
         run.write()
@@ -359,7 +358,7 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
         return RunResult("failed", run_dir, str(e))
     with _signals_raise_interrupted():
         try:
-            return run.execute(resume=resume)
+            return run.execute(resume=resume, optimizer_spec=optimizer_spec)
         except (ConfigError, TaskError) as e:
             run.status, run.error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
             run.write()
@@ -406,6 +405,6 @@ def main_from_hydra(cfg: DictConfig) -> str:
             raise KeyboardInterrupt from None
         sys.exit(128 + e.signum)
     print(f"{result.status}: {run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
-    if not multirun and result.status == "failed":
-        sys.exit(1)
+    if not multirun and result.exit_code:
+        sys.exit(result.exit_code)
     return result.status

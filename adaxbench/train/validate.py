@@ -127,8 +127,9 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     return cls, kwargs
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
-    """Validate the parts of the run config the runner consumes (raises ConfigError)."""
+def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
+    """Validate the parts of the run config the runner consumes (raises ConfigError).
+    Returns the optimizer class and constructor kwargs it resolved on the way."""
     cfg = _plain(cfg)
     _int("seed", cfg.get("seed"), low=0)
     task = cfg.get("task")
@@ -139,7 +140,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     opt = cfg.get("optimizer")
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
-    optimizer_kwargs(opt)
+    optimizer = optimizer_kwargs(opt)
 
     sched = cfg.get("lr_schedule") or task.get("lr_schedule") or {"name": "constant"}
     if sched.get("name") not in SCHEDULES:
@@ -174,6 +175,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     if not isinstance(data.get("root", "data"), str):
         raise ConfigError(f"data.root must be a path, got {data.get('root')!r}")
     _bool("data.download", data.get("download", False))
+    return optimizer
 
 
 def resolve_device(spec: Any) -> torch.device:

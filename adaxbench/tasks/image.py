@@ -1,19 +1,30 @@
 """Image classification on in-memory tensors (MNIST, Fashion-MNIST, CIFAR-10/100).
 
 The whole dataset sits on the device as uint8; a batch is an index slice of a seeded
-per-epoch permutation, converted to float, augmented and normalised on the device.
-No DataLoader, no per-sample Python.
+per-epoch permutation, cropped/flipped, converted to float in [0, 1], colour-jittered and
+normalised on the device.  No DataLoader, no per-sample Python.  The protocol keys of a
+task config (see PROTOCOLS.md for each task's values and their sources):
+
+- ``augment``: random crop (``crop_padding`` px of zero padding) + horizontal flip, then
+  ``color_jitter`` if set; training batches only.
+- ``color_jitter``: null, or torchvision ColorJitter's ``brightness``/``contrast``/``saturation``.
+- ``normalize``: ``dataset`` (per-channel mean/std of the training images, the default),
+  ``none`` (inputs stay in [0, 1]) or ``{mean: [...], std: [...]}`` (published constants).
+- ``drop_last``: drop the last partial batch of an epoch (default true, as DeepOBS) or keep
+  it (as a torch DataLoader with ``drop_last=False``).
+- ``valid_size``: training examples held out as the validation split (0: none).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+import math
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import random_crop_flip
+from .augment import color_jitter, jitter_ranges, random_crop_flip
 from .base import TaskError
 from .datasets import load_dataset
 from .models import build_model, l2_parameters
@@ -62,16 +73,22 @@ class ImageClassificationTask:
 
         self.num_train = self.train_x.shape[0]
         self.batch_size = min(int(cfg["batch_size"]), self.num_train)
-        # Drop the last partial batch (DeepOBS does too): every step sees batch_size examples.
-        self.steps_per_epoch = self.num_train // self.batch_size
+        # DeepOBS drops the last partial batch (every step sees batch_size examples); a plain
+        # DataLoader, as in the AdaX authors' code, keeps it.
+        self.drop_last = bool(cfg.get("drop_last", True))
+        self.steps_per_epoch = steps_per_epoch(self.num_train, self.batch_size, self.drop_last)
         self.augment = bool(cfg.get("augment", False))
         self.padding = int(cfg.get("crop_padding", 4))
+        self.jitter = _jitter_cfg(cfg.get("color_jitter"), arrays.train_x.shape[1]) if self.augment else None
         self.l2_reg = float(cfg.get("l2_reg", 0.0) or 0.0)
         self.eval_batch_size = int(eval_batch_size)
         self.channels_last = channels_last
+        mean, std = normalization(cfg.get("normalize", "dataset"), arrays)
         shape = (1, arrays.train_x.shape[1], 1, 1)
-        self.mean = torch.tensor(arrays.mean, device=device, dtype=torch.float32).view(shape)
-        self.std = torch.tensor(arrays.std, device=device, dtype=torch.float32).view(shape)
+        self.mean = None if mean is None else torch.tensor(mean, device=device, dtype=torch.float32).view(shape)
+        self.std = None if std is None else torch.tensor(std, device=device, dtype=torch.float32).view(shape)
+        if self.jitter is not None:
+            self.jitter = self.jitter.to(device)
         self.in_channels, self.image_size = arrays.train_x.shape[1], arrays.train_x.shape[-1]
         self._l2_params: list[nn.Parameter] = []
 
@@ -82,18 +99,24 @@ class ImageClassificationTask:
         self._l2_params = l2_parameters(model) if self.l2_reg else []
         return model
 
-    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float().div_(255.0) - self.mean) / self.std
+    def _inputs(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        if generator is not None and self.jitter is not None:
+            x = color_jitter(x, self.jitter, generator)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
+        # Draws from ``generator``, in this order: the epoch's permutation, then per batch the
+        # crop offsets and flips (random_crop_flip), then the jitter (draw_jitter).
         perm = torch.randperm(self.num_train, device=self.device, generator=generator)
         for i in range(self.steps_per_epoch):
             idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.train_x[idx]
             if self.augment:
                 x = random_crop_flip(x, self.padding, generator)
-            yield self._inputs(x), self.train_y[idx]
+            yield self._inputs(x, generator if self.augment else None), self.train_y[idx]
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, y = batch
@@ -133,3 +156,40 @@ class ImageClassificationTask:
 
     def log_metrics(self, model: nn.Module) -> dict[str, float]:
         return {}
+
+
+def steps_per_epoch(num_train: int, batch_size: int, drop_last: bool = True) -> int:
+    """Optimizer steps in one epoch of ``num_train`` examples."""
+    return num_train // batch_size if drop_last else math.ceil(num_train / batch_size)
+
+
+def normalization(spec: Any, arrays) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """(mean, std) per channel for ``task.normalize``: ``dataset`` -> the training images'
+    own statistics, ``none``/null -> no normalisation, ``{mean, std}`` -> those constants."""
+    channels = arrays.train_x.shape[1]
+    if spec is None or spec == "none":
+        return None, None
+    if spec == "dataset":
+        return tuple(arrays.mean), tuple(arrays.std)
+    if isinstance(spec, Mapping) and set(spec) == {"mean", "std"}:
+        mean, std = spec["mean"], spec["std"]
+        ok = all(isinstance(v, Sequence) and not isinstance(v, str) and len(v) == channels
+                 and all(isinstance(e, (int, float)) for e in v) for v in (mean, std))
+        if ok and all(s > 0 for s in std):
+            return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    raise TaskError(f"task.normalize must be 'dataset', 'none' or {{mean: [...], std: [...]}} with {channels} "
+                    f"number(s) each (std > 0), got {spec!r}")
+
+
+def _jitter_cfg(spec: Any, channels: int) -> torch.Tensor | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not set(spec) <= {"brightness", "contrast", "saturation"}:
+        raise TaskError(f"task.color_jitter must be null or a mapping with keys brightness, contrast, "
+                        f"saturation (torchvision ColorJitter's arguments), got {spec!r}")
+    if channels != 3:
+        raise TaskError(f"task.color_jitter needs RGB images; this dataset has {channels} channel(s)")
+    try:
+        return jitter_ranges(**{k: (list(v) if isinstance(v, Sequence) else v) for k, v in spec.items()})
+    except (TypeError, ValueError) as e:
+        raise TaskError(f"task.color_jitter: {e}") from None

@@ -182,7 +182,10 @@ class _BasicBlock(nn.Module):
 class ResNet20(nn.Module):
     """CIFAR ResNet-20 (He et al. 2016, Sec. 4.2): conv3x3(16), 3 stages x 3 basic blocks of
     16/32/64 channels (stride 2 at stages 2 and 3), global average pool, linear classifier.
-    Option-A shortcuts, Kaiming-normal (fan-in) conv init, BN scale 1 / shift 0."""
+    Option-A shortcuts.  Initialised as the AdaX authors' code does (switchablenorms/AdaX,
+    cifar10-code/models/ResNet_cifar.py, ``_weights_init``): ``kaiming_normal`` with its
+    defaults (fan-in, gain sqrt(2), i.e. N(0, 2 / fan_in)) on every conv AND the final
+    linear layer; the linear bias and BN (scale 1, shift 0) keep torch's defaults."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32):
         super().__init__()
@@ -196,7 +199,7 @@ class ResNet20(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)

@@ -35,8 +35,11 @@ def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: s
     ev = rs.metrics.loc[rs.metrics["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
     logged = set(zip(rs.runs.loc[ev["run"].to_numpy(), "task"], ev["split"].astype(str) + "/" + ev["metric"].astype(str)))
     for task, info in infos.items():
-        # Score on the asked metric; tasks without it (synthetic problems) fall back to a loss.
-        chosen = next((c for c in (metric, "valid/loss", "train/loss") if (task, c) in logged), metric)
+        # Score on the asked metric; tasks without it fall back to the selection metric the task
+        # names (task.select_metric, e.g. test/accuracy where a protocol has no validation split),
+        # then to a loss (synthetic problems).
+        named = rs.configs[rs.runs.index[rs.runs["task"] == task][0]].get("task", {}).get("select_metric")
+        chosen = next((c for c in (metric, named, "valid/loss", "train/loss") if c and (task, c) in logged), metric)
         info.metric = info.select_metric = chosen
         info.higher_better, info.target = higher_is_better(chosen), None
     scores = run_scores(rs, infos, select=mode)

@@ -1,12 +1,17 @@
 """random_crop_flip against a slow per-example reference: every output must be one of the
-2 (2p+1)^2 crops/flips of its own zero-padded input, with the offsets and flips it drew."""
+2 (2p+1)^2 crops/flips of its own zero-padded input, with the offsets and flips it drew.
+color_jitter against torchvision's own per-image functional ops (adjust_brightness /
+adjust_contrast / adjust_saturation), applied in each example's drawn order."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 
-from adaxbench.tasks.augment import random_crop_flip
+from adaxbench.tasks.augment import apply_jitter, color_jitter, draw_jitter, jitter_ranges, random_crop_flip
 
 
 def reference(img: torch.Tensor, p: int, dy: int, dx: int, flip: bool) -> torch.Tensor:
@@ -126,3 +131,63 @@ def test_cuda_matches_reference():
     assert len(got) == 64
     with pytest.raises(ValueError, match="generator"):
         random_crop_flip(x, 4, torch.Generator())
+
+
+# DeepOBS's ColorJitter(brightness=63/255, saturation=[0.5, 1.5], contrast=[0.2, 1.8]).
+DEEPOBS_JITTER = {"brightness": 63 / 255, "contrast": [0.2, 1.8], "saturation": [0.5, 1.5]}
+TV_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+
+
+def test_jitter_ranges_follow_colorjitter_arguments():
+    r = jitter_ranges(**DEEPOBS_JITTER)
+    # A number v means [1 - v, 1 + v]: brightness in [192/255, 318/255].
+    assert r.flatten().tolist() == pytest.approx([192 / 255, 318 / 255, 0.2, 1.8, 0.5, 1.5], abs=1e-12)
+    assert jitter_ranges(contrast=0.5).tolist() == [[1, 1], [0.5, 1.5], [1, 1]]  # unused ops: factor 1
+    assert jitter_ranges(brightness=2.0).tolist()[0] == [0.0, 3.0]  # clipped at 0, as torchvision
+    with pytest.raises(ValueError, match="non negative"):
+        jitter_ranges(brightness=-0.1)
+
+
+def test_jitter_equals_torchvision_functional_per_image_in_the_drawn_order():
+    B = 96
+    x = torch.rand(B, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    factors, order = draw_jitter(B, jitter_ranges(**DEEPOBS_JITTER), torch.Generator().manual_seed(1))
+    assert {tuple(o) for o in order.tolist()} == set(itertools.permutations(range(3)))  # all 6 orders occur
+    out = apply_jitter(x, factors, order)
+    ref = torch.empty_like(x)
+    for b in range(B):
+        img = x[b]
+        for op in order[b].tolist():
+            img = TV_OPS[op](img, float(factors[b, op]))
+        ref[b] = img
+    assert torch.allclose(out, ref, atol=2e-6, rtol=0)
+    # The order matters (clamping after each op), so a fixed order would fail the comparison above.
+    assert not torch.allclose(apply_jitter(x, factors, torch.tensor([[0, 1, 2]] * B)), ref, atol=1e-3)
+    assert out.min() >= 0 and out.max() <= 1 and (out == 1).any()  # clamped, and it does clamp
+
+
+def test_jitter_draws_uniform_factors_and_uniform_orders():
+    B = 30000
+    ranges = jitter_ranges(**DEEPOBS_JITTER)
+    factors, order = draw_jitter(B, ranges, torch.Generator().manual_seed(2))
+    lo, hi = ranges.float().unbind(1)
+    assert (factors >= lo).all() and (factors <= hi).all()
+    assert torch.allclose(factors.mean(0), (lo + hi) / 2, atol=0.01)
+    assert torch.allclose(factors.var(0), (hi - lo) ** 2 / 12, rtol=0.05)  # uniform's variance
+    perms = torch.tensor(list(itertools.permutations(range(3))))
+    counts = (order[:, None, :] == perms[None]).all(2).sum(0).double()
+    assert ((counts - B / 6) ** 2 / (B / 6)).sum() < 30  # chi-square, 5 dof
+    # Documented draws: factors from one [B, 3] uniform, then the order as argsort of another.
+    g = torch.Generator().manual_seed(2)
+    u = torch.rand(B, 3, generator=g)
+    assert torch.allclose(factors, lo + (hi - lo) * u)
+    assert torch.equal(order, torch.rand(B, 3, generator=g).argsort(dim=1))
+
+
+def test_color_jitter_is_draw_then_apply_and_checks_its_input():
+    x = torch.rand(8, 3, 4, 4)
+    ranges = jitter_ranges(**DEEPOBS_JITTER)
+    out = color_jitter(x, ranges, torch.Generator().manual_seed(4))
+    assert torch.equal(out, apply_jitter(x, *draw_jitter(8, ranges, torch.Generator().manual_seed(4))))
+    with pytest.raises(ValueError, match="RGB"):
+        color_jitter(torch.rand(8, 1, 4, 4), ranges, torch.Generator())

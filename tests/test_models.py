@@ -167,6 +167,24 @@ def test_deepobs_initialisations():
     assert w.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.03)
 
 
+def test_resnet20_final_layer_init_is_the_authors_kaiming_normal():
+    # switchablenorms/AdaX cifar10-code/models/ResNet_cifar.py: _weights_init applies
+    # init.kaiming_normal (defaults: fan_in, a=0 -> gain sqrt(2)) to every Conv2d AND Linear,
+    # so the 64->10 classifier is N(0, 2/64); its bias keeps torch's U(-1/8, 1/8).
+    torch.manual_seed(0)
+    fcs = [build_model("resnet20", 10, 3, 32).fc for _ in range(20)]
+    w = torch.cat([fc.weight.detach().flatten() for fc in fcs]).double().sort().values
+    # Kolmogorov-Smirnov against N(0, 2/64): D below the 0.1% critical value 1.95 / sqrt(n).
+    cdf = torch.special.ndtr(w / math.sqrt(2 / 64))
+    n = len(w)
+    ks = torch.maximum(torch.arange(1, n + 1) / n - cdf, cdf - torch.arange(n) / n).max().item()
+    assert ks < 1.95 / math.sqrt(n), ks
+    # torch's default Linear init, U(-1/8, 1/8), would fail: the normal puts ~16% beyond 0.25.
+    assert (w.abs() > 0.25).double().mean() > 0.1
+    b = torch.cat([fc.bias.detach() for fc in fcs])
+    assert b.abs().max() <= 1 / 8 and b.std() > 0.05
+
+
 def test_allcnnc_dropout_only_in_train_mode():
     m = build_model("allcnnc", 100, 3, 32)
     x = torch.randn(2, 3, 32, 32)
@@ -208,7 +226,7 @@ def test_image_task_configs_build():
     geometry = {"mnist": (10, 1, 28), "fashion_mnist": (10, 1, 28),
                 "cifar10": (10, 3, 32), "cifar100": (100, 3, 32)}
     keys = {"name", "kind", "dataset", "model", "batch_size", "epochs", "l2_reg", "augment",
-            "crop_padding", "valid_size", "train_eval_size", "target", "lr_schedule"}
+            "crop_padding", "normalize", "valid_size", "train_eval_size", "target", "lr_schedule"}
     files = sorted((Path(__file__).parents[1] / "configs" / "task").glob("*.yaml"))
     image = [OmegaConf.load(f) for f in files if OmegaConf.load(f).kind == "image"]
     assert {c.name for c in image} >= {"mnist_logreg", "mnist_mlp", "mnist_2c2d", "fmnist_mlp",

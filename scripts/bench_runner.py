@@ -24,12 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from adaxbench.tasks import datasets, image
-from adaxbench.tasks.augment import random_crop_flip
+from adaxbench.tasks.augment import color_jitter, jitter_ranges, random_crop_flip
 from adaxbench.tasks.models import build_model, l2_parameters
 from adaxbench.train.runner import run_in_dir
 from adaxbench.train.validate import choose_impl, resolve_device
@@ -79,8 +80,12 @@ def bare(cfg, arrays, steps: int, device) -> float:
     bs = cfg.task.batch_size
     x_all, y_all = arrays.train_x[: steps * bs].to(device), arrays.train_y[: steps * bs].to(device)
     c = x_all.shape[1]
-    mean = torch.tensor(arrays.mean, device=device).view(1, c, 1, 1)
-    std = torch.tensor(arrays.std, device=device).view(1, c, 1, 1)
+    # The task's own protocol (PROTOCOLS.md): crop padding, colour jitter, normalisation.
+    pad, jitter_cfg = cfg.task.crop_padding, cfg.task.get("color_jitter")
+    jitter = jitter_ranges(**OmegaConf.to_container(jitter_cfg)) if jitter_cfg else None
+    mean, std = image.normalization(OmegaConf.to_container(cfg.task).get("normalize", "dataset"), arrays)
+    mean = None if mean is None else torch.tensor(mean, device=device).view(1, c, 1, 1)
+    std = None if std is None else torch.tensor(std, device=device).view(1, c, 1, 1)
     model = build_model(cfg.task.model, 10, c, x_all.shape[-1]).to(device)
     opt = make_adam(model, device)
     l2, l2_params = float(cfg.task.get("l2_reg", 0.0) or 0.0), l2_parameters(model)
@@ -91,8 +96,12 @@ def bare(cfg, arrays, steps: int, device) -> float:
         idx = perm[i * bs:(i + 1) * bs]
         x = x_all[idx]
         if cfg.task.augment:
-            x = random_crop_flip(x, 4, g)
-        x = (x.float() / 255 - mean) / std
+            x = random_crop_flip(x, pad, g)
+        x = x.float() / 255
+        if cfg.task.augment and jitter is not None:
+            x = color_jitter(x, jitter, g)
+        if mean is not None:
+            x = (x - mean) / std
         loss = F.cross_entropy(model(x), y_all[idx])
         if l2:  # the protocol's L2 term (DeepOBS), as the harness computes it
             loss = loss + 0.5 * l2 * torch.stack(torch._foreach_norm(l2_params)).square().sum()
@@ -132,8 +141,13 @@ class PerSampleImages(Dataset):
 def dataloader(cfg, arrays, steps: int, device, workers: int) -> float:
     torch.manual_seed(0)
     bs = cfg.task.batch_size
-    aug = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if cfg.task.augment else []
-    tf = transforms.Compose([*aug, transforms.ToTensor(), transforms.Normalize(arrays.mean, arrays.std)])
+    task = OmegaConf.to_container(cfg.task)
+    aug = [transforms.RandomCrop(32, padding=task["crop_padding"]), transforms.RandomHorizontalFlip()] \
+        + ([transforms.ColorJitter(**task["color_jitter"])] if task.get("color_jitter") else []) \
+        if task["augment"] else []
+    mean, std = image.normalization(task.get("normalize", "dataset"), arrays)
+    norm = [transforms.Normalize(mean, std)] if mean is not None else []
+    tf = transforms.Compose([*aug, transforms.ToTensor(), *norm])
     ds = PerSampleImages(arrays.train_x[: (steps + 1) * bs], arrays.train_y[: (steps + 1) * bs], tf)
     loader = DataLoader(ds, batch_size=bs, shuffle=True, num_workers=workers, drop_last=True,
                         pin_memory=device.type == "cuda", persistent_workers=False)

@@ -204,3 +204,32 @@ def test_best_selects_on_the_named_metric_without_a_validation_split(tmp_path):
     assert best["metric"] == "test/accuracy" and best["score"] == pytest.approx(0.92)
     assert best["overrides"] == ["optimizer=adam", "optimizer.lr=0.003"]
     assert np.isfinite(best["score"])
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("normalize", "imagenet", "task.normalize must be 'dataset', 'none' or {mean: [...], std: [...]}"),
+    ("normalize", {"mean": [0.5], "std": [0.2]}, "with 3 number(s) each"),
+    ("crop_padding", -1, "task.crop_padding must be an integer >= 0"),
+    ("drop_last", "maybe", "task.drop_last must be true or false"),
+    ("color_jitter", {"hue": 0.1}, "task.color_jitter must be null or a mapping with keys brightness"),
+    ("color_jitter", {"brightness": -1}, "task.color_jitter: If brightness is a single number, it must be non negative"),
+])
+def test_bad_protocol_keys_are_one_line_task_errors(key, value, message, monkeypatch):
+    from omegaconf import open_dict
+
+    from adaxbench.tasks import TaskError
+
+    cfg = compose_cfg(["task=cifar10_3c3d", "task.valid_size=16"])
+    with open_dict(cfg):
+        OmegaConf.update(cfg, f"task.{key}", value, merge=False)
+    with pytest.raises(TaskError) as err:
+        _task(cfg, fake_image_arrays("cifar10", n_train=64, n_test=8), monkeypatch)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_colour_jitter_needs_rgb(monkeypatch):
+    from adaxbench.tasks import TaskError
+
+    cfg = compose_cfg(["task=fmnist_2c2d", "task.valid_size=16", "task.augment=true", "+task.color_jitter={contrast:0.5}"])
+    with pytest.raises(TaskError, match="needs RGB images; this dataset has 1 channel"):
+        _task(cfg, fake_image_arrays("fashion_mnist", n_train=64, n_test=8), monkeypatch)

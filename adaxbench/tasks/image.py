@@ -75,10 +75,15 @@ class ImageClassificationTask:
         self.batch_size = min(int(cfg["batch_size"]), self.num_train)
         # DeepOBS drops the last partial batch (every step sees batch_size examples); a plain
         # DataLoader, as in the AdaX authors' code, keeps it.
-        self.drop_last = bool(cfg.get("drop_last", True))
+        self.drop_last = cfg.get("drop_last", True)
+        self.augment = cfg.get("augment", False)
+        self.padding = cfg.get("crop_padding", 4)
+        for key, value in (("drop_last", self.drop_last), ("augment", self.augment)):
+            if not isinstance(value, bool):
+                raise TaskError(f"task.{key} must be true or false, got {value!r}")
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
+            raise TaskError(f"task.crop_padding must be an integer >= 0, got {self.padding!r}")
         self.steps_per_epoch = steps_per_epoch(self.num_train, self.batch_size, self.drop_last)
-        self.augment = bool(cfg.get("augment", False))
-        self.padding = int(cfg.get("crop_padding", 4))
         self.jitter = _jitter_cfg(cfg.get("color_jitter"), arrays.train_x.shape[1]) if self.augment else None
         self.l2_reg = float(cfg.get("l2_reg", 0.0) or 0.0)
         self.eval_batch_size = int(eval_batch_size)

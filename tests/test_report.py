@@ -211,7 +211,7 @@ def test_figures_are_valid_png_svg_with_expected_series(tmp_path):
         "t1_curves": 4 * 4,  # 4 settings × (accuracy, loss, minibatch loss vs step, vs time)
         "t1_adaptivity": 3 * 2,  # sgd logged no β̂₂/eff. lr: 3 settings × 2 panels
         "t1_lr_sensitivity": 1,  # only adam varied lr
-        "beta2_schedules": 2 * 2,  # adam β2=0.999 and adax β2=1e-4, β̂₂ and 1 − β̂₂ panels; none for sgd
+        "beta2_schedules": 2,  # adam β2=0.999 and adax β2=1e-4 (1 − β̂₂); none for sgd
         "performance_profiles": 3,
     }
     for stem, n in expected.items():

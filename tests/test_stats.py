@@ -108,16 +108,19 @@ def test_score_settings_diverged_seed_scores_worst():
 
 
 def test_grid_edge_warnings():
-    settings = {k: {"optimizer.name": "adam", "optimizer.lr": lr, "optimizer.betas": [0.9, 0.999],
-                    "optimizer.weight_decay": 0.0, "epochs": e}
-                for k, lr, e in [("a", 1e-3, 10), ("b", 1e-2, 20), ("c", 1e-1, 30)]}
-    scored = pd.DataFrame({"task": "t", "optimizer": "adam", "setting": ["a", "b", "c"],
-                           "score": [0.1, 0.5, 0.9], "is_best": [False, False, True]})
-    (w,) = grid_edge_warnings(scored, settings)  # epochs varies too, but it is not a hyperparameter
+    def adam(lr, beta1=0.9, epochs=10):
+        return {"optimizer.name": "adam", "optimizer.lr": lr, "optimizer.betas": [beta1, 0.999],
+                "optimizer.weight_decay": 0.0, "epochs": epochs}
+    settings = {"a": adam(1e-3), "b": adam(1e-2), "c": adam(1e-1),
+                "d": adam(1.0, beta1=0.5),  # another beta1: not on the lr grid line through the winner
+                "e": adam(1e-1, epochs=20)}  # epochs is not a hyperparameter of the grid
+    scored = pd.DataFrame({"task": "t", "optimizer": "adam", "setting": list("abcde"),
+                           "score": [0.1, 0.5, 0.9, 0.2, 0.3], "is_best": [False, False, True, False, False]})
+    (w,) = grid_edge_warnings(scored, settings)
     assert w == "t / adam: best lr 0.1 is the largest tried (0.001 … 0.1, 3 values): widen the grid"
-    scored["is_best"] = [True, False, False]
-    assert "smallest" in grid_edge_warnings(scored, settings)[0]
-    scored["is_best"] = [False, True, False]
+    scored["is_best"] = [True, False, False, False, False]
+    assert "best lr 0.001 is the smallest" in grid_edge_warnings(scored, settings)[0]
+    scored["is_best"] = [False, True, False, False, False]
     assert grid_edge_warnings(scored, settings) == []
 
 

@@ -259,8 +259,9 @@ def grid_edge_warnings(scored: pd.DataFrame, settings: Mapping[str, Mapping[str,
     """Warnings for winners on the edge of the searched grid.
 
     For every task x optimizer with several settings and every numeric hyperparameter (under
-    ``prefixes``) that took at least two values there: if the winner's value is the largest or
-    the smallest tried, the optimum may lie outside the grid.
+    ``prefixes``): among the settings that equal the winner in everything but that key (the grid
+    line through the winner), if at least two values were tried and the winner's is the largest
+    or the smallest, the optimum may lie outside the grid.
     """
     out = []
     for (task, opt), g in scored.groupby(["task", "optimizer"], sort=True):
@@ -269,7 +270,9 @@ def grid_edge_warnings(scored: pd.DataFrame, settings: Mapping[str, Mapping[str,
         win = settings[g.loc[g["is_best"], "setting"].iloc[0]]
         keys = sorted({k for key in g["setting"] for k in settings[key] if k.startswith(prefixes)})
         for k in keys:
-            vals = [settings[key].get(k) for key in g["setting"]]
+            line = [settings[key] for key in g["setting"]
+                    if all(repr(settings[key].get(f)) == repr(win.get(f)) for f in set(settings[key]) | set(win) if f != k)]
+            vals = [st.get(k) for st in line]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
                 continue
             tried = sorted(set(float(v) for v in vals))

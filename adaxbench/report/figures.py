@@ -142,8 +142,12 @@ def _legend(fig: Figure, axes, where=None) -> None:
         where.axis("off")
         where.legend(handles.values(), handles.keys(), loc="center", frameon=False)
     else:
+        # As many columns as fit the figure's width (~8.5 px per character at legend.fontsize 8,
+        # plus the line sample and padding).
+        width = fig.get_figwidth() * RC["savefig.dpi"]
+        longest = max(len(k) for k in handles) * 8.5 + 70
         fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-                   ncols=min(3, len(handles)), frameon=False)
+                   ncols=max(1, min(3, len(handles), int(width // longest))), frameon=False)
 
 
 def _note(ax, text: str) -> None:
@@ -300,7 +304,7 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
             for r in rlist:
                 if r.metric != metric:
                     continue
-                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)), label=f"published {r.label()}: {r.text()}")
+                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)), label=f"{r.label()} {r.value_text()} (published)")
                 art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
                        else ax.axhline(r.value, **kw))
                 art.set_gid(ref_ids.gid())
@@ -372,29 +376,25 @@ def _gain_fn() -> Callable[[str, int, float | None, float], float]:
 
 def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str]],
                  colors: dict[str, Any], t_max: float = 1e6) -> tuple[Figure, int]:
-    """β̂₂,t (left) and 1 − β̂₂,t (right, log–log) for t = 1…t_max, one curve per distinct
-    (schedule, β2, c), one legend for both panels.
+    """1 − β̂₂,t for t = 1…t_max on log–log axes, one curve per distinct (schedule, β2, c).
+
+    One panel: on a linear β̂₂ axis every schedule rises to ≈ 1 within ~100 steps and the curves
+    coincide; 1 − β̂₂,t (the weight of the newest squared gradient) separates them by decades.
 
     ``schedules``: (legend label, (schedule, β2, c), optimizer name for the colour)."""
-    fn, gain = beta2_hat_fn(), _gain_fn()
+    gain = _gain_fn()
     t = np.unique(np.round(np.logspace(0, math.log10(t_max), 600)).astype(np.int64))
-    fig, axes = _new(1, 2, h=3.2)
+    fig, (ax,) = _new(1, 1, h=3.4)
     series = _Series()
     used: dict[str, int] = {}
     for label, (sched, beta2, c), name in schedules:
-        y = np.array([fn(sched, int(k), beta2=beta2, decay_rate=c) if beta2 is not None
-                      else fn(sched, int(k), decay_rate=c) for k in t])
         g = np.array([gain(sched, int(k), beta2, c) for k in t])
         i = used[name] = used.get(name, -1) + 1
-        style = dict(color=colors.get(name, "0.3"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=label)
-        for ax, v in zip(axes, (y, g)):
-            (line,) = ax.plot(t, v, **style)
-            line.set_gid(series.gid())
-    axes[0].set(xscale="log", xlabel="step t", ylabel="β̂₂,t", ylim=(-0.02, 1.02), title="β̂₂,t")
-    # 1 − β̂₂,t on a log axis separates the schedules where β̂₂,t ≈ 1 hides them.
-    axes[1].set(xscale="log", yscale="log", xlabel="step t", ylabel="1 − β̂₂,t", ylim=(1e-12, 2),
-                title="newest gradient's weight 1 − β̂₂,t")
-    _legend(fig, axes)
+        (line,) = ax.plot(t, g, color=colors.get(name, "0.3"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=label)
+        line.set_gid(series.gid())
+    ax.set(xscale="log", yscale="log", xlabel="step t", ylabel="1 − β̂₂,t", ylim=(1e-12, 2),
+           title="weight of the newest squared gradient, 1 − β̂₂,t  (β̂₂,t = 1 − this)")
+    _legend(fig, [ax])
     return fig, series.n
 
 

@@ -320,7 +320,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
             "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
         })
         if any(task_refs.values()):
-            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.text()} {r.source}" for r in task_refs[k]) or "—"
+            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}" + (f" (lr {r.lr:.3g})" if r.lr is not None else "")
+                                                                 for r in task_refs[k]) or "—"
                                                        for k in shown["setting"]])
         blocks.append(("table", tab))
         used = {r.source: r for rl in task_refs.values() for r in rl}
@@ -374,8 +375,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                   + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
                  for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
         blocks += [("h", 2, "β̂₂ schedules"),
-                   ("p", "Effective second-moment weight β̂₂,t (bias correction folded in) of each schedule "
-                         "present, t = 1 to 1e6.")]
+                   ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
+                         "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6.")]
         img = fig("beta2_schedules", F.beta2_figure(items, colors) if figures else (None, 0))
         if img:
             blocks.append(("img", img, "beta2 schedules"))

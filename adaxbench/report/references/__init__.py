@@ -34,13 +34,13 @@ class Reference:
     lr: float | None = None
     file: str = ""
 
-    def text(self) -> str:
-        """``0.9096`` or ``0.9232–0.9251``, with the source's lr where it tuned one."""
-        v = f"{self.value:.4g}" + (f"–{self.value_hi:.4g}" if self.value_hi is not None else "")
-        return v + (f" (lr {self.lr:.3g})" if self.lr is not None else "")
+    def value_text(self) -> str:
+        """``0.9096`` or ``0.9232–0.9251``."""
+        return f"{self.value:.4g}" + (f"–{self.value_hi:.4g}" if self.value_hi is not None else "")
 
     def label(self) -> str:
-        return f"{self.source}: {self.note or self.optimizer}"
+        """``DeepOBS Momentum``: the source and its name for the optimizer."""
+        return f"{self.source} {self.note or self.optimizer}"
 
     def matches(self, task: str, metric: str, setting: Mapping[str, Any]) -> bool:
         """True when this result is for ``task``/``metric`` and the flattened ``setting``

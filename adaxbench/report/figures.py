@@ -298,12 +298,14 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
             _auto_log(ax)
         if task.target is not None and metric == task.metric:
             ax.axhline(task.target, color="0.3", lw=0.8, ls="--", label=f"target {task.target:g}")
+        drawn = set()  # two settings of one optimizer match the same published number: one line
         for key, rlist in (refs or {}).items():
             if key not in styles:
                 continue
             for r in rlist:
-                if r.metric != metric:
+                if r.metric != metric or r.label() in drawn:
                     continue
+                drawn.add(r.label())
                 kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)), label=f"{r.label()} {r.value_text()} (published)")
                 art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
                        else ax.axhline(r.value, **kw))

@@ -320,8 +320,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
             "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
         })
         if any(task_refs.values()):
-            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}" + (f" (lr {r.lr:.3g})" if r.lr is not None else "")
-                                                                 for r in task_refs[k]) or "—"
+            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}" for r in task_refs[k]) or "—"
                                                        for k in shown["setting"]])
         blocks.append(("table", tab))
         used = {r.source: r for rl in task_refs.values() for r in rl}

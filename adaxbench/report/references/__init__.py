@@ -2,7 +2,8 @@
 
 Each ``*.yaml`` here is one source (a paper table, a benchmark's result files) with its citation
 and a list of results: task, metric, our optimizer name, optional ``match`` (hyperparameters a
-setting must have, e.g. SGD's momentum) and the value (``value_hi`` for a range).
+setting must have, e.g. SGD's momentum) and either ``value`` (``value_hi`` for a range) or
+``dir`` + ``seeds`` (result file name -> its value; the result is their mean).
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ class Reference:
     match: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     lr: float | None = None
-    file: str = ""
+    files: tuple[str, ...] = ()  # the source's result files the value is the mean of
 
     def value_text(self) -> str:
         """``0.9096`` or ``0.9232–0.9251``."""
         return f"{self.value:.4g}" + (f"–{self.value_hi:.4g}" if self.value_hi is not None else "")
+
+    def detail(self) -> str:
+        """What stands behind the value: the source's tuned lr and how many seeds it averages."""
+        parts = ([f"lr {self.lr:.3g}"] if self.lr is not None else []) + \
+            ([f"{len(self.files)} seed{'s' if len(self.files) > 1 else ''}"] if self.files else [])
+        return f" ({', '.join(parts)})" if parts else ""
 
     def label(self) -> str:
         """``DeepOBS Momentum``: the source and its name for the optimizer."""
@@ -63,8 +70,14 @@ def load_references(paths: list[Path] | None = None) -> list[Reference]:
         doc = yaml.safe_load(Path(path).read_text())
         head = {k: str(doc[k]).strip() for k in ("source", "citation", "url")}
         for r in doc["results"]:
+            r = dict(r)
+            if "seeds" in r:  # per-seed result files: the value is their mean
+                seeds = {str(f): float(v) for f, v in r.pop("seeds").items()}
+                d = r.pop("dir")
+                r["files"] = tuple(d + f for f in seeds)
+                r["value"] = sum(seeds.values()) / len(seeds)
             out.append(Reference(**head, **{k: (float(v) if k in ("value", "value_hi", "lr") else v)
-                                            for k, v in r.items() if k != "seed"}))
+                                            for k, v in r.items()}))
     return out
 
 

@@ -48,7 +48,8 @@ PROBE = """<script>window.addEventListener('load', () => {
 
 def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
     return subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}", f"--window-size={LAPTOP[0]},{LAPTOP[1]}", *args],
+                           "--hide-scrollbars", f"--user-data-dir={tmp / 'profile'}",
+                           f"--window-size={LAPTOP[0]},{LAPTOP[1]}", *args],
                           capture_output=True, text=True, timeout=120)
 
 

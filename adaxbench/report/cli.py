@@ -17,7 +17,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaxbench report", description=(
         "Compare optimizers across run dirs and sweep dirs (searched recursively for run.json): "
-        "figures, tables with seed spread and Welch CIs, published results, time-to-target, performance profiles and cross-task IQM."))
+        "figures, tables with seed spread and Welch CIs, published results, time-to-target, "
+        "performance profiles and cross-task IQM."))
     p.add_argument("paths", nargs="+", metavar="PATH", help="run dirs, sweep dirs or run.json files")
     p.add_argument("--out", default="report", help="output dir (default: ./report)")
     p.add_argument("--metric", default=None,

@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The main job: Adam vs AdaX on real Fashion-MNIST (3 epochs each), then their report.
 RUN_ARGS ?= -m task=fmnist_mlp optimizer=adam,adax trainer.epochs=3 hydra.sweep.dir=runs/demo
 
-.PHONY: install data run test test-fast bench clean
+.PHONY: install data browser run test test-fast bench clean
 
 install: $(STAMP)
 
@@ -30,11 +30,22 @@ data:
 	  { $(SUDO) apt-get update -qq >/dev/null && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; }; \
 	else echo "no apt-get: put Fashion-MNIST under data/ or pass data.download=true"; fi
 
+# Headless Chromium for tests/test_report_browser.py (report.html in a real browser); the test
+# skips with a reason where it is missing.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing Debian package chromium (headless browser for the report.html test)"; \
+	  $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq >/dev/null && $(SUDO) apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: tests/test_report_browser.py will be skipped"; \
+	else echo "no apt-get: install Chromium to run tests/test_report_browser.py"; fi
+
 run: install data
 	$(BIN)/adaxbench run $(RUN_ARGS)
 	$(BIN)/adaxbench report runs/demo --out runs/demo/report
 
-test: install data
+test: install data browser
 	$(BIN)/python -m pytest -q
 
 bench: install data

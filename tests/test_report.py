@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from report_fixtures import write_run  # noqa: E402
 
-from adaxbench.report import bootstrap_diff_ci, build_report, performance_profile  # noqa: E402
+from adaxbench.report import build_report, performance_profile  # noqa: E402
 from adaxbench.report.cli import main  # noqa: E402
 from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn, beta2_schedule  # noqa: E402
 
@@ -78,34 +78,24 @@ def test_time_to_target(hand):
     assert agg.at["sgd", "median_to_target"] == math.inf
 
 
-def test_delta_ci_direction(hand):
+def test_delta_welch_interval_by_hand(hand):
     _, agg, md = hand
     assert agg.at["adam", "is_baseline"]
-    # adax − adam: 0.10; every bootstrap mean difference lies in [0.89 − 0.81, 0.91 − 0.79].
+    # adax (0.90, 0.91, 0.89) − adam (0.80, 0.81, 0.79): Δ = 0.10; both s² = 1e-4, n = 3, so
+    # se = sqrt(2e-4 / 3) = 0.0081650, Welch df = 4, t(0.975, 4) = 2.7764451 -> ± 0.0226698.
     assert agg.at["adax", "delta"] == pytest.approx(0.10)
-    assert 0.08 - 1e-12 <= agg.at["adax", "ci_lo"] < 0.10 < agg.at["adax", "ci_hi"] <= 0.12 + 1e-12
+    assert agg.at["adax", "ci_lo"] == pytest.approx(0.10 - 0.0226698, abs=1e-6)
+    assert agg.at["adax", "ci_hi"] == pytest.approx(0.10 + 0.0226698, abs=1e-6)
     assert agg.at["adax", "significant"]
-    # sgd (0.7, 0.9) − adam: 0.0; resampled sgd means of 0.7 or 0.9 have probability 1/4 each.
+    # sgd (0.7, 0.9) − adam: Δ = 0; two seeds only -> an interval but never a star.
     assert agg.at["sgd", "delta"] == pytest.approx(0.0, abs=1e-12)
-    assert agg.at["sgd", "ci_lo"] < 0 < agg.at["sgd", "ci_hi"]
+    assert agg.at["sgd", "ci_lo"] < -0.5 and agg.at["sgd", "ci_hi"] > 0.5  # df ≈ 1: very wide
     assert not agg.at["sgd", "significant"]
     row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "0.8 ± 0.01" in row["adam"] and "baseline" in row["adam"]
-    assert "+0.1 [" in row["adax"] and row["adax"].count("*") == 1
+    assert "+0.1 [+0.07733, +0.1227] *" in row["adax"] and row["adax"].count("*") == 1
     assert "*" not in row["sgd"] and "| 3/4 |" in row["adam"]
-
-
-def test_bootstrap_exact_two_point():
-    # a's resampled mean is 0.7, 0.8, 0.9 with probability 1/4, 1/2, 1/4; b's is always 0.8,
-    # so the 2.5% and 97.5% percentiles of the difference are exactly −0.1 and +0.1.
-    d, lo, hi = bootstrap_diff_ci(np.array([0.7, 0.9]), np.array([0.8, 0.8]))
-    assert d == pytest.approx(0.0, abs=1e-12)
-    assert lo == pytest.approx(-0.1) and hi == pytest.approx(0.1)
-    # Both resampled: the extreme differences 1.0 − 0.3 and 1.2 − 0.1 each have probability
-    # 1/16 > 2.5%, so they are the CI ends.
-    d, lo, hi = bootstrap_diff_ci(np.array([1.0, 1.2]), np.array([0.1, 0.3]))
-    assert d == pytest.approx(0.9) and lo == pytest.approx(0.7) and hi == pytest.approx(1.1)
-    assert all(map(math.isnan, bootstrap_diff_ci(np.array([1.0]), np.array([0.1, 0.3]))[1:]))
+    assert "Welch" in md
 
 
 def test_performance_profile_by_hand():
@@ -221,7 +211,7 @@ def test_figures_are_valid_png_svg_with_expected_series(tmp_path):
         "t1_curves": 4 * 4,  # 4 settings × (accuracy, loss, minibatch loss vs step, vs time)
         "t1_adaptivity": 3 * 2,  # sgd logged no β̂₂/eff. lr: 3 settings × 2 panels
         "t1_lr_sensitivity": 1,  # only adam varied lr
-        "beta2_schedules": 2 * 2,  # adam β2=0.999 and adax β2=1e-4, β̂₂ and 1 − β̂₂ panels; none for sgd
+        "beta2_schedules": 2,  # adam β2=0.999 and adax β2=1e-4 (1 − β̂₂); none for sgd
         "performance_profiles": 3,
     }
     for stem, n in expected.items():
@@ -269,3 +259,179 @@ def test_beta2_schedule_of_each_optimizer():
     assert beta2_schedule({"optimizer.name": "adafactor", "optimizer.beta2_decay": -0.5}) == ("adafactor", None, 0.5)
     assert beta2_schedule({"optimizer.name": "sched_adafactor", "optimizer.decay_rate": 0.7})[2] == 0.7
     assert beta2_schedule({"optimizer.name": "sgd", "optimizer.lr": 0.1}) is None
+
+
+# --- figures: inspected as matplotlib Figure objects ---------------------------------------------
+
+from adaxbench.report import figures as F  # noqa: E402
+from adaxbench.report.aggregate import aggregate, label_settings, run_scores, task_infos  # noqa: E402
+from adaxbench.report.load import load_runs  # noqa: E402
+from adaxbench.report.references import load_references, references_for  # noqa: E402
+
+DIAG = {"loss": np.linspace(2, 1, 6), "beta2_hat": np.array([0.0, 0.5, 0.9, 0.99, 0.999, 0.9999]),
+        "eff_lr_median": np.full(6, 1e-4)}
+
+
+def _figure_inputs(root: Path, metric=None):
+    rs = load_runs([root])
+    rs.runs["label"] = label_settings(rs)
+    tasks = task_infos(rs, metric, None)
+    agg = aggregate(rs, tasks, run_scores(rs, tasks), "adam")
+    colors = F.optimizer_colors(list(rs.runs["optimizer"]))
+    return rs, tasks, agg, colors
+
+
+def _legend_labels(fig) -> list[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return [t.get_text() for leg in legends for t in leg.get_texts()]
+
+
+def _inside_and_apart(fig) -> None:
+    """Every legend lies inside the figure; no two panel titles overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    box = fig.bbox
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    for leg in legends:
+        b = leg.get_window_extent(r)
+        assert box.x0 - 1 <= b.x0 and b.x1 <= box.x1 + 1 and box.y0 - 1 <= b.y0, "legend outside the figure"
+    titles = [ax.title.get_window_extent(r) for ax in fig.axes if ax.get_title()]
+    for i, a in enumerate(titles):
+        for b in titles[i + 1:]:
+            assert not a.overlaps(b), "panel titles overlap"
+
+
+def test_curves_figure_reads_at_900px_with_published_line(tmp_path):
+    for s in range(2):
+        for lr in (1e-3, 1e-2):
+            write_run(tmp_path / f"adam{lr}-{s}", task="cifar10_resnet20", optimizer="adam", opt={"lr": lr}, seed=s,
+                      batch=DIAG, target=0.5)
+        write_run(tmp_path / f"sgd{s}", task="cifar10_resnet20", optimizer="sgd", seed=s)  # momentum 0.9: SGDM
+    # A failed smoke run with another eval_limit: its key must not reach the labels of the others.
+    d = write_run(tmp_path / "smoke", task="cifar10_resnet20", optimizer="adam", status="failed", error="x")
+    info = json.loads((d / "run.json").read_text())
+    info["config"]["trainer"]["eval_limit"] = 100
+    (d / "run.json").write_text(json.dumps(info))
+    rs, tasks, agg, colors = _figure_inputs(tmp_path)
+    task = tasks["cifar10_resnet20"]
+    refs = {k: references_for(load_references(), task.name, task.metric, rs.settings[k]) for k in agg["setting"]}
+    fig, n = F.curves_figure(rs, agg, task, "epoch", colors, refs)
+    w, h = fig.get_size_inches() * F.RC["savefig.dpi"]
+    assert w == pytest.approx(900) and h < 800  # was 2208 x 432: text shrank to ~6 px on GitHub
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["test accuracy", "test loss", "minibatch loss", "minibatch loss"]
+    assert n == 3 * 4  # 3 settings x 4 panels
+    labels = _legend_labels(fig)
+    assert "adam lr=0.001 (n=2)" in labels and "sgd (n=2)" in labels
+    assert not any("eval_limit" in lab for lab in labels)
+    assert "AdaX paper adam 0.9096 (published)" in labels and "AdaX paper SGDM 0.923 (published)" in labels
+    acc = fig.axes[0]
+    ref_lines = [ln for ln in acc.get_lines() if (ln.get_gid() or "").startswith("reference-")]
+    assert sorted(ln.get_ydata()[0] for ln in ref_lines) == [0.9096, 0.9230]
+    assert not any((ln.get_gid() or "").startswith("reference-") for ln in fig.axes[1].get_lines())  # loss panel
+    _inside_and_apart(fig)
+
+
+def test_minibatch_panels_say_why_they_are_empty(tmp_path):
+    for s in range(2):  # 3 epochs x 10 steps, log_every 500: no minibatch row at all
+        write_run(tmp_path / f"a{s}", optimizer="adam", seed=s, log_every=500, batch={})
+    rs, tasks, agg, colors = _figure_inputs(tmp_path)
+    fig, n = F.curves_figure(rs, agg, tasks["fmnist_mlp"], "epoch", colors)
+    assert n == 2 and len(fig.axes) == 4
+    notes = [t.get_text() for ax in fig.axes[2:] for t in ax.texts]
+    assert notes == ["no minibatch loss:\ntrainer.log_every = 500 exceeds\nthe runs' 30 steps"] * 2
+
+
+def test_adaptivity_figure_separates_adam_from_adax_and_lists_only_drawn_lines(tmp_path):
+    for s in range(2):
+        write_run(tmp_path / f"adam{s}", optimizer="adam", seed=s, batch={"loss": DIAG["loss"], "beta2_hat": DIAG["beta2_hat"]})
+        write_run(tmp_path / f"adax{s}", optimizer="adax", seed=s, batch=DIAG)
+        write_run(tmp_path / f"sgd{s}", optimizer="sgd", seed=s)  # no diagnostics at all
+    rs, tasks, agg, colors = _figure_inputs(tmp_path)
+    fig, n = F.adaptivity_figure(rs, agg, tasks["fmnist_mlp"], colors)
+    b2, step = fig.axes
+    assert n == 3  # adam and adax on the β̂₂ panel, adax alone on the step-size panel
+    assert b2.get_yscale() == "log" and b2.get_ylabel() == "1 − β̂₂,t"
+    lines = {ln.get_label(): ln.get_ydata() for ln in b2.get_lines()}
+    assert lines["adam (n=2)"] == pytest.approx([1.0, 0.5, 0.1, 0.01, 0.001, 1e-4])  # 1 − logged β̂₂
+    assert sorted(_legend_labels(fig)) == ["adam (n=2)", "adax (n=2)"]  # sgd drew nothing
+    _inside_and_apart(fig)
+
+
+def test_lr_figure_never_joins_settings_that_differ_elsewhere(tmp_path):
+    for s in range(2):
+        for lr in (1e-3, 1e-2, 1e-1):
+            for wd in (0.0, 0.1):
+                write_run(tmp_path / f"adam{lr}-{wd}-{s}", optimizer="adam", opt={"lr": lr, "weight_decay": wd},
+                          seed=s, evals=_acc([0.1, 0.5, 0.6, 0.7 + lr + wd]))
+    rs, tasks, agg, colors = _figure_inputs(tmp_path)
+    fig, n = F.lr_figure(agg, rs.settings, tasks["fmnist_mlp"], colors)
+    (ax,) = fig.axes
+    assert n == 2 and sorted(_legend_labels(fig)) == ["adam weight_decay=0", "adam weight_decay=0.1"]
+    for c in ax.containers:  # one errorbar container per line
+        wd = 0.1 if c.get_label().endswith("=0.1") else 0.0
+        assert list(c.lines[0].get_xdata()) == [1e-3, 1e-2, 1e-1]
+        assert list(c.lines[0].get_ydata()) == pytest.approx([0.7 + lr + wd for lr in (1e-3, 1e-2, 1e-1)])
+
+
+def test_beta2_figure_one_log_panel_with_legend():
+    fn = F._gain_fn()
+    fig, n = F.beta2_figure([("adam β2=0.999", ("adam", 0.999, 0.8), "adam"),
+                             ("adax β2=0.0001", ("adax", 1e-4, 0.8), "adax")],
+                            F.optimizer_colors(["adam", "adax"]), t_max=1e3)
+    (ax,) = fig.axes
+    assert n == 2 and ax.get_xscale() == ax.get_yscale() == "log"
+    assert sorted(_legend_labels(fig)) == ["adam β2=0.999", "adax β2=0.0001"]
+    # t = 2: Adam 1 − β2/(1+β2) = 1/(1+β2); AdaX 1 − (1 − 1/(2+β2)) = 1/(2+β2).
+    assert fn("adam", 2, 0.999, 0.8) == pytest.approx(1 / 1.999)
+    assert fn("adax", 2, 1e-4, 0.8) == pytest.approx(1 / 2.0001)
+    ticks = F._LogTicks(labelOnlyBase=True)
+    assert [ticks._num_to_string(x, 1, 1e6) for x in (1, 10, 1e6)] == ["10⁰", "10¹", "10⁶"]
+    assert [ticks._num_to_string(x, 1e-3, 1) for x in (1e-3, 0.01, 1)] == ["10⁻³", "10⁻²", "10⁰"]
+    assert [ticks._num_to_string(x, 0.01, 10) for x in (0.01, 1, 10)] == ["0.01", "1", "10"]
+    _inside_and_apart(fig)
+
+
+# --- published references ----------------------------------------------------------------------
+
+def test_references_cite_their_source_and_match_like_with_like():
+    refs = load_references()
+    assert all(r.citation and r.url.startswith("https://") for r in refs)
+    paper = {r.optimizer: (r.value, r.value_hi) for r in refs if r.source == "AdaX paper"}
+    assert paper == {"adam": (0.9096, None), "amsgrad": (0.9098, None), "adamw": (0.9212, None),
+                     "sgd": (0.9230, None), "adax": (0.9160, None), "adaxw": (0.9232, 0.9251)}
+    deepobs = [r for r in refs if r.source == "DeepOBS"]
+    assert {r.task for r in deepobs} == {"fmnist_2c2d", "cifar10_3c3d", "quadratic_deep"}
+    for r in deepobs:  # every value comes from named result files of the tuned lr
+        assert r.files and all(f.startswith(f"deepobs/baselines/{r.task}/") and "/random_seed__" in f
+                               and f.endswith(".json") and f"lr__{r.lr:.10e}/" in f for f in r.files), r
+    by = {(r.task, r.metric, r.note or r.optimizer): r for r in deepobs}
+    # cifar10_3c3d Adam: the mean of six seeds' final test accuracies, 0.85036 … 0.84645.
+    adam = by[("cifar10_3c3d", "test/accuracy", "adam")]
+    assert len(adam.files) == 6 and adam.value == pytest.approx(
+        (0.8503605769230769 + 0.8508613782051282 + 0.8513621794871795 + 0.8488581730769231
+         + 0.8489583333333334 + 0.8464543269230769) / 6)
+    assert adam.detail() == " (lr 0.000398, 6 seeds)"
+    assert by[("quadratic_deep", "test/loss", "SGD")].value == pytest.approx(87.27961948939732)
+    sgdm = {"optimizer.name": "sgd", "optimizer.momentum": 0.9, "optimizer.lr": 0.1}
+    assert [r.value for r in references_for(refs, "cifar10_resnet20", "test/accuracy", sgdm)] == [0.9230]
+    assert references_for(refs, "fmnist_2c2d", "test/accuracy", sgdm) == []  # DeepOBS has momentum 0.99 or 0
+    momentum = {**sgdm, "optimizer.momentum": 0.99}
+    assert [r.note for r in references_for(refs, "fmnist_2c2d", "test/accuracy", momentum)] == ["Momentum"]
+    assert references_for(refs, "fmnist_2c2d", "test/loss", {"optimizer.name": "adax"}) == []
+
+
+def test_report_shows_published_column_and_sources(tmp_path):
+    for s in range(2):
+        write_run(tmp_path / f"adam{s}", task="cifar10_resnet20", optimizer="adam", seed=s)
+        write_run(tmp_path / f"adax{s}", task="cifar10_resnet20", optimizer="adax", seed=s)
+        write_run(tmp_path / f"sgd{s}", task="cifar10_resnet20", optimizer="sgd", opt={"momentum": 0.5}, seed=s)
+    build_report([tmp_path], out=tmp_path / "o", figures=False)
+    md = (tmp_path / "o" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| optimizer"))
+    assert "| published test/accuracy |" in header
+    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| 0.9096 AdaX paper |" in row["adam"] and "| 0.916 AdaX paper |" in row["adax"]
+    assert "| — |" in row["sgd"]  # momentum 0.5 is not the paper's SGDM
+    assert "[AdaX paper](https://arxiv.org/abs/2004.09740)" in md and "Table 2" in md

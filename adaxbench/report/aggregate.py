@@ -5,24 +5,33 @@ Conventions (stated in every report):
 - mean ± sample std (ddof=1) over the completed seeds of a setting;
 - time-to-target = epoch / step / training seconds of the first evaluation that reaches the
   target; a seed that never does (or diverged first) counts as not reached (= ∞);
-- Δ vs baseline = mean(setting) − mean(baseline) of the final metric with a 95% percentile
-  bootstrap CI, resampling seeds with replacement independently within each group.
+- Δ vs baseline = mean(setting) − mean(baseline) of the final metric with Welch's 95% t
+  interval (unequal variances; it holds its error rate at a handful of seeds, where a
+  percentile bootstrap over seeds is far too narrow); ``*`` where it excludes 0, and only with
+  at least MIN_SEEDS_STAR seeds on both sides;
+- the best setting per task x optimizer: ``score_settings`` (shared with ``adaxbench best``);
+- across tasks: the interquartile mean of per-task normalised scores with a stratified
+  bootstrap CI (rliable's method, Agarwal et al. 2021; computed with scipy.stats).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .load import ReportError, RunSet
 
 # Used when a task does not log the requested default metric (synthetic tasks: train/loss only).
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
-N_BOOT = 10_000
+LEVEL = 0.95  # confidence level of every interval in the report
+MIN_SEEDS_STAR = 3  # fewer seeds on either side: an interval, but never a star
+N_BOOT = 2000  # stratified-bootstrap resamples of the cross-task IQM
 
 
 def higher_is_better(metric: str) -> bool:
@@ -61,23 +70,33 @@ def _fmt_num(v: Any) -> str:
     return str(v)
 
 
-def label_settings(rs: RunSet) -> pd.Series:
-    """A readable label per run: the optimizer name, plus the hyperparameters that differ
-    between the settings sharing that name within the task (e.g. ``adam lr=0.001``)."""
-    runs = rs.runs
-    labels = pd.Series(runs["optimizer"].to_numpy(dtype=object), index=runs.index)
-    for (task, name), g in runs.groupby(["task", "optimizer"], sort=False):
+def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]],
+                   drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """A readable label per setting key of ``rows`` (columns optimizer, setting): the optimizer
+    name plus the hyperparameters that differ between that optimizer's settings *among these
+    rows* (e.g. ``adam lr=0.001``), so a key that changes nothing here is never shown."""
+    out = {}
+    for name, g in rows.groupby("optimizer", sort=False):
         keys = list(dict.fromkeys(g["setting"]))
-        if len(keys) < 2:
-            continue
-        sets = [rs.settings[k] for k in keys]
-        fields = sorted({f for s in sets for f in s})
-        varying = [f for f in fields if f != "optimizer.name"
-                   and len({repr(s.get(f)) for s in sets}) > 1]
+        sets = [settings[k] for k in keys]
+        fields = sorted({f for s in sets for f in s} - {"optimizer.name", *drop})
+        varying = [f for f in fields if len({repr(s.get(f)) for s in sets}) > 1]
         shorts = [f.split(".")[-1] for f in varying]
         names = [s if shorts.count(s) == 1 else f for s, f in zip(shorts, varying)]
-        text = {k: name + " " + " ".join(f"{n}={_fmt_num(s.get(f))}" for n, f in zip(names, varying))
-                for k, s in zip(keys, sets)}
+        for k, s in zip(keys, sets):
+            out[k] = " ".join([str(name)] + [f"{n}={_fmt_num(s.get(f))}" for n, f in zip(names, varying)])
+    return out
+
+
+def label_settings(rs: RunSet) -> pd.Series:
+    """A label per run (see ``setting_labels``), computed per task.  Keys are compared among the
+    completed runs' settings first, so a broken run with another setting adds no keys to the
+    labels of the runs that make the tables and figures."""
+    runs = rs.runs
+    labels = pd.Series(runs["optimizer"].to_numpy(dtype=object), index=runs.index)
+    for _, g in runs.groupby("task", sort=False):
+        text = setting_labels(g, rs.settings)
+        text.update(setting_labels(g[(g["status"] == "completed") & (g["problem"] == "")], rs.settings))
         labels[g.index] = g["setting"].map(text).to_numpy()
     return labels
 
@@ -118,7 +137,8 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
                 tgt, src = float(tcfg["target"]), "task config"
         split, name = split_metric(use)
         valid = f"valid/{name}"
-        sel = valid if valid in names else use
+        named = tcfg.get("select_metric")  # a protocol without a validation split names its own
+        sel = named if named in names else valid if valid in names else use
         out[task] = TaskInfo(task, use, higher_is_better(use), tgt, src, sel, note)
     return out
 
@@ -176,20 +196,96 @@ def run_scores(rs: RunSet, tasks: dict[str, TaskInfo], select: str = "final") ->
     return scores
 
 
-def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, float]:
-    """mean(a) − mean(b) and its percentile bootstrap CI, resampling each group's seeds with
-    replacement.  NaN CI when either group has fewer than two seeds (no spread to resample)."""
+def welch_diff(a: np.ndarray, b: np.ndarray, level: float = LEVEL,
+               min_seeds: int = MIN_SEEDS_STAR) -> tuple[Any, Any, Any, Any, Any]:
+    """mean(a) − mean(b) over the last axis, Welch's t interval at ``level`` and its two-sided p.
+
+    Returns (diff, lo, hi, p, significant).  Works on stacks of groups (shape (..., n)), so the
+    calibration test runs thousands of simulated comparisons through this very function.
+    ``significant`` needs the interval to exclude 0 and at least ``min_seeds`` seeds in both
+    groups: with two seeds the interval is valid but so wide that a star would mostly mark noise
+    in the variance estimate.  Fewer than two seeds in a group: NaN interval, no star.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    ma = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
-    mb = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1)
-    q = (1 - level) / 2 * 100
-    lo, hi = np.percentile(ma - mb, [q, 100 - q])
-    return diff, float(lo), float(hi)
+    na, nb = a.shape[-1], b.shape[-1]
+    diff = a.mean(-1) - b.mean(-1) if na and nb else np.full(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), np.nan)
+    if na < 2 or nb < 2:
+        nan = np.full_like(np.asarray(diff, float), np.nan)
+        return diff, nan, nan.copy(), nan.copy(), np.zeros(nan.shape, bool)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # identical seeds: zero variance
+        res = stats.ttest_ind(a, b, axis=-1, equal_var=False)
+        ci = res.confidence_interval(level)
+    lo, hi, p = np.asarray(ci.low, float), np.asarray(ci.high, float), np.asarray(res.pvalue, float)
+    sig = ((lo > 0) | (hi < 0)) & (min(na, nb) >= min_seeds)
+    return diff, lo, hi, p, sig
+
+
+def worst_value(higher_better: bool) -> float:
+    return -math.inf if higher_better else math.inf
+
+
+def score_settings(runs: pd.DataFrame, higher_better: Mapping[str, bool]) -> pd.DataFrame:
+    """The one rule that picks the best setting, for ``report`` and ``best`` alike.
+
+    ``runs``: one row per run with task, optimizer, setting, status and ``sel`` (the run's
+    validation score, final or best) and optionally ``problem`` (non-empty = unreadable).
+    A setting scores the mean of ``sel`` over its completed and diverged seeds, where a diverged
+    seed (or a completed one without a score) counts as the worst possible value: a setting that
+    sometimes blows up cannot win on its surviving seeds.  Failed, interrupted, running and
+    unreadable completed runs are left out.  Returns one row per task x setting with
+    optimizer, score, seeds (counted), diverged and is_best (the winner per task x optimizer;
+    ties go to the first setting in sort order).
+    """
+    r = runs[runs["status"].isin(["completed", "diverged"])]
+    if "problem" in r:
+        r = r[(r["problem"] == "") | (r["status"] == "diverged")]
+    worst = r["task"].map(lambda t: worst_value(higher_better[t]))
+    score = r["sel"].where(r["status"] == "completed", worst).fillna(worst)
+    df = r[["task", "optimizer", "setting"]].assign(score=score.astype(float), diverged=r["status"] == "diverged")
+    out = (df.groupby(["task", "setting"], sort=True)
+             .agg(optimizer=("optimizer", "first"), score=("score", "mean"), seeds=("score", "size"),
+                  diverged=("diverged", "sum"))
+             .reset_index())
+    out["diverged"] = out["diverged"].astype(int)
+    out["is_best"] = False
+    for (task, _), g in out.groupby(["task", "optimizer"], sort=False):
+        s = g["score"]
+        out.loc[s.idxmax() if higher_better[task] else s.idxmin(), "is_best"] = True
+    return out
+
+
+def grid_edge_warnings(scored: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]],
+                       prefixes: tuple[str, ...] = ("optimizer.", "lr_schedule.")) -> list[str]:
+    """Warnings for winners on the edge of the searched grid.
+
+    For every task x optimizer with several settings and every numeric hyperparameter (under
+    ``prefixes``): among the settings that equal the winner in everything but that key (the grid
+    line through the winner), if at least two values were tried and the winner's is the largest
+    or the smallest, the optimum may lie outside the grid.
+    """
+    out = []
+    for (task, opt), g in scored.groupby(["task", "optimizer"], sort=True):
+        if len(g) < 2 or not g["is_best"].any():
+            continue
+        win = settings[g.loc[g["is_best"], "setting"].iloc[0]]
+        keys = sorted({k for key in g["setting"] for k in settings[key] if k.startswith(prefixes)})
+        for k in keys:
+            line = [settings[key] for key in g["setting"]
+                    if all(repr(settings[key].get(f)) == repr(win.get(f)) for f in set(settings[key]) | set(win) if f != k)]
+            vals = [st.get(k) for st in line]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                continue
+            tried = sorted(set(float(v) for v in vals))
+            if len(tried) < 2:
+                continue
+            w = float(win[k])
+            edge = "largest" if w == tried[-1] else "smallest" if w == tried[0] else None
+            if edge:
+                name = k.split(".", 1)[1]
+                out.append(f"{task} / {opt}: best {name} {w:g} is the {edge} tried "
+                           f"({tried[0]:g} … {tried[-1]:g}, {len(tried)} values): widen the grid")
+    return out
 
 
 def _std(x: pd.Series) -> float:
@@ -199,7 +295,8 @@ def _std(x: pd.Series) -> float:
 def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, baseline: str,
               x: str = "epoch") -> pd.DataFrame:
     """One row per task × setting: seed counts by status, final/best mean and std over completed
-    seeds, time-to-target, Δ to the baseline with its bootstrap CI, and the selection score."""
+    seeds, time-to-target, Δ to the baseline with Welch's interval and p, and the selection
+    score (``sel_mean``, see ``score_settings``)."""
     runs = rs.runs.join(scores, how="left")
     runs = runs[runs["task"].isin(list(tasks))]
     readable = runs["problem"] == ""
@@ -227,24 +324,21 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
             "seconds_to_target": float(fin["hit_time"].mean()) if fin["hit_time"].notna().any() else math.nan,
             # Median over finished seeds with ∞ for misses: what performance profiles use.
             "median_to_target": float(np.median(np.where(np.isnan(hit_x), np.inf, hit_x))) if len(fin) else math.inf,
-            "sel_mean": float(done["sel"].mean(skipna=False)) if len(done) else math.nan,
             "_finals": done["final"].to_numpy(float),
         })
     agg = pd.DataFrame(rows)
     if agg.empty:
         return agg
+    hb = {t: higher_is_better(tasks[t].select_metric) for t in tasks}
+    scored = score_settings(runs, hb)
+    agg = agg.merge(scored[["task", "setting", "score", "is_best"]].rename(columns={"score": "sel_mean"}),
+                    on=["task", "setting"], how="left")
+    agg["is_best"] = agg["is_best"].fillna(False).astype(bool)
     agg = agg.sort_values(["task", "optimizer", "label"], kind="stable").reset_index(drop=True)
-    agg["is_best"] = False
-    agg["is_baseline"] = False
-    for task, g in agg.groupby("task"):
-        hb = higher_is_better(tasks[task].select_metric)
-        for _, h in g.groupby("optimizer"):
-            s = h["sel_mean"]
-            if s.notna().any():
-                agg.loc[s.idxmax() if hb else s.idxmin(), "is_best"] = True
-        base = g[(g["optimizer"] == baseline) & agg.loc[g.index, "is_best"]]
-        agg.loc[base.index, "is_baseline"] = True
-    agg["delta"], agg["ci_lo"], agg["ci_hi"] = math.nan, math.nan, math.nan
+    agg["is_baseline"] = agg["is_best"] & (agg["optimizer"] == baseline)
+    for c in ("delta", "ci_lo", "ci_hi", "p_value"):
+        agg[c] = math.nan
+    agg["significant"] = False
     for task, g in agg.groupby("task"):
         base = g[g["is_baseline"]]
         if base.empty:
@@ -253,8 +347,9 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
         for i in g.index:
             if i == base.index[0] or not len(agg.at[i, "_finals"]) or not len(b):
                 continue
-            agg.loc[i, ["delta", "ci_lo", "ci_hi"]] = bootstrap_diff_ci(agg.at[i, "_finals"], b)
-    agg["significant"] = (agg["ci_lo"] > 0) | (agg["ci_hi"] < 0)
+            d, lo, hi, p, sig = welch_diff(agg.at[i, "_finals"], b)
+            agg.loc[i, ["delta", "ci_lo", "ci_hi", "p_value"]] = [float(d), float(lo), float(hi), float(p)]
+            agg.loc[i, "significant"] = bool(sig)
     return agg.drop(columns="_finals")
 
 
@@ -281,3 +376,47 @@ def profile_times(agg: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     best = agg[agg["is_best"]]
     t = best.pivot_table(index="task", columns="optimizer", values="median_to_target", aggfunc="first")
     return t.reindex(index=tasks).fillna(np.inf)
+
+
+def _iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean of all task x seed scores pooled (rliable's ``aggregate_iqm``)."""
+    return stats.trim_mean(np.concatenate(samples, axis=axis), 0.25, axis=axis)
+
+
+def normalised_scores(runs: pd.DataFrame, agg: pd.DataFrame, tasks: dict[str, TaskInfo]) -> pd.DataFrame:
+    """Final scores of each optimizer's best setting, normalised per task to [0, 1].
+
+    ``runs``: rs.runs joined with run_scores.  Per task, 0 is the worst and 1 the best final
+    value any seed of any optimizer's best setting reached (oriented, so 1 is always best); a
+    diverged seed scores 0.  Returns rows task, optimizer, run, score.
+    """
+    best = agg.loc[agg["is_best"], ["task", "setting"]]
+    r = runs.reset_index(drop=True).merge(best, on=["task", "setting"])
+    r = r[((r["status"] == "completed") & (r["problem"] == "")) | (r["status"] == "diverged")]
+    parts = []
+    for task, g in r.groupby("task", sort=True):
+        v = g["final"].where(g["status"] == "completed").to_numpy(float)
+        v = v if higher_is_better(tasks[task].metric) else -v
+        lo, hi = (np.nanmin(v), np.nanmax(v)) if np.isfinite(v).any() else (0.0, 0.0)
+        norm = np.where(np.isfinite(v), (v - lo) / (hi - lo) if hi > lo else 1.0, 0.0)
+        parts.append(pd.DataFrame({"task": task, "optimizer": g["optimizer"].to_numpy(),
+                                   "run": g["run"].to_numpy(), "score": norm}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["task", "optimizer", "run", "score"])
+
+
+def iqm_across_tasks(norm: pd.DataFrame, n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> pd.DataFrame:
+    """Per optimizer: IQM of its normalised scores over all task x seed, with a stratified
+    bootstrap CI (seeds resampled within each task, as rliable does; scipy.stats.bootstrap
+    resamples each task's sample independently).  The CI needs two seeds on every task."""
+    rows = []
+    for opt, g in norm.groupby("optimizer", sort=True):
+        samples = [t["score"].to_numpy(float) for _, t in g.groupby("task", sort=True)]
+        lo = hi = math.nan
+        if all(len(x) >= 2 for x in samples):
+            res = stats.bootstrap(tuple(samples), _iqm, n_resamples=n_boot, confidence_level=level,
+                                  method="percentile", vectorized=True, paired=False, rng=seed)
+            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        rows.append({"optimizer": opt, "tasks": len(samples), "seeds": int(sum(map(len, samples))),
+                     "iqm": float(_iqm(*samples)), "ci_lo": lo, "ci_hi": hi,
+                     "mean": float(np.mean(np.concatenate(samples)))})
+    return pd.DataFrame(rows, columns=["optimizer", "tasks", "seeds", "iqm", "ci_lo", "ci_hi", "mean"])

@@ -17,7 +17,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaxbench report", description=(
         "Compare optimizers across run dirs and sweep dirs (searched recursively for run.json): "
-        "figures, tables with seed spread and bootstrap CIs, time-to-target, performance profiles."))
+        "figures, tables with seed spread and Welch CIs, published results, time-to-target, "
+        "performance profiles and cross-task IQM."))
     p.add_argument("paths", nargs="+", metavar="PATH", help="run dirs, sweep dirs or run.json files")
     p.add_argument("--out", default="report", help="output dir (default: ./report)")
     p.add_argument("--metric", default=None,
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # --help
         return int(e.code or 0)
+    for w in rep.warnings:
+        print(f"adaxbench report: warning: {w}", file=sys.stderr)
     main_file = next((f for f in rep.files if f.name in ("report.md", "report.html")), rep.out)
     print(f"wrote {main_file} ({len(rep.files)} files, {rep.seconds:.1f} s); "
           f"{len(rep.excluded)} run(s) not included")

@@ -7,6 +7,7 @@ Each plotted series carries a gid ``series-<n>`` so it is a ``<g id="series-n">`
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from .aggregate import TaskInfo, split_metric
+from .aggregate import TaskInfo, setting_labels, split_metric
 from .load import RunSet
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -79,11 +80,21 @@ def beta2_schedule(setting: dict[str, Any]) -> tuple[str, float | None, float] |
 
 # --- helpers -------------------------------------------------------------------------------
 
-class _PlainLog(LogFormatter):
-    """Log-axis tick labels as 0.01, 10, 1e+06 (no mathtext)."""
+WIDTH = 7.5  # inches: 900 px at savefig.dpi 120, so text stays ~9 pt when GitHub shows it ~900 px wide
+_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class _LogTicks(LogFormatter):
+    """One tick style per axis, without mathtext (its layout dominates the draw time):
+    plain numbers (0.01 … 1000) when the whole axis lies in that range, else 10ᵏ (and 2×10ᵏ
+    for labelled minor ticks)."""
 
     def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
-        return f"{x:g}" if 1e-3 <= abs(x) < 1e5 else f"{x:.0e}"
+        if 1e-2 <= min(vmin, vmax) and max(vmin, vmax) <= 1e4:
+            return f"{x:g}"
+        k = math.floor(math.log10(abs(x)) + 1e-9)
+        m = round(x / 10**k, 6)
+        return f"10{str(k).translate(_SUP)}" if m == 1 else f"{m:g}×10{str(k).translate(_SUP)}"
 
 
 def optimizer_colors(names: list[str]) -> dict[str, Any]:
@@ -96,12 +107,12 @@ def optimizer_colors(names: list[str]) -> dict[str, Any]:
 def save(fig: Figure, out_dir: Path, stem: str) -> Path:
     """Write ``stem.png`` and ``stem.svg``; returns the PNG path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for ax in fig.axes:  # plain "1e-05" tick labels: mathtext layout dominates the draw time
+    for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log":
-                axis.set_major_formatter(_PlainLog(labelOnlyBase=True))
+                axis.set_major_formatter(_LogTicks(labelOnlyBase=True))
                 # Label minor ticks only when the axis spans at most ~1.5 decades.
-                axis.set_minor_formatter(_PlainLog(labelOnlyBase=False, minor_thresholds=(1.5, 0.4)))
+                axis.set_minor_formatter(_LogTicks(labelOnlyBase=False, minor_thresholds=(1.5, 0.4)))
     with matplotlib.rc_context(RC):
         fig.savefig(out_dir / f"{stem}.png")
         fig.set_layout_engine("none")  # the layout is fixed by the first draw; don't redo it
@@ -109,22 +120,54 @@ def save(fig: Figure, out_dir: Path, stem: str) -> Path:
     return out_dir / f"{stem}.png"
 
 
-def _new(nrows: int, ncols: int, w: float = 5.0, h: float = 3.6) -> tuple[Figure, np.ndarray]:
+def _new(nrows: int, ncols: int, h: float = 3.0, w: float = WIDTH) -> tuple[Figure, np.ndarray]:
+    """A figure ``w`` inches wide (all panels together), ``h`` inches per row."""
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+        fig = Figure(figsize=(w, h * nrows), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     return fig, axes
+
+
+def _legend(fig: Figure, axes, where=None) -> None:
+    """One legend for all panels, built from every panel's handles (deduplicated by label), so
+    only series that were actually drawn appear.  ``where``: a spare axis to hold it, else
+    below the panels."""
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if not handles:
+        return
+    if where is not None:
+        where.axis("off")
+        where.legend(handles.values(), handles.keys(), loc="center", frameon=False)
+    else:
+        # As many columns as fit the figure's width (~8.5 px per character at legend.fontsize 8,
+        # plus the line sample and padding).
+        width = fig.get_figwidth() * RC["savefig.dpi"]
+        longest = max(len(k) for k in handles) * 8.5 + 70
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+                   ncols=max(1, min(3, len(handles), int(width // longest))), frameon=False)
+
+
+def _note(ax, text: str) -> None:
+    """An empty panel that says why it is empty (instead of silently dropping it)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, color="0.35")
 
 
 class _Series:
     """Hands out gids, so every data series is countable in the SVG."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "series") -> None:
         self.n = 0
+        self.prefix = prefix
 
     def gid(self) -> str:
         self.n += 1
-        return f"series-{self.n}"
+        return f"{self.prefix}-{self.n}"
 
 
 def _thin(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,13 +183,19 @@ def _styles(plotted: pd.DataFrame, colors: dict[str, Any]) -> dict[str, tuple[An
     return out
 
 
-def plotted_settings(agg_task: pd.DataFrame, max_per_optimizer: int = len(LINESTYLES)) -> pd.DataFrame:
+def plotted_settings(agg_task: pd.DataFrame, settings: dict[str, dict] | None = None,
+                     max_per_optimizer: int = len(LINESTYLES)) -> pd.DataFrame:
     """Settings drawn in curve figures: all of an optimizer's settings when there are at most
-    ``max_per_optimizer``, else only its best one (the full sweep is in the lr figure/table)."""
+    ``max_per_optimizer``, else only its best one (the full sweep is in the lr figure/table).
+    With ``settings``, labels are recomputed among the plotted settings only, so a legend names
+    just the keys that differ between its own lines."""
     keep = []
     for _, g in agg_task[agg_task["seeds"] > 0].groupby("optimizer", sort=True):
         keep.append(g if len(g) <= max_per_optimizer else g[g["is_best"]])
-    return pd.concat(keep) if keep else agg_task.iloc[:0]
+    out = pd.concat(keep) if keep else agg_task.iloc[:0]
+    if settings is not None and len(out):
+        out = out.assign(label=out["setting"].map(setting_labels(out, settings)))
+    return out
 
 
 def _sid_of(rs: RunSet) -> dict[str, int]:
@@ -163,8 +212,11 @@ def _curve_data(rs: RunSet, run_ids: pd.Index, split: str, metric: str) -> pd.Da
 
 
 def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styles, series: _Series,
-               sid_of: dict[str, int], smooth: int = 0) -> None:
-    """Mean over seeds (line) ± one std (band) per setting, grouping rows by ``by``."""
+               sid_of: dict[str, int], smooth: int = 0, transform: Callable | None = None) -> None:
+    """Mean over seeds (line) ± one std (band) per setting, grouping rows by ``by``.  Settings
+    with no finite value get no line and so no legend entry."""
+    if transform is not None:
+        d = d.assign(value=transform(d["value"].to_numpy(float)))
     if smooth > 1:  # EMA per run first, so the band is the spread of the smoothed seeds
         d = d.sort_values(["run", "step"], kind="stable")
         ema = d.groupby("run", sort=False)["value"].ewm(span=smooth).mean()
@@ -178,6 +230,8 @@ def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styl
         if sid_of[row["setting"]] not in have:
             continue
         s = _thin(stats.loc[sid_of[row["setting"]]].sort_values("x"))
+        if not np.isfinite(s["mean"].to_numpy(float)).any():
+            continue
         color, ls = styles[row["setting"]]
         label = f"{row['label']} (n={int(row['seeds'])})"
         (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label)
@@ -204,52 +258,92 @@ def _pretty(metric: str) -> str:
     return f"{split} {name}"
 
 
-def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str,
-                  colors: dict[str, Any]) -> tuple[Figure | None, int]:
-    """Eval metric(s) against ``x`` and minibatch loss against step and time, mean ± std over
-    seeds.  Returns the figure and its number of series."""
-    plotted = plotted_settings(agg_task)
-    styles = _styles(plotted, colors)
+def _completed_ids(rs: RunSet, task: str, plotted: pd.DataFrame) -> pd.Index:
     runs = rs.runs
-    ids = runs.index[(runs["task"] == task.name) & (runs["status"] == "completed") & (runs["problem"] == "")
-                     & runs["setting"].isin(plotted["setting"])]
+    return runs.index[(runs["task"] == task) & (runs["status"] == "completed") & (runs["problem"] == "")
+                      & runs["setting"].isin(plotted["setting"])]
+
+
+def _log_every(rs: RunSet, ids: pd.Index) -> Any:
+    vals = {(rs.configs[i].get("trainer") or {}).get("log_every") for i in ids}
+    vals.discard(None)
+    return min(vals) if vals else None
+
+
+def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, colors: dict[str, Any],
+                  refs: dict[str, list] | None = None) -> tuple[Figure | None, int]:
+    """Eval metric(s) against ``x`` and minibatch loss against step and time, mean ± std over
+    seeds, as a 2 x 2 grid that reads at ~900 px.  ``refs``: published results per setting key,
+    drawn as labelled dotted lines in the compared metric's panel.  A minibatch panel that has no
+    data says why.  Returns the figure and its number of series."""
+    plotted = plotted_settings(agg_task, rs.settings)
+    styles = _styles(plotted, colors)
+    ids = _completed_ids(rs, task.name, plotted)
     split, name = split_metric(task.metric)
     logged = rs.logged(ids)
     evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss") if n != name and (split, n) in logged]
     evals = [e for e in evals if tuple(e.split("/")) in logged]
     batch = ("batch", "loss") in logged
-    if not evals and not batch:
+    if not evals:
         return None, 0
-    fig, axes = _new(1, len(evals) + 2 * batch, w=4.6)
-    series = _Series()
+    n = len(evals) + 2
+    fig, axes = _new(2, 2, h=2.9) if n > 2 else _new(1, 2, h=3.0)
+    series, ref_ids = _Series(), _Series("reference")
+    sid_of = _sid_of(rs)
     for ax, metric in zip(axes, evals):
-        _band_plot(ax, _curve_data(rs, ids, *split_metric(metric)), "epoch", x, plotted, styles, series,
-                   _sid_of(rs))
-        ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=f"{task.name}: {_pretty(metric)}")
+        d = _curve_data(rs, ids, *split_metric(metric))
+        _band_plot(ax, d, "epoch", x, plotted, styles, series, sid_of)
+        ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=_pretty(metric))
         if "acc" not in metric.split("/")[1]:
             _auto_log(ax)
         if task.target is not None and metric == task.metric:
             ax.axhline(task.target, color="0.3", lw=0.8, ls="--", label=f"target {task.target:g}")
+        drawn = set()  # two settings of one optimizer match the same published number: one line
+        for key, rlist in (refs or {}).items():
+            if key not in styles:
+                continue
+            for r in rlist:
+                if r.metric != metric or r.label() in drawn:
+                    continue
+                drawn.add(r.label())
+                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)), label=f"{r.label()} {r.value_text()} (published)")
+                art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
+                       else ax.axhline(r.value, **kw))
+                art.set_gid(ref_ids.gid())
+    batch_axes = axes[len(evals):len(evals) + 2]
     if batch:
         d = _curve_data(rs, ids, "batch", "loss")
         span = max(1, int(d.groupby("run").size().median() // 50))
-        for ax, bx in zip(axes[len(evals):], ("step", "time")):
-            _band_plot(ax, d, "step", bx, plotted, styles, series, _sid_of(rs), smooth=span)
-            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss", title="minibatch loss" + (f" (EMA, span {span} logs)" if span > 1 else ""))
+        for ax, bx in zip(batch_axes, ("step", "time")):
+            _band_plot(ax, d, "step", bx, plotted, styles, series, sid_of, smooth=span)
+            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss",
+                   title="minibatch loss" + (f" (EMA over {span} logs)" if span > 1 else ""))
             _auto_log(ax)
-    # One legend for all panels, outside them: the curves stay visible.
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+    else:
+        steps = rs.select(*split_metric(task.metric))
+        steps = int(steps.loc[steps["run"].isin(ids), "step"].max()) if len(steps) else 0
+        le = _log_every(rs, ids)
+        why = (f"trainer.log_every = {le} exceeds\nthe runs' {steps} steps" if le is not None and le > steps
+               else "the runs logged none")
+        for ax, bx in zip(batch_axes, ("step", "time")):
+            ax.set_title(f"minibatch loss vs {bx}")
+            _note(ax, f"no minibatch loss:\n{why}")
+    spare = axes[n] if len(axes) > n else None
+    _legend(fig, axes[:n], where=spare)
+    fig.suptitle(task.name, fontsize=10)
     return fig, series.n
 
 
 def adaptivity_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo,
                       colors: dict[str, Any]) -> tuple[Figure | None, int]:
-    """Logged β̂₂,t and effective step size (median, else mean) against step, where logged."""
-    plotted = plotted_settings(agg_task)
+    """Logged 1 − β̂₂,t and effective step size (median, else mean) against step, where logged.
+
+    1 − β̂₂,t on a log axis: Adam's β̂₂ → 0.999 and AdaX's → 1 coincide on a linear axis near 1,
+    while 1 − β̂₂ (the weight of the newest squared gradient) separates them by decades.  Only
+    settings that logged a diagnostic get a line and a legend entry."""
+    plotted = plotted_settings(agg_task, rs.settings)
     styles = _styles(plotted, colors)
-    runs = rs.runs
-    ids = runs.index[(runs["task"] == task.name) & (runs["status"] == "completed") & (runs["problem"] == "")
-                     & runs["setting"].isin(plotted["setting"])]
+    ids = _completed_ids(rs, task.name, plotted)
     logged = rs.logged(ids)
     # The median effective step: the mean is dominated by coordinates that never saw a
     # gradient (lr/eps, e.g. 1e9 for AdaX's eps = 1e-12), the median describes the network.
@@ -257,82 +351,117 @@ def adaptivity_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo,
     panels = [p for p in ("beta2_hat", step_size) if ("batch", p) in logged]
     if not panels:
         return None, 0
-    fig, axes = _new(1, len(panels), w=4.8)
+    fig, axes = _new(1, len(panels), h=3.2)
     series = _Series()
     for ax, p in zip(axes, panels):
-        _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series, _sid_of(rs))
-        ax.set(xlabel="optimizer step", xscale="log", yscale="linear" if p == "beta2_hat" else "log",
-               ylabel={"beta2_hat": "logged β̂₂,t", "eff_lr_mean": "mean effective step size",
-                       "eff_lr_median": "median effective step size lr/(√v̂+ε)"}[p],
-               title=f"{task.name}: {'logged β̂₂,t' if p == 'beta2_hat' else 'effective step size'}")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+        one_minus = (lambda v: 1.0 - v) if p == "beta2_hat" else None
+        _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series, _sid_of(rs),
+                   transform=one_minus)
+        ax.set(xlabel="optimizer step", xscale="log", yscale="log",
+               ylabel={"beta2_hat": "1 − β̂₂,t", "eff_lr_mean": "mean lr/(√v̂+ε)",
+                       "eff_lr_median": "median lr/(√v̂+ε)"}[p],
+               title={"beta2_hat": "newest gradient's weight 1 − β̂₂,t"}.get(p, "effective step size"))
+    _legend(fig, axes)
+    fig.suptitle(f"{task.name}: logged adaptivity", fontsize=10)
     return fig, series.n
+
+
+def _gain_fn() -> Callable[[str, int, float | None, float], float]:
+    """1 − β̂₂,t computed without cancellation where adaxbench.optim provides it."""
+    try:
+        from adaxbench.optim.beta2 import beta2_hat_and_gain
+        return lambda s, t, b, c: beta2_hat_and_gain(s, t, b, c)[1]
+    except ImportError:
+        fn = beta2_hat_fn()
+        return lambda s, t, b, c: 1.0 - fn(s, t, beta2=b, decay_rate=c) if b is not None else 1.0 - fn(s, t, decay_rate=c)
 
 
 def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str]],
                  colors: dict[str, Any], t_max: float = 1e6) -> tuple[Figure, int]:
-    """β̂₂,t for t = 1…t_max (log axis), one curve per distinct (schedule, β2, c).
+    """1 − β̂₂,t for t = 1…t_max on log–log axes, one curve per distinct (schedule, β2, c).
+
+    One panel: on a linear β̂₂ axis every schedule rises to ≈ 1 within ~100 steps and the curves
+    coincide; 1 − β̂₂,t (the weight of the newest squared gradient) separates them by decades.
 
     ``schedules``: (legend label, (schedule, β2, c), optimizer name for the colour)."""
-    fn = beta2_hat_fn()
+    gain = _gain_fn()
     t = np.unique(np.round(np.logspace(0, math.log10(t_max), 600)).astype(np.int64))
-    fig, axes = _new(1, 2, w=5.2, h=4.0)
+    fig, (ax,) = _new(1, 1, h=3.4)
     series = _Series()
     used: dict[str, int] = {}
     for label, (sched, beta2, c), name in schedules:
-        y = np.array([fn(sched, int(k), beta2=beta2, decay_rate=c) if beta2 is not None
-                      else fn(sched, int(k), decay_rate=c) for k in t])
+        g = np.array([gain(sched, int(k), beta2, c) for k in t])
         i = used[name] = used.get(name, -1) + 1
-        style = dict(color=colors.get(name, "0.3"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=label)
-        for ax, v in zip(axes, (y, 1.0 - y)):
-            (line,) = ax.plot(t, v, **style)
-            line.set_gid(series.gid())
-    axes[0].set(xscale="log", xlabel="step t", ylabel="β̂₂,t", ylim=(-0.02, 1.02),
-                title="effective second-moment weight β̂₂,t")
-    # 1 − β̂₂,t on a log axis separates the schedules where β̂₂,t ≈ 1 hides them.
-    axes[1].set(xscale="log", yscale="log", xlabel="step t", ylabel="1 − β̂₂,t", ylim=(1e-12, 2),
-                title="weight of the newest squared gradient, 1 − β̂₂,t")
-    axes[1].legend(loc="lower left")
+        (line,) = ax.plot(t, g, color=colors.get(name, "0.3"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=label)
+        line.set_gid(series.gid())
+    ax.set(xscale="log", yscale="log", xlabel="step t", ylabel="1 − β̂₂,t", ylim=(1e-12, 2),
+           title="weight of the newest squared gradient, 1 − β̂₂,t  (β̂₂,t = 1 − this)")
+    _legend(fig, [ax])
     return fig, series.n
 
 
 def lr_figure(agg_task: pd.DataFrame, settings: dict[str, dict], task: TaskInfo,
               colors: dict[str, Any]) -> tuple[Figure | None, int]:
-    """Final metric (mean ± std over seeds) against lr for optimizers swept over ≥ 2 lrs; at
-    each lr the best setting over the other swept hyperparameters."""
+    """Final metric (mean ± std over seeds) against lr: one line per optimizer and combination
+    of its other hyperparameters (settings that differ in anything but lr are never joined)."""
     a = agg_task[agg_task["seeds"] > 0].copy()
     a["lr"] = [settings[k].get("optimizer.lr") for k in a["setting"]]
     a = a[pd.to_numeric(a["lr"], errors="coerce").notna()]
     a["lr"] = a["lr"].astype(float)
-    swept = [n for n, g in a.groupby("optimizer") if g["lr"].nunique() >= 2]
-    if not swept:
+    # Everything but the lr identifies a line.
+    a["rest"] = [json.dumps({k: v for k, v in settings[s].items() if k != "optimizer.lr"}, sort_keys=True, default=str)
+                 for s in a["setting"]]
+    lines = [(n, r) for (n, r), g in a.groupby(["optimizer", "rest"], sort=True) if g["lr"].nunique() >= 2]
+    if not lines:
         return None, 0
-    fig, (ax,) = _new(1, 1, w=6.0, h=4.0)
+    fig, (ax,) = _new(1, 1, h=3.6, w=6.0)
     series = _Series()
-    hb = task.higher_better
-    for name in sorted(swept):
-        g = a[a["optimizer"] == name]
-        # Best over the other hyperparameters at each lr, by the selection score.
-        g = g.sort_values("sel_mean", ascending=not hb).drop_duplicates("lr").sort_values("lr")
+    markers = "osD^v<>"
+    line_settings = pd.DataFrame([{"optimizer": n, "setting": a.loc[(a["optimizer"] == n) & (a["rest"] == r), "setting"].iloc[0]}
+                                  for n, r in lines])
+    names = setting_labels(line_settings, settings, drop=("optimizer.lr",))
+    per_opt: dict[str, int] = {}
+    for (name, rest), key in zip(lines, line_settings["setting"]):
+        g = a[(a["optimizer"] == name) & (a["rest"] == rest)].sort_values("lr")
+        i = per_opt[name] = per_opt.get(name, -1) + 1
         c = ax.errorbar(g["lr"], g["final_mean"], yerr=g["final_std"].fillna(0), color=colors[name],
-                        marker="o", ms=4, capsize=3, lw=1.4, label=name)
+                        ls=LINESTYLES[i % len(LINESTYLES)], marker=markers[i % len(markers)], ms=4, capsize=3,
+                        lw=1.4, label=names[key])
         c.lines[0].set_gid(series.gid())
     ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {_pretty(task.metric)}",
            title=f"{task.name}: learning-rate sensitivity")
-    ax.legend(loc="lower right" if hb else "upper right")
+    ax.legend(loc="best")
     return fig, series.n
 
 
 def profile_figure(rho: pd.DataFrame, colors: dict[str, Any], measure: str) -> tuple[Figure, int]:
     """Performance profiles ρ(τ) on a log τ axis (step functions)."""
-    fig, (ax,) = _new(1, 1, w=6.0, h=4.0)
+    fig, (ax,) = _new(1, 1, h=3.6, w=6.0)
     series = _Series()
     for name in rho.columns:
         (line,) = ax.step(rho.index, rho[name], where="post", color=colors[name], lw=1.6, label=name)
         line.set_gid(series.gid())
     unit = {"epoch": "epochs", "step": "steps", "time": "training seconds"}[measure]
-    ax.set(xscale="log", xlabel=f"τ = time to target ({unit}) ÷ the best optimizer's on that task",
-           ylabel="fraction of tasks within τ of best", ylim=(-0.02, 1.02),
-           title="performance profiles (higher and further left is better)")
+    ax.set(xscale="log", xlabel=f"τ = time to target ({unit}) ÷ the best optimizer's",
+           ylabel="fraction of tasks within τ", ylim=(-0.02, 1.02),
+           title="performance profiles (higher, further left = better)")
     ax.legend(loc="lower right")
+    return fig, series.n
+
+
+def iqm_figure(iqm: pd.DataFrame, colors: dict[str, Any]) -> tuple[Figure, int]:
+    """Interquartile mean of normalised scores per optimizer with its CI (rliable's interval plot)."""
+    d = iqm.sort_values("iqm")
+    fig, (ax,) = _new(1, 1, h=0.5 + 0.35 * len(d), w=6.0)
+    series = _Series()
+    for i, row in enumerate(d.itertuples()):
+        c = colors[row.optimizer]
+        if np.isfinite(row.ci_lo):
+            ax.plot([row.ci_lo, row.ci_hi], [i, i], color=c, lw=6, alpha=0.45, solid_capstyle="butt")
+        (pt,) = ax.plot([row.iqm], [i], "o", color=c, ms=6)
+        pt.set_gid(series.gid())
+    ax.set_yticks(range(len(d)), list(d["optimizer"]))
+    ax.set(xlabel="IQM of normalised final score (1 = best seed on each task)", xlim=(-0.02, 1.02),
+           title="across tasks: interquartile mean, 95% stratified-bootstrap CI")
+    ax.grid(axis="y", visible=False)
     return fig, series.n

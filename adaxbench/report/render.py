@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .aggregate import (N_BOOT, aggregate, label_settings, performance_profile, profile_times,
-                        run_scores, split_metric, task_infos)
+from .aggregate import (LEVEL, MIN_SEEDS_STAR, N_BOOT, aggregate, grid_edge_warnings, iqm_across_tasks,
+                        label_settings, normalised_scores, performance_profile, profile_times, run_scores,
+                        split_metric, task_infos)
 from .load import ReportError, RunSet, load_runs
+from .references import load_references, references_for
 
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
 FORMATS = ("md", "html")
@@ -35,6 +37,7 @@ class Report:
     aggregate: pd.DataFrame | None = None
     excluded: pd.DataFrame | None = None
     series: dict[str, int] = field(default_factory=dict)  # figure stem -> number of series
+    warnings: list[str] = field(default_factory=list)  # winners on the edge of their grid
     seconds: float = 0.0
 
 
@@ -43,7 +46,9 @@ class Report:
 def _g(v: float, spec: str = ".4g") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
-    return "∞" if math.isinf(v) else format(v, spec)
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return format(v, spec)
 
 
 def _pm(m: float, s: float) -> str:
@@ -84,36 +89,54 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.extend("| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False))
         elif b[0] == "img":
             out.append(f"![{_md_cell(b[2])}]({b[1]})")
+        elif b[0] == "links":
+            out.extend(f"- [{_md_cell(text)}]({href})" + (f" {_md_cell(tail)}" if tail else "")
+                       for text, href, tail in b[1])
         out.append("")
     return "\n".join(out)
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;"
+       "line-height:1.4}.scroll{overflow-x:auto;max-width:100%}"
+       "table{border-collapse:collapse;font-size:13px;margin:.5em 0}"
        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-       "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}")
+       "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%;height:auto}"
+       "p.warn{background:#fff4e0;border-left:4px solid #e0a030;padding:.3em .6em}")
+
+
+def anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped (but - and _), spaces to -."""
+    return re.sub(r"[^\w\- ]", "", title.lower(), flags=re.UNICODE).replace(" ", "-")
 
 
 def to_html(blocks: list[tuple], root: Path) -> str:
-    """Render blocks as one self-contained HTML page: PNGs inlined, every string escaped."""
+    """Render blocks as one self-contained HTML page: PNGs inlined, every string escaped,
+    headings with GitHub's anchors (so the same links work in report.md and report.html),
+    wide tables scrolling inside the page instead of widening it."""
     e = html.escape
-    out = ["<!doctype html><html><head><meta charset='utf-8'><title>adaxbench report</title>",
+    out = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+           "<meta name='viewport' content='width=device-width, initial-scale=1'><title>adaxbench report</title>",
            f"<style>{CSS}</style></head><body>"]
     for b in blocks:
         if b[0] == "h":
-            out.append(f"<h{b[1]}>{e(str(b[2]))}</h{b[1]}>")
+            out.append(f"<h{b[1]} id='{e(anchor(str(b[2])), quote=True)}'>{e(str(b[2]))}</h{b[1]}>")
         elif b[0] == "p":
-            out.append(f"<p>{e(str(b[1]))}</p>")
+            cls = " class='warn'" if str(b[1]).startswith("⚠") else ""
+            out.append(f"<p{cls}>{e(str(b[1]))}</p>")
         elif b[0] == "table":
             df = b[1]
-            out.append("<table><thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+            out.append("<div class='scroll'><table><thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
                        + "</tr></thead><tbody>")
             out.extend("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>"
                        for row in df.itertuples(index=False))
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         elif b[0] == "img":
             data = base64.b64encode((root / b[1]).read_bytes()).decode()
             out.append(f"<p><img src='data:image/png;base64,{data}' alt='{e(str(b[2]), quote=True)}'></p>")
+        elif b[0] == "links":
+            out.append("<ul>" + "".join(f"<li><a href='{e(href, quote=True)}'>{e(text)}</a>"
+                                        + (f" {e(tail)}" if tail else "") + "</li>" for text, href, tail in b[1])
+                       + "</ul>")
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -211,22 +234,47 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         return f"figures/{stem}.png"
 
     n_usable = len(usable)
+    refs = load_references()
     blocks: list[tuple] = [("h", 1, "adaxbench report"), (
         "p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from {len(rs.runs)} run dir(s): "
              f"{n_usable} completed and usable, {len(excluded)} listed under 'Runs not included'. "
              f"Tasks: {', '.join(tasks)}. Baseline: {baseline}. Curves against {x}.")]
     if missing:
         blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(missing)}."))
+    contents = ([("Across tasks", "#" + anchor("Across tasks"), "")] if len(tasks) >= 2 else []) + \
+        [(f"Task {n}", "#" + anchor(f"Task {n}"), "") for n in tasks] + \
+        [("Runs not included", "#" + anchor("Runs not included"), ""),
+         ("summary.csv", "summary.csv", "(a row per run)"), ("aggregate.csv", "aggregate.csv", "(a row per task × setting)")]
+    blocks.append(("links", contents))
+    all_warnings: list[str] = []
 
-    # Performance profiles first: the cross-task summary.
+    # Across tasks first: the cross-task summary.
     if len(tasks) >= 2:
+        blocks.append(("h", 2, "Across tasks"))
+        norm = normalised_scores(rs.runs.join(scores, how="left"), agg, tasks)
+        iqm = iqm_across_tasks(norm)
+        blocks += [("p", "Interquartile mean (IQM) of each optimizer's final scores over all task × seed pairs, its "
+                         f"best setting per task, with a {LEVEL:.0%} stratified-bootstrap CI ({N_BOOT} resamples of "
+                         "the seeds within each task) — the aggregate of rliable (Agarwal et al. 2021) for few "
+                         "runs on many tasks. Scores are normalised per task: 0 = the worst and 1 = the best final "
+                         "value of any seed there (a diverged seed scores 0). A CI needs ≥ 2 seeds on every task."),
+                   ("table", pd.DataFrame({
+                       "optimizer": iqm["optimizer"], "tasks": iqm["tasks"], "seeds": iqm["seeds"],
+                       f"IQM [{LEVEL:.0%} CI]": [f"{_g(m, '.3f')} [{_g(lo, '.3f')}, {_g(hi, '.3f')}]"
+                                                 for m, lo, hi in zip(iqm["iqm"], iqm["ci_lo"], iqm["ci_hi"])],
+                       "mean": [_g(v, ".3f") for v in iqm["mean"]]}))]
+        img = fig("iqm", F.iqm_figure(iqm, colors) if figures and len(iqm) else (None, 0))
+        if img:
+            blocks.append(("img", img, "interquartile mean across tasks"))
+        iqm.to_csv(outdir / "iqm.csv", index=False)
+        rep.files.append(outdir / "iqm.csv")
         times = profile_times(agg, list(tasks))
         finite = times.to_numpy()[np.isfinite(times.to_numpy())]
         ratios = times.div(times.min(axis=1), axis=0).to_numpy()
         top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
         taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
         rho = performance_profile(times, taus)
-        blocks += [("h", 2, "Performance profiles across tasks"),
+        blocks += [("h", 3, "Performance profiles"),
                    ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by its {select} "
                          f"validation metric, or the compared metric where no valid split is logged) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
                          "task's target (∞ if not reached, diverged or not run); ρ(τ) is the fraction of tasks "
@@ -246,19 +294,21 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         tdesc = (f"target {task.target:g} (from {task.target_source})" if task.target is not None
                  else "no target (pass --target VALUE)")
         blocks.append(("p", f"Metric {task.metric} ({'higher' if task.higher_better else 'lower'} is better), "
-                            f"{tdesc}. Mean ± std over completed seeds; Δ = setting − baseline ({baseline}, its "
-                            f"best setting) on the final metric with a 95% bootstrap CI over seeds "
-                            f"({N_BOOT} resamples), * where it excludes 0."))
+                            f"{tdesc}. Mean ± std over completed seeds. Δ = setting − baseline ({baseline}, its "
+                            f"best setting) on the final metric, with Welch's {LEVEL:.0%} t interval over seeds "
+                            f"(unequal variances); * where it excludes 0, shown only with ≥ {MIN_SEEDS_STAR} "
+                            "seeds on both sides."))
         shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
         if len(shown) < len(a):
             blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
         has_base = a["is_baseline"].any()
+        task_refs = {k: references_for(refs, name, task.metric, rs.settings[k]) for k in a["setting"]}
         tab = pd.DataFrame({
             "optimizer": shown["label"],
             "seeds": shown["seeds"],
             f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
             f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
-            f"Δ final vs {baseline} [95% CI]": [
+            f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [
                 "baseline" if b else ("—" if not has_base or math.isnan(d) else
                                       f"{d:+.4g} [{_g(lo, '+.4g')}, {_g(hi, '+.4g')}]" + (" *" if sig else ""))
                 for b, d, lo, hi, sig in zip(shown["is_baseline"], shown["delta"], shown["ci_lo"], shown["ci_hi"],
@@ -269,17 +319,26 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
             "seconds to target": [_g(v, ".3g") for v in shown["seconds_to_target"]],
             "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
         })
+        if any(task_refs.values()):
+            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}" for r in task_refs[k]) or "—"
+                                                       for k in shown["setting"]])
         blocks.append(("table", tab))
+        used = {r.source: r for rl in task_refs.values() for r in rl}
+        if used:
+            blocks.append(("p", "Published: results of the same optimizer (and the hyperparameters the source fixes) "
+                                "on this task, from the sources below; their protocol may differ from these runs'."))
+            blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
         if not has_base:
             blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
         blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
                             "evaluation excluded); 'reached target' counts completed and diverged seeds."))
         slug = _slug(name)
-        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors) if figures else (None, 0))
+        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors, task_refs) if figures else (None, 0))
         if img:
             blocks.append(("img", img, f"{name} curves"))
         blocks.append(("p", "Lines: mean over seeds; bands: ± one std. Minibatch loss is smoothed per seed "
                             "(EMA) before averaging."
+                            + (" Dotted lines: published results." if used else "")
                             + (" Optimizers with more than four settings show only their best."
                                if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
         img = fig(f"{slug}_adaptivity", F.adaptivity_figure(rs, a, task, colors) if figures else (None, 0))
@@ -292,13 +351,17 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         if multi.any():
             b = a[multi & a["is_best"]]
             tried = a[multi].groupby("optimizer").size()
+            warns = grid_edge_warnings(a[multi].rename(columns={"sel_mean": "score"}), rs.settings)
+            all_warnings += warns
             blocks += [("h", 3, f"Best setting per optimizer on {name}"),
-                       ("p", f"Selected by the {select} {task.select_metric} (mean over seeds)."),
+                       ("p", f"Selected by the {select} {task.select_metric}: mean over seeds, a diverged seed "
+                             "counting as the worst value (the rule `adaxbench best` uses)."),
                        ("table", pd.DataFrame({
                            "optimizer": b["optimizer"], "best setting": b["label"],
                            f"{select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
                            f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
                            "settings tried": [int(tried[o]) for o in b["optimizer"]]}))]
+            blocks += [("p", f"⚠ {w}") for w in warns]
 
     sched = {}
     for key in agg.loc[agg["seeds"] > 0, "setting"]:
@@ -311,8 +374,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                   + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
                  for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
         blocks += [("h", 2, "β̂₂ schedules"),
-                   ("p", "Effective second-moment weight β̂₂,t (bias correction folded in) of each schedule "
-                         "present, t = 1 to 1e6.")]
+                   ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
+                         "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6.")]
         img = fig("beta2_schedules", F.beta2_figure(items, colors) if figures else (None, 0))
         if img:
             blocks.append(("img", img, "beta2 schedules"))
@@ -342,5 +405,6 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     if "html" in formats:
         (outdir / "report.html").write_text(to_html(blocks, outdir))
         rep.files.append(outdir / "report.html")
+    rep.warnings = all_warnings
     rep.seconds = time.perf_counter() - t0
     return rep

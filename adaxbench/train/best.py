@@ -8,58 +8,56 @@ rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch s
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from ..report.aggregate import higher_is_better, run_scores, split_metric, task_infos
+from ..report.aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
 from ..report.load import ReportError, load_runs
 from .record import setting_overrides
 
 
-def best_settings(sweep_dir: str | Path, metric: str = "valid/accuracy", mode: str = "final") -> pd.DataFrame:
-    """One row per (task, optimizer): the setting with the best mean selection score.
-
-    A diverged seed scores as the worst possible value, so a setting that sometimes blows
-    up cannot win on its surviving seeds; failed or unfinished runs are ignored.
+def best_settings(sweep_dir: str | Path, metric: str | None = None, mode: str = "final") -> pd.DataFrame:
+    """One row per (task, optimizer): the setting with the best mean selection score, by the
+    rule ``adaxbench report`` uses (report.aggregate.score_settings): a diverged seed scores as
+    the worst possible value; failed or unfinished runs are ignored.  ``metric=None``: each
+    task's own validation metric (valid/<the task's metric>).  Winners on the edge of their grid
+    are in ``.attrs["warnings"]``.
     """
     rs = load_runs([sweep_dir])
     runs = rs.runs[rs.runs["status"].isin(["completed", "diverged"]) & (rs.runs["problem"] == "")]
     if runs.empty:
         raise ReportError(f"no completed or diverged runs under {sweep_dir}")
-    split_metric(metric)
+    if metric is not None:
+        split_metric(metric)
     infos = task_infos(rs, None, None)
     ev = rs.metrics.loc[rs.metrics["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
     logged = set(zip(rs.runs.loc[ev["run"].to_numpy(), "task"], ev["split"].astype(str) + "/" + ev["metric"].astype(str)))
     for task, info in infos.items():
-        # Score on the asked metric; tasks without it fall back to the selection metric the task
-        # names (task.select_metric, e.g. test/accuracy where a protocol has no validation split),
-        # then to a loss (synthetic problems).
-        named = rs.configs[rs.runs.index[rs.runs["task"] == task][0]].get("task", {}).get("select_metric")
-        chosen = next((c for c in (metric, named, "valid/loss", "train/loss") if c and (task, c) in logged), metric)
+        # Score on the asked metric, else the task's selection metric (task.select_metric where a
+        # protocol names one, e.g. test/accuracy without a validation split); else a loss.
+        want = metric or info.select_metric
+        chosen = next((c for c in (want, info.select_metric, "valid/loss", "train/loss") if (task, c) in logged), want)
         info.metric = info.select_metric = chosen
         info.higher_better, info.target = higher_is_better(chosen), None
     scores = run_scores(rs, infos, select=mode)
     df = runs[["task", "optimizer", "setting", "status", "overrides"]].join(scores["sel"], how="left")
-    worst = df["task"].map(lambda t: -math.inf if higher_is_better(infos[t].metric) else math.inf)
-    df["score"] = df["sel"].where(df["status"] == "completed", worst).fillna(worst)
     df["overrides"] = df["overrides"].map(setting_overrides)
+    scored = score_settings(df, {t: higher_is_better(i.metric) for t, i in infos.items()})
 
     rows = []
-    for (task, opt), g in df.groupby(["task", "optimizer"], sort=True):
-        per_setting = g.groupby("setting").agg(score=("score", "mean"), seeds=("score", "size"),
-                                               diverged=("status", lambda s: int((s == "diverged").sum())))
-        hb = higher_is_better(infos[task].metric)
-        win = per_setting["score"].idxmax() if hb else per_setting["score"].idxmin()
-        first = g[g["setting"] == win].index[0]
+    for (task, opt), per_setting in scored.groupby(["task", "optimizer"], sort=True):
+        win = per_setting[per_setting["is_best"]].iloc[0]
+        first = df.index[(df["task"] == task) & (df["setting"] == win["setting"])][0]
         rows.append({"task": task, "optimizer": opt, "metric": infos[task].metric, "mode": mode,
-                     "score": per_setting.at[win, "score"], "seeds": int(per_setting.at[win, "seeds"]),
-                     "settings_tried": len(per_setting), "diverged": int(per_setting.at[win, "diverged"]),
-                     "overrides": g.at[first, "overrides"]})
-    return pd.DataFrame(rows)
+                     "score": win["score"], "seeds": int(win["seeds"]),
+                     "settings_tried": len(per_setting), "diverged": int(win["diverged"]),
+                     "overrides": df.at[first, "overrides"]})
+    out = pd.DataFrame(rows)
+    out.attrs["warnings"] = grid_edge_warnings(scored, rs.settings)
+    return out
 
 
 def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:
@@ -78,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         "Best setting per task x optimizer of a tuning sweep, scored on the validation split "
         "(mean over seeds; a diverged seed scores worst)."))
     parser.add_argument("sweep_dir")
-    parser.add_argument("--metric", default="valid/accuracy", help="SPLIT/METRIC to select on (default %(default)s;"
-                        " tasks without it fall back to valid/loss)")
+    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's validation "
+                        "metric, valid/<the task's metric>; tasks without it fall back to valid/loss)")
     parser.add_argument("--mode", choices=("final", "best"), default="final",
                         help="score a run by its final or its best evaluation (default %(default)s)")
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
@@ -99,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = f", {row.diverged} diverged" if row.diverged else ""
         print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
               f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
+    for w in best.attrs.get("warnings", []):
+        print(f"adaxbench best: warning: {w}", file=sys.stderr)
     if args.write:
         root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
         Path(args.write).write_text(rerun_script(best, args.seeds, root))

@@ -6,3 +6,16 @@ from .render import Report, build_report
 
 __all__ = ["build_report", "Report", "ReportError", "RunSet", "find_run_dirs", "load_runs",
            "bootstrap_diff_ci", "performance_profile"]
+
+
+class _CallablePackage(__import__("types").ModuleType):
+    """Importing this package makes ``adaxbench.report`` the package, not the API function of
+    the same name; calling the package does what the function does, so both spellings work."""
+
+    def __call__(self, *paths, out="report", **options):
+        from ..api import report
+
+        return report(*paths, out=out, **options)
+
+
+__import__("sys").modules[__name__].__class__ = _CallablePackage

@@ -88,3 +88,19 @@ def linear_to_zero(step: int, total_steps: int) -> float:
 
 def as_numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy()
+
+
+class SignSGD(torch.optim.Optimizer):
+    """p <- p - lr * sign(grad): a user's optimizer, its first step known by hand."""
+
+    def __init__(self, params, lr: float = 0.01):
+        if lr <= 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -223,3 +226,59 @@ def test_model_name_keeps_working_with_own_data(tmp_path):
     check_config(cfg)
     task = build_task(cfg.task, cfg.data, torch.device("cpu"), 0)
     assert task.num_train == 20 and task.model()(task.test_x[:2].float()).shape == (2, 4)
+
+
+# --------------------------------------------------------------------------------- the example
+
+EXAMPLE = ROOT / "examples" / "custom_optimizer"
+
+
+def test_example_lion_first_steps_by_hand():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("example_lion", EXAMPLE / "lion.py")
+    lion = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lion)
+    p = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    opt = lion.Lion([p], lr=0.1, betas=(0.9, 0.99), weight_decay=0.5)
+    g1, g2 = torch.tensor([0.3, -0.2, 0.0], dtype=torch.float64), torch.tensor([-0.5, -0.1, 0.4], dtype=torch.float64)
+    p.grad = g1.clone()
+    opt.step()
+    # m0 = 0: sign((1 - β1) g1); decoupled decay first: p1 = p0 (1 - lr λ) - lr sign(g1)
+    p1 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) * 0.95 - 0.1 * torch.sign(g1)
+    assert torch.allclose(p.detach(), p1)
+    p.grad = g2.clone()
+    opt.step()
+    m1 = 0.01 * g1
+    p2 = p1 * 0.95 - 0.1 * torch.sign(0.9 * m1 + 0.1 * g2)
+    assert torch.allclose(p.detach(), p2)
+    assert torch.allclose(opt.state[p]["exp_avg"], 0.99 * m1 + 0.01 * g2)
+
+
+def test_example_config_dir_yaml_is_valid():
+    import adaxbench
+
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        cls, kwargs = check_config(adaxbench.compose(["optimizer=lion", "task=quadratic_deep"], config_dir=EXAMPLE / "configs"))
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    assert cls.__module__ == "lion" and kwargs == {"lr": 3e-4, "betas": (0.9, 0.99), "weight_decay": 0.0}
+
+
+def test_example_runs_end_to_end_from_a_clean_environment(tmp_path):
+    # A fresh cwd, PYTHONPATH only to the example, the script as a user runs it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HYDRA", "ADAXBENCH", "WANDB"))}
+    proc = subprocess.run([sys.executable, str(EXAMPLE / "compare.py"), "--quick"], cwd=tmp_path,
+                          env={**env, "PYTHONPATH": str(EXAMPLE), "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "lion_vs_adam"
+    assert (out / "report" / "report.md").is_file() and "report: runs/lion_vs_adam/report/report.md" in proc.stdout
+    runs = {d.parent.name: json.loads((d / "run.json").read_text()) for d in out.glob("*/0")}
+    assert sorted(runs) == ["adam", "adax", "lion"]
+    assert {k: r["status"] for k, r in runs.items()} == dict.fromkeys(runs, "completed")
+    lion = runs["lion"]
+    assert lion["config"]["optimizer"]["name"] == "Lion"
+    assert lion["env"]["plugins"]["optimizer"]["sha256"] == hashlib.sha256((EXAMPLE / "lion.py").read_bytes()).hexdigest()
+    assert "Lion" in (out / "report" / "report.md").read_text()

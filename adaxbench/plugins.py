@@ -31,6 +31,8 @@ def locate(target: Any, key: str) -> Any:
     """The object a dotted path names, or a one-line ``ConfigError``."""
     from hydra._internal.utils import _locate  # get_object without its multi-line error log
 
+    if target == "???":  # left open in configs/task/custom*.yaml
+        raise ConfigError(f"{key}._target_ is missing: give {key}._target_=mypkg.MyClass (your own class)")
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{key}._target_ must be a dotted import path such as mypkg.MyClass, got {target!r}")
     try:

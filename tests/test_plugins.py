@@ -76,6 +76,7 @@ def test_version_without_installed_metadata(monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, message", [
+    ([], "task._target_ is missing: give task._target_=mypkg.MyClass (your own class)"),
     (["task._target_=plugin_user_code.Nope"], "task._target_='plugin_user_code.Nope' cannot be imported"),
     (["task._target_=plugin_user_code.LeastSquares", "+task.depth=3"],
      "task.depth is not an argument of LeastSquares; accepted: batch_size, dim, n"),
@@ -103,6 +104,8 @@ def test_bad_targets_are_one_line_config_errors(overrides, message):
      "task.dataset._target_='plugin_user_code.Nope' cannot be"),
     (["task.dataset._target_=torchvision.datasets.FakeData", "task.model=mlp"], "takes neither train= nor split="),
     (["task.dataset=/no/such/file.pt", "task.model=mlp"], "task.dataset=/no/such/file.pt: no such file"),
+    (["task.model=mlp"], "task.dataset is missing: give task.dataset=PATH (a torch.save file"),
+    (["task.dataset=mnist"], "task.model is missing: give task.model=NAME (logreg, mlp"),
 ])
 def test_bad_image_parts_are_one_line_config_errors(overrides, message):
     with pytest.raises(ConfigError) as e:

@@ -124,13 +124,19 @@ def check_image_parts(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> No
     from ..plugins import arguments, check_arguments, locate
     from ..train.validate import ConfigError
 
-    model = cfg.get("model")
+    model, dataset = cfg.get("model"), cfg.get("dataset")
+    if isinstance(model, Mapping) and model.get("_target_") == "???":
+        from .models import MODELS
+        raise ConfigError(f"task.model is missing: give task.model=NAME ({', '.join(MODELS)}) or "
+                          "task.model._target_=mypkg.Net (your nn.Module)")
+    if isinstance(dataset, Mapping) and dataset.get("_target_") == "???":
+        raise ConfigError("task.dataset is missing: give task.dataset=PATH (a torch.save file of train_x, train_y, "
+                          "test_x, test_y) or task.dataset._target_=a torchvision-style dataset class")
     if isinstance(model, Mapping):
         target = locate(model.get("_target_"), "task.model")
         if not callable(target):
             raise ConfigError(f"task.model._target_={model['_target_']!r} is not a class or function")
         check_arguments(target, arguments(model), "task.model", context=MODEL_CONTEXT)
-    dataset = cfg.get("dataset")
     if isinstance(dataset, Mapping):
         target = locate(dataset.get("_target_"), "task.dataset")
         if not callable(target):

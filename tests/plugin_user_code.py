@@ -104,3 +104,13 @@ class SignSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     p.add_(p.grad.sign(), alpha=-group["lr"])
+
+
+class HalveEvery:
+    """A step -> factor callable class: its instances are the schedule."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def __call__(self, step: int) -> float:
+        return 0.5 ** (step // self.every)

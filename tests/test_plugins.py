@@ -173,6 +173,42 @@ def test_step_factor_callable_with_context_and_warmup(tmp_path):
     assert lr == pytest.approx([0.1 * (1 - (t - 1) / 8) * min(1.0, t / 2) for t in steps])
 
 
+@pytest.mark.parametrize("cfg", [
+    {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 7},
+    {"_target_": "plugin_user_code.linear_to_zero", "warmup_steps": 3},
+    {"_target_": "plugin_user_code.HalveEvery", "every": 2},
+], ids=["torch-class", "function", "callable-class"])
+def test_own_schedule_resumes_from_its_checkpointed_state(cfg, tmp_path):
+    from adaxbench.optim.schedules import build_scheduler
+
+    def scheduler():
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        return opt, build_scheduler(opt, cfg, steps_per_epoch=4, total_steps=10)
+
+    opt, straight = scheduler()
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        straight.step()
+    opt, first = scheduler()
+    for _ in range(5):
+        opt.step()
+        first.step()
+    torch.save({"opt": opt.state_dict(), "sched": first.state_dict()}, tmp_path / "ck.pt")
+    state = torch.load(tmp_path / "ck.pt", weights_only=True)  # as the runner's resume loads it
+    opt, resumed = scheduler()
+    opt.load_state_dict(state["opt"])
+    resumed.load_state_dict(state["sched"])
+    rest = []
+    for _ in range(5):
+        rest.append(opt.param_groups[0]["lr"])
+        opt.step()
+        resumed.step()
+    assert rest == pytest.approx(lrs[5:])
+    assert len(set(lrs)) > 2  # the schedule does move
+
+
 # -------------------------------------------------------------------------- own models and data
 
 

@@ -154,10 +154,11 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     recorded = extra + overrides
 
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(recorded), hydra_dir / "overrides.yaml")
+    if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
+        hydra_dir = run_dir / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, hydra_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.create(recorded), hydra_dir / "overrides.yaml")
     _ensure_console()
     try:
         result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True)

@@ -79,6 +79,14 @@ def test_run_rejects_bad_config_in_one_line(tmp_path):
         adaxbench.run(Local, QUICK, lr=0.1, run_dir=tmp_path / "t")
 
 
+def test_run_never_overwrites_another_run(runs):
+    root, api, _ = runs
+    before = {p: p.read_bytes() for p in sorted((root / "api").rglob("*")) if p.is_file()}
+    with pytest.raises(adaxbench.ConfigError, match="holds a different run"):
+        adaxbench.run("adam", QUICK, run_dir=root / "api")
+    assert {p: p.read_bytes() for p in sorted((root / "api").rglob("*")) if p.is_file()} == before
+
+
 def test_load_runs_is_one_tidy_frame(runs):
     root, api, own = runs
     df = adaxbench.load_runs(root)

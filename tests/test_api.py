@@ -32,9 +32,8 @@ def runs(tmp_path_factory):
     # The real `adaxbench run` entry, in this process.
     assert cli.main(["run", "optimizer=sgd", "optimizer.lr=0.01", *QUICK, f"hydra.run.dir={root}/cli"]) == 0
     api = adaxbench.run("sgd", QUICK, lr=0.01, run_dir=root / "api")
-    own = adaxbench.run(user.SignSGD, ["task=custom", "task._target_=plugin_user_code.LeastSquares",
-                                       "task.batch_size=32", "task.epochs=1", "trainer.progress=false"],
-                        lr=0.05, run_dir=root / "own")
+    own = adaxbench.run(user.SignSGD, ["task.batch_size=32", "task.epochs=1", "trainer.progress=false"],
+                        task=user.LeastSquares, lr=0.05, run_dir=root / "own")
     return root, api, own
 
 
@@ -58,7 +57,8 @@ def test_run_with_an_optimizer_class(runs):
     assert own.status == "completed"
     assert info["config"]["optimizer"] == {"name": "SignSGD", "_target_": "plugin_user_code.SignSGD", "lr": 0.05}
     assert info["env"]["plugins"]["optimizer"]["qualname"] == "SignSGD"
-    assert info["overrides"][:2] == ["optimizer=custom", "optimizer._target_=plugin_user_code.SignSGD"]
+    assert info["overrides"][:4] == ["optimizer=custom", "optimizer._target_=plugin_user_code.SignSGD",
+                                     "task=custom", "task._target_=plugin_user_code.LeastSquares"]
     # One full-batch step from w = 0: w1 = lr * sign(X^T y) (the gradient of mean (Xw - y)^2 is -2/n X^T y).
     task = user.LeastSquares(32, device=torch.device("cpu"), seed=0)
     x, y = user.as_numpy(task.x), user.as_numpy(task.y)

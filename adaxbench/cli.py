@@ -21,7 +21,7 @@ commands:
 
 # Config groups the user picks with GROUP=OPTION, as `adaxbench list` shows them.
 GROUPS = {"task": "tasks", "optimizer": "optimizers", "lr_schedule": "lr schedules",
-          "experiment": "experiments", "hydra/launcher": "launchers"}
+          "experiment": "experiments", "logger": "loggers", "hydra/launcher": "launchers"}
 HYDRA_LAUNCHERS = ("basic",)
 
 
@@ -54,7 +54,7 @@ def _check_group_choices(args: list[str]) -> str | None:
                 return (f"hydra/launcher={value} needs the launcher plugins: pip install 'adaxbench[cluster]' "
                         "(hydra-joblib-launcher, hydra-submitit-launcher)")
             continue
-        if key not in ("task", "optimizer", "lr_schedule", "experiment"):
+        if key not in ("task", "optimizer", "lr_schedule", "experiment", "logger"):
             continue
         if value.startswith(("choice(", "glob(", "range(", "interval(")) or value in ("null", ""):
             continue

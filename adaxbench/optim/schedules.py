@@ -3,6 +3,17 @@
 ``build_lr_lambda`` returns ``f(s)`` for ``torch.optim.lr_scheduler.LambdaLR``, which the
 runner steps once per optimizer step: optimizer step ``t = s + 1`` (1-based) uses
 ``lr * f(s)``.  Milestones of the ``step`` schedule are given in epochs, as papers state them.
+
+Own schedules (``lr_schedule._target_=...``), built by ``build_scheduler``:
+
+* any ``torch.optim.lr_scheduler`` class (``StepLR``, ``OneCycleLR``, ``CosineAnnealingLR``...):
+  constructed as ``cls(optimizer, **keys)`` and stepped once per *optimizer step*, so its
+  periods (``step_size``, ``T_max``...) count optimizer steps, not epochs;
+* a ``step -> factor`` callable (a function, or a class whose instances are one): the lr of
+  optimizer step ``t = s + 1`` is ``lr * f(s)``, exactly as for the built-in schedules.
+
+A class or function that declares ``total_steps`` or ``steps_per_epoch`` gets them filled in
+when the config leaves them unset (e.g. ``OneCycleLR``'s ``total_steps``).
 """
 
 from __future__ import annotations
@@ -10,7 +21,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
+import torch
+
 SCHEDULES = ("constant", "step", "cosine", "inverse_sqrt")
+# Keys of an own schedule's config that are not arguments of its class/function.
+SCHEDULE_META = ("_target_", "name", "warmup_steps")
+# Facts the runner fills in when a schedule declares them.
+SCHEDULE_CONTEXT = ("total_steps", "steps_per_epoch")
 
 
 def build_lr_lambda(cfg: Mapping[str, Any], steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
@@ -42,10 +59,67 @@ def build_lr_lambda(cfg: Mapping[str, Any], steps_per_epoch: int, total_steps: i
         def decay(s: int) -> float:
             return 1.0 / math.sqrt(s + 1)
 
+    return _warmed_up(decay, warmup)
+
+
+def _warmed_up(decay: Callable[[int], float], warmup: int) -> Callable[[int], float]:
     if warmup == 0:
         return decay
+    return lambda s: decay(s) * min(1.0, (s + 1) / warmup)
 
-    def warmed(s: int) -> float:
-        return decay(s) * min(1.0, (s + 1) / warmup)
 
-    return warmed
+def _is_scheduler_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, torch.optim.lr_scheduler.LRScheduler)
+
+
+def check_schedule_target(cfg: Mapping[str, Any]) -> None:
+    """One-line ``ConfigError`` for an own schedule (``lr_schedule._target_``) that cannot be
+    imported, is neither a scheduler class nor a callable, or gets arguments it does not take."""
+    from ..plugins import arguments, check_arguments, locate
+    from ..train.validate import ConfigError
+
+    target = locate(cfg.get("_target_"), "lr_schedule")
+    kwargs = arguments(cfg, SCHEDULE_META)
+    warmup = cfg.get("warmup_steps", 0) or 0
+    if _is_scheduler_class(target):
+        if issubclass(target, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ConfigError("lr_schedule._target_: ReduceLROnPlateau needs a metric at every step and is not "
+                              "supported; use a step -> factor callable or another torch.optim.lr_scheduler class")
+        if warmup:
+            raise ConfigError("lr_schedule.warmup_steps works with the built-in schedules and step -> factor "
+                              f"callables, not with {cfg['_target_']}; chain a LinearLR warm-up in your own class")
+        check_arguments(target, kwargs, "lr_schedule", context=SCHEDULE_CONTEXT, positional=1)
+    elif isinstance(target, type):
+        check_arguments(target, kwargs, "lr_schedule", context=SCHEDULE_CONTEXT)
+        if "__call__" not in dir(target):  # its instances must be step -> factor callables
+            raise ConfigError(f"lr_schedule._target_={cfg['_target_']!r} is a class that is neither a "
+                              "torch.optim.lr_scheduler class nor callable as step -> factor")
+    elif callable(target):
+        check_arguments(target, kwargs, "lr_schedule", context=SCHEDULE_CONTEXT, positional=1)
+    else:
+        raise ConfigError(f"lr_schedule._target_={cfg['_target_']!r} is neither a torch.optim.lr_scheduler class "
+                          "nor a step -> factor callable")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], steps_per_epoch: int,
+                    total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The scheduler the runner steps once per optimizer step: a built-in schedule (by
+    ``name``) or an own one (by ``_target_``, see the module docstring)."""
+    if "_target_" not in cfg:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(cfg, steps_per_epoch, total_steps))
+    import functools
+
+    from ..plugins import accepts, arguments, call_with_context, locate
+
+    target = locate(cfg["_target_"], "lr_schedule")
+    kwargs = arguments(cfg, SCHEDULE_META)
+    context = {"total_steps": total_steps, "steps_per_epoch": steps_per_epoch}
+    if _is_scheduler_class(target):
+        return call_with_context(target, kwargs, context, optimizer)
+    if isinstance(target, type):
+        factor = call_with_context(target, kwargs, context)
+    else:
+        full = {**kwargs, **{k: v for k, v in context.items() if k not in kwargs and accepts(target, k)}}
+        factor = functools.partial(target, **full) if full else target
+    warmup = int(cfg.get("warmup_steps", 0) or 0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmed_up(lambda s: float(factor(s)), warmup))

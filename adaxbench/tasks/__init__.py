@@ -14,7 +14,13 @@ KINDS = ("image", "synthetic")
 def build_task(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torch.device, seed: int,
                train_limit: int | None = None, channels_last: bool = False,
                eval_batch_size: int = 1000, eval_limit: int | None = None) -> Task:
-    """Build the task named by a ``configs/task/*.yaml`` mapping, with its data on ``device``."""
+    """Build the task named by a ``configs/task/*.yaml`` mapping, with its data on ``device``:
+    the user's own task when the mapping has a ``_target_`` (see ``tasks/user.py``)."""
+    if "_target_" in cfg:
+        from .user import build_user_task
+
+        return build_user_task(cfg, data_cfg, device, seed, train_limit=train_limit, eval_limit=eval_limit,
+                               eval_batch_size=eval_batch_size, channels_last=channels_last)
     kind = cfg.get("kind")
     if kind == "image":
         from .image import ImageClassificationTask

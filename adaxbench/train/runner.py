@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
-from ..optim.schedules import build_lr_lambda
+from ..optim.schedules import build_scheduler
+from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record
+from .loggers import build_loggers
 from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
 from .validate import ConfigError, check_config, choose_impl, resolve_device
 
@@ -131,6 +132,7 @@ class Run:
         self.epochs_total = 0
         self.batch_size = 0
         self.resumed_from: int | None = None
+        self.loggers = build_loggers(None, console=False)
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -194,6 +196,7 @@ class Run:
         self.eval_seconds += time.perf_counter() - t0
         for split, values in results.items():
             self.metrics.add(self.step, epoch, self.train_seconds, split, values)
+            self.loggers.log(split, values, self.step, epoch)
             for metric, value in values.items():
                 self.final[f"{split}/{metric}"] = value
         losses = [v.get("loss") for v in results.values() if "loss" in v]
@@ -207,6 +210,7 @@ class Run:
         tr = cfg.trainer
         device = resolve_device(tr.device)
         self.env = record.environment(device)
+        self.env.update(run_provenance(self.config_dict()))  # adaxbench's version, users' code
         seed = int(cfg.seed)
         seed_everything(seed)
         task = build_task(cfg.task, cfg.data, device, seed, train_limit=tr.train_limit,
@@ -220,8 +224,9 @@ class Run:
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
-        lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * self.epochs_total)
-        scheduler = LambdaLR(optimizer, lr_lambda)
+        # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
+        scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
+                                    steps_per_epoch * self.epochs_total)
         forward = torch.compile(model) if tr.compile else model
         if resume and self.load_checkpoint(model, optimizer, scheduler):
             log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
@@ -233,8 +238,11 @@ class Run:
         params = [p for p in model.parameters() if p.requires_grad]
         diagnostics = getattr(optimizer, "diagnostics", None)
         show = {"auto": None, True: False, False: True}[tr.get("progress", "auto")]
+        desc = f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}"
         bar = tqdm(total=steps_per_epoch * self.epochs_total, initial=self.step, disable=show, dynamic_ncols=True,
-                   desc=f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}", unit="step", leave=False)
+                   desc=desc, unit="step", leave=False)
+        self.loggers = build_loggers(cfg.get("logger"), console=bar.disable, run_name=desc)  # console: bar is off
+        self.loggers.start(self.run_dir, self.config_dict(), self.step)
         try:
             if self.epochs_done == 0 and self.step == 0:
                 with autocast():
@@ -273,6 +281,7 @@ class Run:
                             row["beta2_hat"] = b2
                         row.update(task.log_metrics(model))
                         self.metrics.add(self.step, self.step / steps_per_epoch, now, "batch", row)
+                        self.loggers.log("batch", row, self.step, self.step / steps_per_epoch)
                         bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", **(
                             {"acc": f"{row['accuracy']:.3f}"} if "accuracy" in row else {}),
                             sps=f"{self.step * self.batch_size / max(now, 1e-9):.0f}")
@@ -288,11 +297,15 @@ class Run:
                 if tr.checkpoint:
                     self.save_checkpoint(model, optimizer, scheduler)
                 self.write()
+                self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
             self.status = "completed"
         except Diverged as e:
             self.status, self.error = "diverged", str(e)
         finally:
             bar.close()
+            ending = sys.exc_info()[1]  # an exception on its way out: a crash or a signal
+            self.loggers.close(self.status if ending is None else
+                               "failed" if isinstance(ending, Exception) else "interrupted")
         self.write()  # the final checkpoint stays: it holds the trained model
         return RunResult(self.status, self.run_dir, self.error)
 

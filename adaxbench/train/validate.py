@@ -141,9 +141,11 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
     optimizer = optimizer_kwargs(opt)
+    from ..plugins import check as check_plugins
+    check_plugins(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
 
     sched = cfg.get("lr_schedule") or task.get("lr_schedule") or {"name": "constant"}
-    if sched.get("name") not in SCHEDULES:
+    if "_target_" not in sched and sched.get("name") not in SCHEDULES:
         raise ConfigError(f"lr_schedule.name={sched.get('name')!r} is unknown; accepted: {', '.join(SCHEDULES)}")
     _int("lr_schedule.warmup_steps", sched.get("warmup_steps", 0), low=0)
     if sched.get("name") == "step":

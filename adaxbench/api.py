@@ -1,0 +1,210 @@
+"""The Python API: ``adaxbench.run``, ``adaxbench.load_runs``, ``adaxbench.report``.
+
+They leave exactly the records of the command line (a run dir with run.json,
+metrics.parquet, checkpoint.pt and .hydra/), so runs started from Python and from the
+shell mix freely in ``load_runs`` and ``report``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+# Hydra's own syntax of a plain string value (anything else gets quoted in an override).
+_BARE = re.compile(r"^[A-Za-z_/.:][\w/.:\-]*$")
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: ``status`` (completed, diverged, failed), its ``run_dir``, the
+    ``error`` line if any, and the ``final`` metrics ({"test/accuracy": ..., ...})."""
+
+    status: str
+    run_dir: Path
+    error: str | None = None
+    final: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def metrics(self):
+        """The run's metrics.parquet as a pandas DataFrame (step, epoch, time, split, metric, value)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.run_dir / "metrics.parquet")
+
+
+def _value(v: Any) -> str:
+    """A Python value in Hydra's override syntax."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v.items()) + "}"
+    s = str(v)
+    return s if _BARE.match(s) and s not in ("null", "true", "false") else "'" + s.replace("'", "\\'") + "'"
+
+
+def _target(obj: Any, what: str) -> str:
+    """The import path of a class or function, which must be importable by that path."""
+    from .train.validate import ConfigError
+
+    qualname = getattr(obj, "__qualname__", "")
+    if "<locals>" in qualname or not getattr(obj, "__module__", None):
+        raise ConfigError(f"{what} {qualname or obj!r} is defined inside a function; define it at module level "
+                          "so it can be imported by name")
+    return f"{obj.__module__}.{qualname}"
+
+
+def _default_run_dir() -> Path:
+    """runs/DATE/TIME as on the command line; a suffix when several runs start in one second."""
+    now = datetime.now()
+    base = Path("runs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+    candidate, i = base, 0
+    while candidate.exists():
+        i += 1
+        candidate = base.with_name(f"{base.name}_{i}")
+    return candidate
+
+
+def _ensure_console() -> None:
+    """Show the runner's INFO lines (e.g. the line per epoch) when the program configured no
+    logging; a program that did configure it keeps full control."""
+    logger = logging.getLogger("adaxbench")
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[adaxbench] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None = None):
+    """The run config ``adaxbench run OVERRIDES`` would get (``config_dir``: like --config-dir,
+    your own optimizer/, task/, experiment/ yaml files next to ours)."""
+    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .train.validate import ConfigError
+
+    overrides = list(overrides)
+    if config_dir is not None:
+        overrides.append(f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]")
+    try:
+        with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError((str(e).strip().splitlines() or [type(e).__name__])[0]) from None
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, task: str | type | None = None,
+        name: str | None = None, run_dir: str | os.PathLike | None = None, config_dir: str | os.PathLike | None = None,
+        resume: bool = False, **hyperparameters: Any) -> RunOutcome:
+    """Train one run and record it like ``adaxbench run`` does.
+
+    ``optimizer``: a config name (``"adax"``) or a ``torch.optim.Optimizer`` subclass;
+    ``hyperparameters`` (``lr=1e-3``, ``betas=(0.9, 0.99)``...) are its constructor arguments.
+    ``overrides``: anything else, as on the command line (``["task=quadratic_deep", "seed=1"]``).
+    ``task``: a task config name, or your own task class (see README, "Bring your own task").
+    ``name``: the optimizer's recorded name (default: the config name or the class name).
+    ``run_dir``: default ``runs/DATE/TIME``; ``resume=True`` continues a run dir.
+
+    Returns a ``RunOutcome``.  A bad config raises ``ConfigError`` (one line), before any
+    training; a run that diverges or crashes is a recorded outcome, not an exception.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    from .train.runner import Interrupted, run_in_dir
+
+    overrides = [str(o) for o in overrides]
+    extra: list[str] = []
+    if isinstance(task, str):
+        extra.append(f"task={task}")
+    elif task is not None:
+        extra += ["task=custom", f"task._target_={_target(task, 'task')}"]
+    if isinstance(optimizer, str):
+        extra.append(f"optimizer={optimizer}")
+    extra += [f"++optimizer.{k}={_value(v)}" for k, v in hyperparameters.items()]
+    if name is not None:
+        extra.append(f"++optimizer.name={_value(name)}")
+    if optimizer is None or isinstance(optimizer, str):
+        cfg = compose(extra + overrides, config_dir)
+    else:  # a class: its config is exactly its name, path and the given hyperparameters
+        target = _target(optimizer, "optimizer")
+        cfg = compose([o for o in extra if not o.startswith("++optimizer.")] + overrides, config_dir)
+        with open_dict(cfg):
+            cfg.optimizer = OmegaConf.create({"name": name or optimizer.__name__, "_target_": target,
+                                              **{k: list(v) if isinstance(v, tuple) else v
+                                                 for k, v in hyperparameters.items()}})
+        # The command line that gives the same config (`optimizer=custom`, see README).
+        extra = ["optimizer=custom", f"optimizer._target_={target}"] + extra
+    recorded = extra + overrides
+
+    run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
+    if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
+        hydra_dir = run_dir / ".hydra"
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, hydra_dir / "config.yaml")
+        OmegaConf.save(OmegaConf.create(recorded), hydra_dir / "overrides.yaml")
+    _ensure_console()
+    try:
+        result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True)
+    except Interrupted as e:
+        raise KeyboardInterrupt(f"run interrupted ({e}); progress saved in {run_dir}") from None
+    try:
+        final = json.loads((run_dir / "run.json").read_text()).get("final") or {}
+    except (OSError, ValueError):
+        final = {}
+    return RunOutcome(result.status, run_dir, result.error, final)
+
+
+def load_runs(*paths: str | os.PathLike):
+    """Every run under ``paths`` (run dirs, sweep dirs, run.json files) as one pandas
+    DataFrame, a row per run: ``run_dir``, ``status``, ``error``, ``task``, ``optimizer``,
+    ``seed``, the resolved config flattened (``optimizer.lr``, ``task.batch_size``...) and the
+    final metrics (``test/accuracy``, ``valid/loss``...).  Unreadable runs are rows too, with
+    status ``unreadable``."""
+    import pandas as pd
+
+    from .report.load import load_runs as read_runs
+
+    rs = read_runs(paths or ("runs",))
+    info = rs.runs.reset_index(drop=True)
+    head = pd.DataFrame({"run_dir": info["path"], "status": info["status"],
+                         "error": info["error"].where(info["error"] != "", None), "task": info["task"],
+                         "optimizer": info["optimizer"], "seed": info["seed"]})
+    config = pd.json_normalize([_lists_as_tuples(c) for c in rs.configs], sep=".")
+    config = config.drop(columns=[c for c in config.columns if c in head.columns], errors="ignore")
+    final = info[[c for c in info.columns if c.startswith("final.")]]
+    final.columns = [c[len("final."):] for c in final.columns]
+    return pd.concat([head, config.reset_index(drop=True), final.reset_index(drop=True)], axis=1)
+
+
+def _lists_as_tuples(d: Any) -> Any:
+    # Lists (betas, milestones) as tuples: hashable, so the frame can be grouped by them.
+    if isinstance(d, dict):
+        return {k: _lists_as_tuples(v) for k, v in d.items()}
+    return tuple(_lists_as_tuples(v) for v in d) if isinstance(d, list) else d
+
+
+def report(*paths: str | os.PathLike, out: str | os.PathLike = "report", **options: Any):
+    """Write the comparison report of the runs under ``paths`` into ``out``, as
+    ``adaxbench report PATH... --out OUT`` does.  ``options``: ``metric``, ``x``, ``target``,
+    ``baseline``, ``formats``, ``select``, ``figures`` (the CLI's flags).  Returns the
+    ``Report`` (``out``, ``files``, ``summary``, ``aggregate``, ``excluded``)."""
+    from .report.render import build_report
+
+    return build_report(paths, out=out, **options)

@@ -1,0 +1,204 @@
+"""User code plugged in through ``_target_``: resolve it, check it up front, record where it came from.
+
+A ``_target_`` (Hydra's convention) is a dotted import path: ``mypkg.MyTask``,
+``torch.optim.lr_scheduler.StepLR``.  Everything the run config names this way is
+imported and its signature checked by ``check`` before any data is read, so a typo or a
+wrong argument is one line and exit status 2, not a traceback halfway through a run.
+
+Some arguments are not configuration but facts only the runner knows (the device, the
+number of classes, the total number of steps).  The runner fills in such a *context*
+argument when the constructor or function declares a parameter of that name and the
+config does not set it; see ``TASK_CONTEXT``, ``MODEL_CONTEXT``, ``SCHEDULE_CONTEXT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .train.validate import ConfigError
+
+# Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
+META_KEYS = ("_target_", "name")
+# Targets from these packages are the harness's own or versioned with torch: no file hash.
+BUILTIN_PACKAGES = ("adaxbench", "torch", "torchvision")
+
+
+def locate(target: Any, key: str) -> Any:
+    """The object a dotted path names, or a one-line ``ConfigError``."""
+    from hydra._internal.utils import _locate  # get_object without its multi-line error log
+
+    if target == "???":  # left open in configs/task/custom*.yaml
+        raise ConfigError(f"{key}._target_ is missing: give {key}._target_=mypkg.MyClass (your own class)")
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"{key}._target_ must be a dotted import path such as mypkg.MyClass, got {target!r}")
+    try:
+        return _locate(target)
+    except Exception as e:
+        cause = e.__cause__ or e
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
+                          "is its module on PYTHONPATH?") from None
+
+
+def accepts(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` can be called with the keyword argument ``name``."""
+    params = _signature(fn).parameters
+    return name in params and params[name].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                                        inspect.Parameter.VAR_POSITIONAL)
+
+
+def _signature(fn: Callable) -> inspect.Signature:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: accept anything
+        return inspect.Signature([inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+
+
+def check_arguments(fn: Callable, kwargs: Mapping[str, Any], key: str, *, context: tuple[str, ...] = (),
+                    positional: int = 0) -> None:
+    """Check that ``fn(<positional args>, **kwargs, <declared context>)`` binds: unknown keys
+    (unless it takes ``**kwargs``) and missing required arguments are one-line errors."""
+    sig = _signature(fn)
+    params = list(sig.parameters.values())
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)][positional:]
+    names = [p.name for p in named]
+    target = getattr(fn, "__qualname__", repr(fn))
+    for k in kwargs:
+        if k not in names and not var_kw:
+            shown = [n for n in names if n not in context] or ["(none)"]
+            raise ConfigError(f"{key}.{k} is not an argument of {target}; accepted: {', '.join(shown)}")
+    for p in named:
+        if p.default is p.empty and p.kind != p.POSITIONAL_ONLY and p.name not in kwargs and p.name not in context:
+            raise ConfigError(f"{key}: {target} needs the argument {p.name!r}; add +{key}.{p.name}=VALUE")
+
+
+def call_with_context(fn: Callable, kwargs: Mapping[str, Any], context: Mapping[str, Any], *args: Any) -> Any:
+    """``fn(*args, **kwargs)`` plus each context value whose name ``fn`` declares and
+    ``kwargs`` leaves unset."""
+    full = dict(kwargs)
+    for name, value in context.items():
+        if name not in full and accepts(fn, name):
+            full[name] = value
+    return fn(*args, **full)
+
+
+def arguments(cfg: Mapping[str, Any], meta: tuple[str, ...] = META_KEYS) -> dict[str, Any]:
+    """Constructor arguments of a ``_target_`` config: every key but the bookkeeping ones;
+    lists become tuples (as torch's betas=(0.9, 0.999))."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k not in meta}
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def check(cfg: Mapping[str, Any]) -> None:
+    """Check every user ``_target_`` of a run config (a plain dict): the task, its model and
+    dataset, and the lr schedule. Raises ``ConfigError`` (one line).  The optimizer is checked
+    by ``validate.optimizer_kwargs``.  Called by ``validate.check_config``."""
+    task = cfg.get("task")
+    if isinstance(task, Mapping):
+        if "_target_" in task:
+            from .tasks.user import check_task
+            check_task(task)
+        else:
+            from .tasks.user import check_image_parts
+            check_image_parts(task, cfg.get("data") or {})
+    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
+    if isinstance(sched, Mapping) and "_target_" in sched:
+        from .optim.schedules import check_schedule_target
+        check_schedule_target(sched)
+    logger = cfg.get("logger")
+    if isinstance(logger, Mapping):
+        from .train.loggers import check_logger
+        check_logger(logger)
+
+
+# -------------------------------------------------------------------------------- provenance
+
+
+def adaxbench_version() -> str:
+    """The installed distribution's version (works from a wheel, where there is no git
+    commit to record); the package's own ``__version__`` when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("adaxbench")
+    except PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def provenance(obj: Any) -> dict[str, Any]:
+    """Where a user's class or function came from: module, qualified name, file, the sha256
+    of the file's bytes and of the object's own source, and the version of the installed
+    distribution that provides it (if any)."""
+    module = getattr(obj, "__module__", None)
+    out: dict[str, Any] = {"module": module, "qualname": getattr(obj, "__qualname__", None),
+                           "file": None, "sha256": None, "source_sha256": None, "distribution": None}
+    try:
+        path = inspect.getsourcefile(obj) or inspect.getfile(obj)
+        out["file"] = os.path.abspath(path)
+        out["sha256"] = _sha256(Path(path).read_bytes())
+    except (TypeError, OSError):
+        pass
+    try:
+        out["source_sha256"] = _sha256(inspect.getsource(obj).encode())
+    except (TypeError, OSError):
+        pass
+    top = (module or "").split(".")[0]
+    if top:
+        from importlib.metadata import packages_distributions, version
+
+        try:
+            dists = packages_distributions().get(top) or []
+            if dists:
+                out["distribution"] = f"{dists[0]}=={version(dists[0])}"
+        except Exception:  # broken metadata of some installed package: provenance stays partial
+            pass
+    return out
+
+
+def file_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    try:
+        return {"file": str(p.resolve()), "sha256": _sha256(p.read_bytes())}
+    except OSError:
+        return {"file": str(p), "sha256": None}
+
+
+def user_targets(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """``{config key: _target_}`` of every target in the run config that is not the harness's
+    own (adaxbench, torch, torchvision)."""
+    task = cfg.get("task") or {}
+    sched = cfg.get("lr_schedule") or task.get("lr_schedule") or {}
+    found = {"optimizer": (cfg.get("optimizer") or {}).get("_target_"), "task": task.get("_target_"),
+             "lr_schedule": sched.get("_target_") if isinstance(sched, Mapping) else None}
+    for part in ("model", "dataset"):
+        if isinstance(task.get(part), Mapping):
+            found[f"task.{part}"] = task[part].get("_target_")
+    return {k: v for k, v in found.items()
+            if isinstance(v, str) and v.split(".")[0] not in BUILTIN_PACKAGES}
+
+
+def run_provenance(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``env`` entries of run.json that say what code ran: adaxbench's version and, for
+    each user target (and a dataset file), its provenance."""
+    plugins: dict[str, Any] = {}
+    for key, target in user_targets(cfg).items():
+        try:
+            plugins[key] = {"target": target, **provenance(locate(target, key))}
+        except ConfigError as e:
+            plugins[key] = {"target": target, "error": str(e)}
+    dataset = (cfg.get("task") or {}).get("dataset")
+    if isinstance(dataset, str) and os.path.isfile(os.path.expanduser(dataset)):
+        plugins["task.dataset"] = file_provenance(dataset)
+    return {"adaxbench_version": adaxbench_version(), "plugins": plugins}

@@ -1,0 +1,166 @@
+"""Live views of a run besides its record: TensorBoard, Weights & Biases, a console line.
+
+``metrics.parquet`` stays the record; a logger only mirrors what the runner logs.  The
+runner calls, in this order:
+
+* ``start(run_dir, config, step)`` once the run dir exists (``step`` > 0 on resume);
+* ``log(split, values, step, epoch)`` for every metric row it records: minibatch rows on log
+  steps (split ``batch``) and full evaluations (``train``, ``valid``, ``test``);
+* ``epoch_end(epoch, epochs_total, step, final, train_seconds)`` after each epoch's evaluation;
+* ``close(status)`` when the run ends, whatever the status.
+
+Choose one with ``logger=none|tensorboard|wandb`` (``configs/logger/``).  The console line per
+epoch is added whenever the progress bar is off (not a terminal, or ``trainer.progress=false``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+log = logging.getLogger("adaxbench")
+
+LOGGERS = ("none", "tensorboard", "wandb")
+# The package each logger needs, and the extra that installs it.
+PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+class RunLogger:
+    """Every hook a no-op: subclass and override what you need."""
+
+    def start(self, run_dir: Path, config: Mapping[str, Any], step: int) -> None:
+        pass
+
+    def log(self, split: str, values: Mapping[str, float], step: int, epoch: float) -> None:
+        pass
+
+    def epoch_end(self, epoch: int, epochs_total: int, step: int, final: Mapping[str, float],
+                  train_seconds: float) -> None:
+        pass
+
+    def close(self, status: str) -> None:
+        pass
+
+
+class ConsoleLogger(RunLogger):
+    """One line per epoch: where the run is and its evaluation metrics."""
+
+    def __init__(self, name: str = ""):
+        self.name = name
+
+    def epoch_end(self, epoch, epochs_total, step, final, train_seconds) -> None:
+        shown = " ".join(f"{k} {v:.4g}" for k, v in final.items() if k.split("/")[0] in ("train", "valid", "test"))
+        log.info("%sepoch %d/%d step %d %s (%.1f s training)", f"{self.name} " if self.name else "", epoch,
+                 epochs_total, step, shown, train_seconds)
+
+
+class TensorBoardLogger(RunLogger):
+    """Event files in the run dir, one scalar per SPLIT/METRIC, against the optimizer step."""
+
+    def start(self, run_dir, config, step) -> None:
+        import yaml
+        from torch.utils.tensorboard import SummaryWriter
+
+        # On resume, events after the checkpoint's step are replayed: purge the stale ones.
+        self.writer = SummaryWriter(str(run_dir), purge_step=step + 1 if step else None)
+        if not step:
+            self.writer.add_text("config", "```\n" + yaml.safe_dump(dict(config), sort_keys=False) + "```", 0)
+
+    def log(self, split, values, step, epoch) -> None:
+        for metric, value in values.items():
+            self.writer.add_scalar(f"{split}/{metric}", value, step)
+
+    def epoch_end(self, epoch, epochs_total, step, final, train_seconds) -> None:
+        self.writer.flush()
+
+    def close(self, status) -> None:
+        self.writer.close()
+
+
+class WandbLogger(RunLogger):
+    """A W&B run per run dir (offline unless ``logger.mode`` or ``WANDB_MODE`` says otherwise);
+    its files go to ``RUN_DIR/wandb``.  A resumed run continues the same W&B run."""
+
+    def __init__(self, project: str = "adaxbench", entity: str | None = None, mode: str | None = None,
+                 group: str | None = None, tags: list[str] | None = None, name: str | None = None):
+        self.options = {"project": project, "entity": entity, "group": group, "tags": list(tags or []) or None,
+                        "name": name}
+        self.mode = mode or os.environ.get("WANDB_MODE") or "offline"
+
+    def start(self, run_dir, config, step) -> None:
+        import wandb
+
+        run_dir = Path(run_dir).resolve()
+        run_id = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]  # same dir, same W&B run
+        name = self.options["name"] or "/".join(str(x) for x in (
+            (config.get("task") or {}).get("name"), (config.get("optimizer") or {}).get("name"),
+            f"seed{config.get('seed')}"))
+        self.run = wandb.init(**{**self.options, "name": name}, config=dict(config), dir=str(run_dir), id=run_id,
+                              resume="allow", mode=self.mode, reinit="create_new",
+                              settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+
+    def log(self, split, values, step, epoch) -> None:
+        self.run.log({**{f"{split}/{k}": v for k, v in values.items()}, "epoch": epoch}, step=step)
+
+    def close(self, status) -> None:
+        self.run.summary["status"] = status
+        self.run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+
+
+class Loggers(RunLogger):
+    """Fans every call out to several loggers.  A logger that fails is reported once and
+    dropped: the run and its record go on."""
+
+    def __init__(self, loggers: list[RunLogger]):
+        self.loggers = loggers
+
+    def _each(self, method: str, *args: Any) -> None:
+        for logger in list(self.loggers):
+            try:
+                getattr(logger, method)(*args)
+            except Exception as e:
+                log.warning("logger %s failed in %s (%s: %s); it is switched off for this run",
+                            type(logger).__name__, method, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                self.loggers.remove(logger)
+
+    def start(self, *args) -> None:
+        self._each("start", *args)
+
+    def log(self, *args) -> None:
+        self._each("log", *args)
+
+    def epoch_end(self, *args) -> None:
+        self._each("epoch_end", *args)
+
+    def close(self, *args) -> None:
+        self._each("close", *args)
+
+
+def check_logger(cfg: Mapping[str, Any]) -> None:
+    """One-line ``ConfigError`` for an unknown logger or a missing package."""
+    from .validate import ConfigError
+
+    name = cfg.get("name", "none")
+    if name not in LOGGERS:
+        raise ConfigError(f"logger={name!r} is unknown; accepted: {', '.join(LOGGERS)}")
+    package = PACKAGES.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"logger={name} needs the {package} package: pip install 'adaxbench[{name}]'")
+    if name == "wandb" and cfg.get("mode") not in (None, "online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode must be online, offline, disabled or null, got {cfg.get('mode')!r}")
+
+
+def build_loggers(cfg: Mapping[str, Any] | None, console: bool, run_name: str = "") -> Loggers:
+    """The loggers of a run: the one ``logger`` names, plus the console line when ``console``."""
+    cfg = dict(cfg or {})
+    name = cfg.pop("name", "none")
+    loggers: list[RunLogger] = [ConsoleLogger(run_name)] if console else []
+    if name == "tensorboard":
+        loggers.append(TensorBoardLogger())
+    elif name == "wandb":
+        loggers.append(WandbLogger(**cfg))
+    return Loggers(loggers)

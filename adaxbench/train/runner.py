@@ -389,8 +389,7 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunLocked(f"{run_dir} is being trained by another live process "
-                        f"(it holds {run_dir / LOCK_FILE})") from None
+        raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
     try:
         return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
     finally:
@@ -473,7 +472,7 @@ def main_from_hydra(cfg: DictConfig) -> str:
         if multirun:  # the other process trains it; this sweep goes on with its other jobs
             print(f"skipping {run_dir}: {e}", file=sys.stderr)
             return "locked"
-        print(f"adaxbench: error: {e}", file=sys.stderr)
+        print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
         sys.exit(2)
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)

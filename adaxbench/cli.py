@@ -6,6 +6,7 @@ the other subcommands are plain argparse programs.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from importlib import resources
@@ -98,7 +99,12 @@ def print_best_per_task(sweep_dir) -> None:
         best = best_per_task(best_settings(sweep_dir))
     except ReportError:  # nothing finished with a score: the summary line has said why
         return
+    except Exception as e:  # a closing remark must not turn a finished sweep into a traceback
+        print(f"adaxbench: no best setting selected ({type(e).__name__}: {e}); try adaxbench best {sweep_dir}")
+        return
     for row in best.itertuples():
+        if not math.isfinite(row.score):  # every seed of every setting diverged
+            continue
         print(f"best on {row.task}: {row.optimizer} {' '.join(row.overrides)} "
               f"({row.metric} {row.mode} {row.score:.4g}, {row.seeds} seed(s))".replace("  ", " "), flush=True)
 

@@ -51,6 +51,8 @@ class Status(str, Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
+    __hash__ = str.__hash__  # "completed" and Status.COMPLETED are one key in sets and dicts
+
     def __str__(self) -> str:
         return self.value
 

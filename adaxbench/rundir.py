@@ -331,7 +331,7 @@ def effective_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # Where and how a run ran, not what it trained: two runs that differ only here are seeds of one
 # setting (``seed``), or the same run (the rest).  A key also covers everything below it.
 BOOKKEEPING = (
-    "seed", "resume", "experiment", "data.root", "data.download",
+    "seed", "resume", "data.root", "data.download",
     "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.keep_checkpoint",
     "trainer.log_every", "trainer.eval_batch_size", "trainer.optimizer_impl", "trainer.compile",
     "trainer.channels_last", "trainer.threads", "logger", "loggers",
@@ -353,10 +353,15 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# An experiment preset writes its values into the config itself; its name adds nothing (and is
+# absent from most records), so ``experiment=NAME`` stays an override but is no config key.
+_PRESET_NAME = "experiment"
+
+
 def setting_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """The setting of a run, flattened to dotted keys: its effective config minus BOOKKEEPING."""
     flat = _flatten(effective_config(config))
-    return {k: v for k, v in sorted(flat.items()) if not is_bookkeeping(k)}
+    return {k: v for k, v in sorted(flat.items()) if not is_bookkeeping(k) and k != _PRESET_NAME}
 
 
 def setting_key(config: Mapping[str, Any]) -> str:

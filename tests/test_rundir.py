@@ -94,6 +94,10 @@ def test_setting_key_tells_apart_every_key_but_bookkeeping(tmp_path):
     cfg = read_record(tmp_path / "base0")[0].config
     implicit = {**cfg, "lr_schedule": None, "trainer": {**cfg["trainer"], "epochs": None}}
     assert setting_key(implicit) == setting_key(cfg)
+    # Overrides: reruns and relaunch checks keep what defines the setting (a preset too).
+    assert rundir.setting_overrides(["experiment=beta2_ablation", "seed=1", "trainer.device=cpu", "optimizer.lr=0.1",
+                                     "hydra.launcher.n_jobs=2", "hydra/launcher=joblib", "+trainer.progress=false"]) \
+        == ["experiment=beta2_ablation", "optimizer.lr=0.1"]
 
 
 def test_report_and_best_tell_settings_apart(tmp_path):
@@ -187,7 +191,8 @@ def test_rerun_overrides_refused(override, why):
 
 
 @pytest.mark.parametrize("override", ["optimizer=adam", "optimizer.lr=0.01", "task.noise_level=0.5",
-                                      "optimizer.betas=[0.9,0.99]", "setting/deepobs=adam", "+trainer.epochs=2"])
+                                      "optimizer.betas=[0.9,0.99]", "setting/deepobs=adam", "+trainer.epochs=2",
+                                      "experiment=lr_tuning"])
 def test_rerun_overrides_accepted(override):
     assert override_problem(override, read_record(LEGACY)[0].config) is None
 

@@ -67,7 +67,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "diverged": 0, "failed": 1}.get(self.status, 130)
+        return {Status.COMPLETED: 0, Status.DIVERGED: 0, Status.FAILED: 1}.get(self.status, 130)
 
 
 def seed_everything(seed: int) -> None:
@@ -195,6 +195,12 @@ class Run:
         restart = f"delete {path} to train this run again from the start"
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except PermissionError:
+            raise CheckpointError(f"cannot read {path}: permission denied; fix its permissions, or {restart}") from None
+        except Exception as e:  # torch's messages for a damaged file suggest unsafe loading: not shown
+            raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(e).__name__}; "
+                                  f"damaged or not written by adaxbench); restore it from a copy, or {restart}") from None
+        try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -202,9 +208,9 @@ class Run:
             step, epoch, rows = int(state["step"]), int(state["epoch"]), int(state["metric_rows"])
             seconds = float(state["train_seconds"]), float(state["eval_seconds"])
             final = dict(state["final"])
-        except Exception as e:  # torch raises many types for a damaged or foreign file
-            raise CheckpointError(f"cannot resume from {path}: {_first_line(e)}; restore it from a copy, "
-                                  f"or {restart}") from None
+        except Exception as e:  # another model, optimizer or format
+            raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({_first_line(e)[:160]}); "
+                                  f"restore it from a copy, or {restart}") from None
         try:
             metrics = MetricsLog.load(self.run_dir / METRICS_FILE)
             if len(metrics) < rows:

@@ -52,8 +52,8 @@ def job_statuses(sweep_dir: Path) -> dict[Path, str]:
 
 
 def summary_line(counts: Counter) -> str:
-    line = f"{counts['completed']} completed, {counts['diverged']} diverged, {failed_count(counts)} failed"
-    others = {k: v for k, v in counts.items() if k not in ("completed", "diverged", "failed", ELSEWHERE)}
+    line = f"{counts[Status.COMPLETED]} completed, {counts[Status.DIVERGED]} diverged, {failed_count(counts)} failed"
+    others = {k: v for k, v in counts.items() if k not in (Status.COMPLETED, Status.DIVERGED, Status.FAILED, ELSEWHERE)}
     if others:
         line += " (" + ", ".join(f"{v} {k}" for k, v in sorted(others.items())) + " counted as failed)"
     if counts[ELSEWHERE]:

@@ -163,9 +163,8 @@ def _is_number(v: Any) -> bool:
 
 def _expect(ok: bool, name: str, want: str, value: Any) -> None:
     if not ok:
-        shown = repr(value)
-        raise RecordError(f"run.json field {name}: expected {want}, got {_type_name(value)} "
-                          f"{shown[:40] + '…' if len(shown) > 40 else shown}")
+        shown = "" if value is None else " " + (repr(value)[:40] + "…" if len(repr(value)) > 40 else repr(value))
+        raise RecordError(f"run.json field {name}: expected {want}, got {_type_name(value)}{shown}")
 
 
 @dataclass
@@ -197,7 +196,9 @@ class RunRecord:
     def from_json(cls, d: Any) -> "RunRecord":
         """Check every field the readers use; raise RecordError naming the first bad one."""
         _expect(isinstance(d, dict), "(top level)", "a JSON object", d)
-        _expect("status" in d, "status", "one of " + ", ".join(s.value for s in Status), None)
+        for name in ("status", "config"):
+            if name not in d:
+                raise RecordError(f"run.json has no {name}")
         status = d["status"]
         _expect(isinstance(status, str) and status in Status._value2member_map_, "status",
                 "one of " + ", ".join(s.value for s in Status), status)
@@ -227,9 +228,6 @@ class RunRecord:
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
-
-    def finished(self) -> bool:
-        return self.status.finished
 
 
 def read_json(path: str | os.PathLike) -> tuple[Any, str]:

@@ -6,6 +6,7 @@ the other subcommands are plain argparse programs.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from importlib import resources
@@ -83,9 +84,29 @@ def cmd_run(args: list[str]) -> int:
         task_function()
     finally:
         sys.argv = argv
-    if sweep.LAST_SUMMARY is not None and sweep.failed_count(sweep.LAST_SUMMARY):
-        return 1
-    return 0
+    if sweep.LAST_SUMMARY is None:
+        return 0
+    print_best_per_task(sweep.LAST_SWEEP_DIR)
+    return 1 if sweep.failed_count(sweep.LAST_SUMMARY) else 0
+
+
+def print_best_per_task(sweep_dir) -> None:
+    """After a sweep's closing line: its best setting per task (as `adaxbench best` selects it)."""
+    from .report.best import best_per_task, best_settings
+    from .report.load import ReportError
+
+    try:
+        best = best_per_task(best_settings(sweep_dir))
+    except ReportError:  # nothing finished with a score: the summary line has said why
+        return
+    except Exception as e:  # a closing remark must not turn a finished sweep into a traceback
+        print(f"adaxbench: no best setting selected ({type(e).__name__}: {e}); try adaxbench best {sweep_dir}")
+        return
+    for row in best.itertuples():
+        if not math.isfinite(row.score):  # every seed of every setting diverged
+            continue
+        print(f"best on {row.task}: {row.optimizer} {' '.join(row.overrides)} "
+              f"({row.metric} {row.mode} {row.score:.4g}, {row.seeds} seed(s))".replace("  ", " "), flush=True)
 
 
 def cmd_list(args: list[str]) -> int:
@@ -105,7 +126,7 @@ def cmd_report(args: list[str]) -> int:
 
 
 def cmd_best(args: list[str]) -> int:
-    from .train.best import main as best_main
+    from .report.best import main as best_main
 
     return best_main(args)
 

@@ -61,7 +61,11 @@ def adaxbench(*args: str, cwd: Path | None = None, env: dict | None = None, time
 
 
 def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
-    return json.loads((Path(run_dir) / "run.json").read_text()), pd.read_parquet(Path(run_dir) / "metrics.parquet")
+    from adaxbench.rundir import RunRecord
+
+    info = json.loads((Path(run_dir) / "run.json").read_text())
+    RunRecord.from_json(info)  # every run dir a test reads follows the run-directory contract
+    return info, pd.read_parquet(Path(run_dir) / "metrics.parquet")
 
 
 def comparable(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,11 @@
-"""Synthetic run dirs in the runner's exact on-disk format (run.json + metrics.parquet).
+"""Synthetic run dirs in the runner's exact on-disk format (run.json + metrics.parquet),
+written through the run-directory contract (adaxbench.rundir).
 
 Values are given explicitly, so tests can derive the expected table numbers by hand.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from adaxbench.rundir import METRICS_FILE, METRICS_SCHEMA, RunRecord, Status
 
 OPTIMIZERS: dict[str, dict[str, Any]] = {
     "adam": {"name": "adam", "_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 0.999],
@@ -31,13 +33,15 @@ def write_run(run_dir: str | Path, *, task: str = "fmnist_mlp", optimizer: str =
               error: str | None = None, epochs: int = 3, evals: Mapping[str, Sequence[float]] | None = None,
               batch: Mapping[str, Sequence[float]] | None = None, steps_per_epoch: int = 10,
               log_every: int = 5, seconds_per_epoch: float = 1.0, target: float | None = None,
-              task_extra: Mapping[str, Any] | None = None, metrics: bool = True) -> Path:
+              task_extra: Mapping[str, Any] | None = None, metrics: bool = True,
+              lr_schedule: Mapping[str, Any] | None = None, trainer_extra: Mapping[str, Any] | None = None) -> Path:
     """Write one run dir.
 
     ``evals``: ``{"test/accuracy": [v_epoch0, ..., v_epochE], ...}`` (evaluation at epoch 0 and
     after each epoch; step = epoch × steps_per_epoch, time = epoch × seconds_per_epoch).
     ``batch``: ``{"loss": [...]}`` at steps log_every, 2·log_every, ... (default: a decaying loss).
-    ``opt`` overrides keys of the optimizer's default config.
+    ``opt`` overrides keys of the optimizer's default config; ``task_extra``, ``trainer_extra`` add or
+    replace task / trainer keys; ``lr_schedule`` is the chosen schedule (default: the task's, constant).
     """
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -67,34 +71,30 @@ def write_run(run_dir: str | Path, *, task: str = "fmnist_mlp", optimizer: str =
         add(e * steps_per_epoch, e, e * seconds_per_epoch, split, name, values)
     if metrics:
         table = pa.table({
-            "step": pa.array(np.concatenate(cols["step"]), pa.int64()),
-            "epoch": pa.array(np.concatenate(cols["epoch"]), pa.float64()),
-            "time": pa.array(np.concatenate(cols["time"]), pa.float64()),
-            "split": pa.array([s for c in cols["split"] for s in c], pa.string()),
-            "metric": pa.array([s for c in cols["metric"] for s in c], pa.string()),
-            "value": pa.array(np.concatenate(cols["value"]), pa.float64()),
-        })
-        pq.write_table(table, d / "metrics.parquet")
+            "step": np.concatenate(cols["step"]), "epoch": np.concatenate(cols["epoch"]),
+            "time": np.concatenate(cols["time"]), "split": [s for c in cols["split"] for s in c],
+            "metric": [s for c in cols["metric"] for s in c], "value": np.concatenate(cols["value"]),
+        }, schema=METRICS_SCHEMA)
+        pq.write_table(table, d / METRICS_FILE)
 
     task_cfg = {"name": task, "kind": "image", "dataset": "fashion_mnist", "model": "mlp", "batch_size": 128,
                 "epochs": epochs, "target": target, "lr_schedule": {"name": "constant", "warmup_steps": 0},
                 **(task_extra or {})}
     final = {k: (None if math.isnan(float(v[-1])) else float(v[-1])) for k, v in evals.items()}
-    info = {
-        "status": status, "error": error,
-        "config": {"task": task_cfg, "optimizer": {**OPTIMIZERS[optimizer], **(opt or {})},
-                   "lr_schedule": {"name": "constant", "warmup_steps": 0},
-                   "trainer": {"epochs": epochs, "device": "auto", "log_every": log_every},
-                   "seed": seed, "data": {"root": "data", "download": False}, "experiment": None},
-        "overrides": [f"optimizer={optimizer}", f"seed={seed}"],
-        "env": {"python": "3.11.7", "torch": "2.14.1", "cuda": None, "device": "cpu", "host": "x", "git_commit": "abc"},
-        "timing": {"started": "2026-11-27T12:00:00+00:00", "ended": "2026-11-27T12:01:00+00:00",
-                   "train_seconds": epochs * seconds_per_epoch, "eval_seconds": 0.1, "wall_seconds": 60.0},
-        "throughput": {"samples_per_s": 1000.0},
-        "progress": {"step": epochs * steps_per_epoch, "epoch": float(epochs), "epochs_total": epochs},
-        "final": final,
-    }
-    (d / "run.json").write_text(json.dumps(info, indent=1))
+    RunRecord(
+        status=Status(status), error=error,
+        config={"task": task_cfg, "optimizer": {**OPTIMIZERS[optimizer], **(opt or {})},
+                "lr_schedule": dict(lr_schedule or {"name": "constant", "warmup_steps": 0}),
+                "trainer": {"epochs": epochs, "device": "auto", "log_every": log_every, **(trainer_extra or {})},
+                "seed": seed, "data": {"root": "data", "download": False}, "experiment": None},
+        overrides=[f"optimizer={optimizer}", f"seed={seed}"],
+        env={"python": "3.11.7", "torch": "2.14.1", "cuda": None, "device": "cpu", "host": "x", "git_commit": "abc"},
+        timing={"started": "2026-11-27T12:00:00+00:00", "ended": "2026-11-27T12:01:00+00:00",
+                "train_seconds": epochs * seconds_per_epoch, "eval_seconds": 0.1, "wall_seconds": 60.0},
+        throughput={"samples_per_s": 1000.0},
+        progress={"step": epochs * steps_per_epoch, "epoch": float(epochs), "epochs_total": epochs},
+        final=final,
+    ).write(d)
     return d
 
 

@@ -45,8 +45,10 @@ def test_run_records_what_the_cli_records(runs):
     assert api_info["config"] == cli_info["config"]
     pd.testing.assert_frame_equal(comparable(api_metrics), comparable(cli_metrics))
     assert api.final == api_info["final"] == cli_info["final"]
-    for name in ("run.json", "metrics.parquet", "checkpoint.pt", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+    for name in ("run.json", "metrics.parquet", ".hydra/config.yaml", ".hydra/overrides.yaml"):
         assert (root / "api" / name).is_file() and (root / "cli" / name).is_file(), name
+    # A finished run keeps no checkpoint (trainer.keep_checkpoint=false), from either entry.
+    assert not (root / "api" / "checkpoint.pt").exists() and not (root / "cli" / "checkpoint.pt").exists()
     assert api_info["overrides"] == ["optimizer=sgd", "++optimizer.lr=0.01", *QUICK]
     pd.testing.assert_frame_equal(api.metrics, api_metrics)
 

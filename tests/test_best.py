@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from adaxbench.train.best import best_settings, main
+from adaxbench.report.best import best_settings, main
 
 from report_fixtures import write_run
 

@@ -152,7 +152,7 @@ def test_torch_scheduler_class_is_stepped_per_optimizer_step(tmp_path):
 def test_onecycle_gets_total_steps_and_checkpoint_loads(tmp_path):
     _, metrics = run_cfg(tmp_path, OWN_TASK + ["task.batch_size=8", "task.epochs=2",
                                                "+lr_schedule._target_=torch.optim.lr_scheduler.OneCycleLR",
-                                               "+lr_schedule.max_lr=0.2"])
+                                               "+lr_schedule.max_lr=0.2", "trainer.keep_checkpoint=true"])
     reference = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(1)], lr=0.1), max_lr=0.2,
                                                     total_steps=8)
     expected = []

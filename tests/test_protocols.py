@@ -188,7 +188,7 @@ def test_deepobs_small_is_like_with_like():
 
 
 def test_best_selects_on_the_named_metric_without_a_validation_split(tmp_path):
-    from adaxbench.train.best import best_settings
+    from adaxbench.report.best import best_settings
 
     from report_fixtures import write_run
 

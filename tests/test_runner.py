@@ -180,7 +180,9 @@ def _wait_for_epoch(run_dir: Path, epoch: int, proc: subprocess.Popen, timeout: 
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if json.loads((run_dir / "run.json").read_text())["progress"]["epoch"] >= epoch:
+            # metrics and run.json are written first, then the checkpoint that continues them
+            if json.loads((run_dir / "run.json").read_text())["progress"]["epoch"] >= epoch and \
+                    (run_dir / "checkpoint.pt").exists():
                 return
         except (OSError, ValueError, KeyError):
             pass
@@ -257,7 +259,7 @@ def test_bf16_autocast_and_channels_last_conv_net(tmp_path):
 
 @needs_fmnist
 def test_torch_compile_path(tmp_path):
-    cfg = compose_cfg(["optimizer=adam", "trainer.compile=true", *SMOKE])
+    cfg = compose_cfg(["optimizer=adam", "trainer.compile=true", "trainer.keep_checkpoint=true", *SMOKE])
     result = run_in_dir(cfg, tmp_path / "run")
     info, _ = read_run(tmp_path / "run")
     assert result.status == "completed", info["error"]

@@ -17,7 +17,7 @@ from report_fixtures import write_run  # noqa: E402
 
 from adaxbench.report import build_report, score_settings, welch_diff  # noqa: E402
 from adaxbench.report.aggregate import _iqm, grid_edge_warnings, iqm_across_tasks  # noqa: E402
-from adaxbench.train.best import best_settings  # noqa: E402
+from adaxbench.report.best import best_settings  # noqa: E402
 
 SIMS = 4000
 
@@ -176,6 +176,6 @@ def test_report_and_best_choose_by_the_same_rule_and_warn_on_grid_edges(tmp_path
     edge = "toy / adax: best lr 0.01 is the largest tried (0.001 … 0.01, 2 values): widen the grid"
     assert rep.warnings == [edge] == best.attrs["warnings"]  # adam's 0.01 is inside its grid
     assert edge in (tmp_path / "o" / "report.md").read_text()
-    from adaxbench.train.best import main
+    from adaxbench.report.best import main
     assert main([str(sweep)]) == 0
     assert "adaxbench best: warning: " + edge in capsys.readouterr().err

@@ -106,7 +106,9 @@ def test_sweep_job_killed_midway_resumes_on_relaunch(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if json.loads((sweep / "0" / "run.json").read_text())["progress"]["epoch"] >= 1:
+            # run.json is written first, then the checkpoint that continues it
+            if json.loads((sweep / "0" / "run.json").read_text())["progress"]["epoch"] >= 1 and \
+                    (sweep / "0" / "checkpoint.pt").exists():
                 break
         except (OSError, ValueError):
             pass

@@ -56,7 +56,7 @@ class TaskInfo:
     higher_better: bool
     target: float | None
     target_source: str  # "--target", "task config" or "none"
-    select_metric: str  # valid/<m> when logged, else the metric itself
+    select_metric: str  # task.select_metric, else valid/<m>, else train/<m> when logged, else the metric
     note: str = ""
 
 
@@ -78,7 +78,7 @@ def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]]
     out = {}
     for name, g in rows.groupby("optimizer", sort=False):
         keys = list(dict.fromkeys(g["setting"]))
-        sets = [settings[k] for k in keys]
+        sets = [settings.get(k, {}) for k in keys]  # an unreadable run has no setting
         fields = sorted({f for s in sets for f in s} - {"optimizer.name", *drop})
         varying = [f for f in fields if len({repr(s.get(f)) for s in sets}) > 1]
         shorts = [f.split(".")[-1] for f in varying]
@@ -137,8 +137,10 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
                 tgt, src = float(tcfg["target"]), "task config"
         split, name = split_metric(use)
         valid = f"valid/{name}"
-        named = tcfg.get("select_metric")  # a protocol without a validation split names its own
-        sel = named if named in names else valid if valid in names else use
+        # Select on validation; a protocol without a validation split names its own selection
+        # metric, else the training split's (never the test split unless a protocol says so).
+        named = tcfg.get("select_metric")
+        sel = next((c for c in (named, valid, f"train/{name}") if c in names), use)
         out[task] = TaskInfo(task, use, higher_is_better(use), tgt, src, sel, note)
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .load import ReportError
 from .render import build_report
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the report; returns the exit code (2 with one line on stderr for bad input)."""
     try:
         a = _parser().parse_args(argv)
+        if Path(a.out).exists() and not Path(a.out).is_dir():
+            raise ReportError(f"--out {a.out} is a file; give a directory (it is created if missing)")
         rep = build_report(a.paths, out=a.out, metric=a.metric, x=a.x, target=a.target,
                            baseline=a.baseline, formats=a.format.split(","), select=a.select,
                            figures=not a.no_figures)

@@ -7,7 +7,6 @@ kept as a row with a ``problem`` so the report can list it instead of dropping i
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +17,12 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..train.record import METRIC_COLUMNS, METRICS_FILE, RUN_FILE, SCHEMA
+from ..rundir import FINISHED, METRICS_FILE, RUN_FILE, read_metrics, read_record, setting_of, setting_key
 
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
-READ_METRICS = ("completed", "diverged")
+READ_METRICS = tuple(s.value for s in FINISHED)
 
 
 class ReportError(ValueError):
@@ -84,68 +82,6 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def _get(d: Any, dotted: str, default: Any = None) -> Any:
-    for k in dotted.split("."):
-        if not isinstance(d, dict) or k not in d:
-            return default
-        d = d[k]
-    return d
-
-
-def setting_of(config: dict) -> dict[str, Any]:
-    """Everything that defines an optimizer setting on a task except the seed, flattened.
-
-    Optimizer config (all keys), the effective lr schedule and epochs (``null`` in the
-    trainer/lr_schedule group means the task's protocol default), batch size and the
-    trainer options that change the result (train_limit, eval_limit, precision).
-    """
-    out: dict[str, Any] = {}
-    for k, v in (_get(config, "optimizer") or {}).items():
-        out[f"optimizer.{k}"] = v
-    sched = _get(config, "lr_schedule") or _get(config, "task.lr_schedule") or {}
-    for k, v in sched.items():
-        out[f"lr_schedule.{k}"] = v
-    epochs = _get(config, "trainer.epochs")
-    out["epochs"] = epochs if epochs is not None else _get(config, "task.epochs")
-    out["batch_size"] = _get(config, "task.batch_size")
-    for k in ("train_limit", "eval_limit", "precision"):
-        if _get(config, f"trainer.{k}") is not None:
-            out[f"trainer.{k}"] = _get(config, f"trainer.{k}")
-    return out
-
-
-def _key(setting: dict[str, Any]) -> str:
-    return json.dumps(setting, sort_keys=True, default=str)
-
-
-def _read_json(path: Path) -> tuple[dict | None, str]:
-    try:
-        with open(path) as f:
-            info = json.load(f)
-    except (OSError, ValueError) as e:
-        return None, f"run.json unreadable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    if not isinstance(info, dict):
-        return None, "run.json unreadable: not a JSON object"
-    return info, ""
-
-
-# split/metric stay dictionary-encoded end to end: they become pandas categoricals without
-# ever materialising millions of Python strings.
-_DICT = pa.dictionary(pa.int32(), pa.string())
-_SCHEMA = pa.schema([(f.name, _DICT if f.type == pa.string() else f.type) for f in SCHEMA])
-
-
-def _read_metrics(path: Path) -> tuple[pa.Table | None, str]:
-    try:
-        t = pq.read_table(path, columns=list(METRIC_COLUMNS), read_dictionary=["split", "metric"])
-        return t.select(list(METRIC_COLUMNS)).cast(_SCHEMA), ""
-    except FileNotFoundError:
-        return None, "metrics.parquet missing"
-    except Exception as e:  # a half-written or foreign file must not stop the report
-        msg = str(e).splitlines()[0] if str(e) else ""
-        return None, f"metrics.parquet unreadable: {type(e).__name__}: {msg}"[:200]
-
-
 def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) -> RunSet:
     """Read every run dir at or below ``paths`` (run.json always, metrics only where needed).
 
@@ -155,38 +91,33 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
     dirs = find_run_dirs(paths)
     if not dirs:
         raise ReportError("no run dirs found (no run.json under the given paths)")
-    infos = [_read_json(d / RUN_FILE) for d in dirs]
+    records = [read_record(d) for d in dirs]
 
     rows, configs, settings = [], [], {}
-    for i, (d, (info, problem)) in enumerate(zip(dirs, infos)):
-        info = info or {}
-        cfg = info.get("config") if isinstance(info.get("config"), dict) else {}
-        status = info.get("status") if info else "unreadable"
-        if not isinstance(status, str):
-            status, problem = "unreadable", problem or "run.json has no status"
-        name = _get(cfg, "optimizer.name")
-        task = _get(cfg, "task.name")
-        if info and (task is None or name is None) and not problem:
-            problem = "run.json config lacks task.name or optimizer.name"
-        setting = setting_of(cfg)
-        key = _key(setting)
-        settings.setdefault(key, setting)
-        err = info.get("error")
-        final = info.get("final") if isinstance(info.get("final"), dict) else {}
-        rows.append({"run": i, "path": str(d), "status": status, "problem": problem,
-                     "error": "" if err is None else str(err).splitlines()[0] if str(err) else "",
-                     "task": "" if task is None else str(task), "optimizer": "" if name is None else str(name),
-                     "seed": _get(cfg, "seed"), "setting": key,
-                     "overrides": [str(o) for o in info.get("overrides") or []],
-                     "progress": _progress(info.get("progress")),
-                     **{f"final.{k}": _num(v) for k, v in final.items()}})
+    for i, (d, (rec, problem)) in enumerate(zip(dirs, records)):
+        if rec is None:  # listed under "Runs not included" with the reason
+            rows.append({"run": i, "path": str(d), "status": "unreadable", "problem": problem, "error": "",
+                         "task": "", "optimizer": "", "seed": None, "setting": "", "overrides": [],
+                         "progress": ""})
+            configs.append({})
+            continue
+        cfg = rec.config
+        key = setting_key(cfg)
+        settings.setdefault(key, setting_of(cfg))
+        err = rec.error
+        rows.append({"run": i, "path": str(d), "status": rec.status.value, "problem": "",
+                     "error": "" if not err else err.splitlines()[0],
+                     "task": cfg["task"]["name"], "optimizer": cfg["optimizer"]["name"],
+                     "seed": cfg.get("seed"), "setting": key, "overrides": list(rec.overrides),
+                     "progress": _progress(rec.progress),
+                     **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
     want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"]]
     with ThreadPoolExecutor(threads or min(16, (os.cpu_count() or 2) * 2)) as ex:
-        tables = list(ex.map(lambda i: _read_metrics(dirs[i] / METRICS_FILE), want))
+        tables = list(ex.map(lambda i: read_metrics(dirs[i] / METRICS_FILE), want))
     good, lengths = [], []
     for i, (t, problem) in zip(want, tables):
         if t is None:

@@ -180,6 +180,21 @@ def _excluded(rs: RunSet, tasks: dict) -> pd.DataFrame:
                          "progress": bad["progress"]})
 
 
+def _exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
+    """A completed run without a finite final value of its task's metric cannot enter a mean (it
+    would turn its setting's into NaN): it goes under "Runs not included" with the reason."""
+    r = rs.runs
+    done = r.index[(r["status"] == "completed") & (r["problem"] == "") & r["task"].isin(list(tasks))]
+    s = scores.reindex(done)
+    for i in done[s["final"].isna().to_numpy()]:
+        metric = tasks[r.at[i, "task"]].metric
+        r.at[i, "problem"] = (f"final {metric} is NaN" if pd.notna(s.at[i, "best"])
+                              else f"no finite {metric} value logged (all NaN or missing)")
+    if not ((r["status"] == "completed") & (r["problem"] == "")).any():
+        raise ReportError(f"no usable run among {len(r)} run dir(s): no completed run has a finite "
+                          f"value of its task's metric")
+
+
 def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "report",
                  metric: str | None = None, x: str = "epoch", target: str | float | None = None,
                  baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final",
@@ -215,6 +230,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         raise ReportError(f"no usable run logs {metric or 'any evaluation metric'}: "
                           "pass --metric SPLIT/METRIC that the runs logged, e.g. test/accuracy")
     scores = run_scores(rs, tasks, select)
+    _exclude_unscored(rs, tasks, scores)
     agg = aggregate(rs, tasks, scores, baseline, x)
     excluded = _excluded(rs, tasks)
 

@@ -1,1 +1,1 @@
-"""Training runner, run records and sweep bookkeeping."""
+"""Training runner, config validation and sweep bookkeeping (the run-file contract: adaxbench.rundir)."""

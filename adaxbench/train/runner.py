@@ -23,19 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
+from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
+                      RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
+                      result_line, setting_overrides, write_json)
 from ..tasks import TaskError, build_task
-from . import record
 from .loggers import build_loggers
-from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
+from .record import environment
 from .validate import ConfigError, check_config, choose_impl, resolve_device
 
 log = logging.getLogger("adaxbench")
-FINISHED = ("completed", "diverged")
 
 
 class Diverged(Exception):
@@ -50,6 +52,14 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+class CheckpointError(Exception):
+    """checkpoint.pt (or the metrics it continues) cannot be read: nothing is written, the user decides."""
+
+
+class RunLocked(Exception):
+    """Another live process holds the run dir's lock: this launch must not train it too."""
+
+
 @dataclass
 class RunResult:
     status: str
@@ -58,7 +68,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "diverged": 0, "failed": 1}.get(self.status, 130)
+        return {Status.COMPLETED: 0, Status.DIVERGED: 0, Status.FAILED: 1}.get(self.status, 130)
 
 
 def seed_everything(seed: int) -> None:
@@ -74,10 +84,7 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 
 
 def effective_schedule(cfg: DictConfig) -> dict[str, Any]:
-    sched = cfg.get("lr_schedule") or cfg.task.get("lr_schedule") or {"name": "constant"}
-    sched = OmegaConf.to_container(sched, resolve=True) if isinstance(sched, DictConfig) else dict(sched)
-    sched.setdefault("warmup_steps", 0)
-    return sched
+    return effective_lr_schedule(OmegaConf.to_container(cfg, resolve=True))
 
 
 def torch_beta2_hat(optimizer: torch.optim.Optimizer, t: int) -> float | None:
@@ -114,12 +121,18 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class Run:
     """State of one run in its directory; ``execute`` trains it to an end status."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None,
+                 previous: dict[str, Any] | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.overrides = list(overrides or [])
         self.metrics = MetricsLog()
-        self.status = "running"
+        # The run.json found on disk.  Until this run has either loaded the checkpoint (and with it
+        # metrics.parquet) or started over, the files on disk hold more than memory does: a write
+        # then changes only status and error of that record, and never touches metrics.parquet.
+        self.previous = previous
+        self.owns_files = previous is None
+        self.status = Status.RUNNING
         self.error: str | None = None
         self.step = 0
         self.epochs_done = 0
@@ -143,49 +156,74 @@ class Run:
         return out
 
     def write(self) -> None:
-        """Rewrite metrics.parquet and run.json (atomically each)."""
+        """Rewrite metrics.parquet and run.json (atomically each); see ``owns_files``."""
+        if not self.owns_files:
+            if self.previous is not None:
+                write_json(self.run_dir / RUN_FILE, {**self.previous, "status": Status(self.status).value,
+                                                     "error": self.error})
+            return
         self.metrics.save(self.run_dir / METRICS_FILE)
         samples = self.step * self.batch_size
-        record.write_json(self.run_dir / RUN_FILE, {
-            "status": self.status,
-            "error": self.error,
-            "config": self.config_dict(),
-            "overrides": self.overrides,
-            "env": self.env,
-            "timing": {"started": self.started,
-                       "ended": None if self.status == "running" else datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
-                       "wall_seconds": time.perf_counter() - self.wall_start},
-            "throughput": {"samples_per_s": samples / self.train_seconds if self.train_seconds > 0 else None,
-                           "samples": samples},
-            "progress": {"step": self.step, "epoch": self.epochs_done, "epochs_total": self.epochs_total,
-                         "resumed_from_epoch": self.resumed_from},
-            "final": self.final,
-        })
+        RunRecord(
+            status=Status(self.status),
+            error=self.error,
+            config=self.config_dict(),
+            overrides=self.overrides,
+            env=self.env,
+            timing={"started": self.started,
+                    "ended": None if self.status == Status.RUNNING else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                    "wall_seconds": time.perf_counter() - self.wall_start},
+            throughput={"samples_per_s": samples / self.train_seconds if self.train_seconds > 0 else None,
+                        "samples": samples},
+            progress={"step": self.step, "epoch": self.epochs_done, "epochs_total": self.epochs_total,
+                      "resumed_from_epoch": self.resumed_from},
+            final=self.final,
+        ).write(self.run_dir)
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
                  "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final}
-        record.atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
+        """Continue from checkpoint.pt if there is one; CheckpointError (nothing written) if it or
+        the metrics it continues cannot be used."""
         path = self.run_dir / CHECKPOINT_FILE
         if not path.exists():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        self.step, self.epochs_done = int(state["step"]), int(state["epoch"])
-        self.train_seconds, self.eval_seconds = float(state["train_seconds"]), float(state["eval_seconds"])
-        self.final = dict(state["final"])
-        if (self.run_dir / METRICS_FILE).exists():
-            self.metrics = MetricsLog.load(self.run_dir / METRICS_FILE)
+        restart = f"delete {path} to train this run again from the start"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except PermissionError:
+            raise CheckpointError(f"cannot read {path}: permission denied; fix its permissions, or {restart}") from None
+        except Exception as e:  # torch's messages for a damaged file suggest unsafe loading: not shown
+            raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(e).__name__}; "
+                                  f"damaged or not written by adaxbench); restore it from a copy, or {restart}") from None
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            step, epoch, rows = int(state["step"]), int(state["epoch"]), int(state["metric_rows"])
+            seconds = float(state["train_seconds"]), float(state["eval_seconds"])
+            final = dict(state["final"])
+        except Exception as e:  # another model, optimizer or format
+            raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({_first_line(e)[:160]}); "
+                                  f"restore it from a copy, or {restart}") from None
+        try:
+            metrics = MetricsLog.load(self.run_dir / METRICS_FILE)
+            if len(metrics) < rows:
+                raise ValueError(f"{len(metrics)} rows, the checkpoint continues row {rows}")
+        except Exception as e:
+            raise CheckpointError(f"cannot resume {self.run_dir}: {METRICS_FILE} does not fit its checkpoint "
+                                  f"({_first_line(e)}); restore it from a copy, or {restart}") from None
         # Rows logged after the checkpoint (a partial epoch) are replayed, so drop them.
-        self.metrics.truncate(int(state["metric_rows"]))
+        metrics.truncate(rows)
+        self.metrics, self.step, self.epochs_done, self.final = metrics, step, epoch, final
+        self.train_seconds, self.eval_seconds = seconds
         self.resumed_from = self.epochs_done
         return True
 
@@ -209,7 +247,7 @@ class Run:
         cfg = self.cfg
         tr = cfg.trainer
         device = resolve_device(tr.device)
-        self.env = record.environment(device)
+        self.env = environment(device)
         self.env.update(run_provenance(self.config_dict()))  # adaxbench's version, users' code
         seed = int(cfg.seed)
         seed_everything(seed)
@@ -217,7 +255,7 @@ class Run:
                           channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
                           eval_limit=tr.get("eval_limit"))
         self.env["data_source"] = getattr(task, "source", None)
-        self.epochs_total = int(tr.epochs if tr.epochs is not None else cfg.task.epochs)
+        self.epochs_total = int(effective_epochs(cfg))
         self.batch_size = int(task.batch_size)
         steps_per_epoch = task.steps_per_epoch
         model = task.model()
@@ -230,6 +268,8 @@ class Run:
         forward = torch.compile(model) if tr.compile else model
         if resume and self.load_checkpoint(model, optimizer, scheduler):
             log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
+        # From here on memory holds everything (loaded, or a fresh start): the files follow it.
+        self.owns_files = True
         self.write()
 
         use_bf16 = tr.precision == "bf16"
@@ -294,28 +334,44 @@ class Run:
                 self.epochs_done = epoch + 1
                 with autocast():
                     self.evaluate(task, forward, float(self.epochs_done))
+                # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
+                # between leaves extra rows, which the resume drops and replays).
+                self.write()
                 if tr.checkpoint:
                     self.save_checkpoint(model, optimizer, scheduler)
-                self.write()
                 self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
-            self.status = "completed"
+            self.status = Status.COMPLETED
         except Diverged as e:
-            self.status, self.error = "diverged", str(e)
+            self.status, self.error = Status.DIVERGED, str(e)
         finally:
             bar.close()
             ending = sys.exc_info()[1]  # an exception on its way out: a crash or a signal
             self.loggers.close(self.status if ending is None else
                                "failed" if isinstance(ending, Exception) else "interrupted")
-        self.write()  # the final checkpoint stays: it holds the trained model
-        return RunResult(self.status, self.run_dir, self.error)
+        self.write()
+        if not tr.get("keep_checkpoint", False):  # a finished run is never resumed: free the disk
+            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return RunResult(self.status.value, self.run_dir, self.error)
 
 
-def _read_status(run_dir: Path) -> dict[str, Any] | None:
-    import json
-    try:
-        return json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, ValueError):
+def _first_line(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _read_previous(run_dir: Path) -> dict[str, Any] | None:
+    """The run.json already in ``run_dir`` (None if there is none); a damaged one stops the launch."""
+    if not (run_dir / RUN_FILE).exists():
         return None
+    raw, problem = read_json(run_dir / RUN_FILE)
+    try:
+        if raw is None:
+            raise RecordError(problem)
+        RunRecord.from_json(raw)
+    except RecordError as e:
+        raise ConfigError(f"{run_dir / RUN_FILE} cannot be read ({e}); move the run dir away or choose "
+                          "another hydra.run.dir (nothing was changed)") from None
+    return raw
 
 
 @contextlib.contextmanager
@@ -346,12 +402,27 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    previous = _read_status(run_dir)
-    run = Run(cfg, run_dir, overrides)
+    # One live process per run dir.  An OS lock (flock) dies with its process, so the lock of a
+    # killed run is simply taken over; a live holder makes this launch skip the run.
+    lock = FileLock(run_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
+    try:
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
+                raise_config_errors: bool) -> RunResult:
+    previous = _read_previous(run_dir)
+    run = Run(cfg, run_dir, overrides, previous)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
-                record.setting_overrides(previous["overrides"], keep_seed=True) != \
-                record.setting_overrides(list(overrides), keep_seed=True):
+                setting_overrides(previous["overrides"], keep_seed=True) != \
+                setting_overrides(list(overrides), keep_seed=True):
             # Never overwrite another run's record, not even inside a sweep: stop here.
             raise ConfigError(f"{run_dir} holds a different run ({' '.join(previous['overrides']) or 'no overrides'});"
                               " relaunch the same sweep, or use a new hydra.sweep.dir")
@@ -364,7 +435,7 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     try:
         optimizer_spec = check_config(cfg)
     except ConfigError as e:
-        run.status, run.error = "failed", str(e)
+        run.status, run.error = Status.FAILED, str(e)
         run.write()
         if raise_config_errors:
             raise
@@ -372,25 +443,29 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     with _signals_raise_interrupted():
         try:
             return run.execute(resume=resume, optimizer_spec=optimizer_spec)
+        except CheckpointError as e:  # files untouched: the user restores or deletes the checkpoint
+            if raise_config_errors:
+                raise ConfigError(str(e)) from None
+            log.error("%s", e)
+            return RunResult("failed", run_dir, str(e))
         except (ConfigError, TaskError) as e:
-            run.status, run.error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
+            run.status, run.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
             run.write()
             if raise_config_errors:
                 raise ConfigError(run.error) from None
             return RunResult("failed", run_dir, run.error)
         except Interrupted as e:
-            run.status, run.error = "interrupted", f"received {e}"
+            run.status, run.error = Status.INTERRUPTED, f"received {e}"
             run.write()
             raise
         except SystemExit:
             # submitit's preemption/timeout handler requeues the job and exits from inside
             # the loop; the requeued job resumes from the last checkpoint.
-            run.status, run.error = "interrupted", "exited during training (preempted or timed out?)"
+            run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
             run.write()
             raise
         except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
-            first = (str(e).strip().splitlines() or [""])[0]
-            run.status, run.error = "failed", f"{type(e).__name__}: {first}"
+            run.status, run.error = Status.FAILED, _first_line(e)
             (run_dir / "error.log").write_text(traceback.format_exc())
             log.error("run failed: %s (traceback in %s)", run.error, run_dir / "error.log")
             run.write()
@@ -412,12 +487,22 @@ def main_from_hydra(cfg: DictConfig) -> str:
     except ConfigError as e:  # single runs: any config error; sweeps: a run dir of another sweep
         print(f"adaxbench: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RunLocked as e:
+        if multirun:  # the other process trains it; this sweep goes on with its other jobs
+            print(f"skipping {run_dir}: {e}", file=sys.stderr)
+            return "locked"
+        print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
+        sys.exit(2)
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)
         if multirun:
             raise KeyboardInterrupt from None
         sys.exit(128 + e.signum)
-    print(f"{result.status}: {run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
+    rec, _ = read_record(run_dir)
+    if rec is not None and rec.status.value == result.status:
+        print(result_line(rec, run_dir), file=sys.stderr)
+    else:  # e.g. a checkpoint that could not be read: run.json was left as it was
+        print(f"{result.status}: {run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
     if not multirun and result.exit_code:
         sys.exit(result.exit_code)
     return result.status

@@ -1,0 +1,207 @@
+"""``adaxbench best SWEEP_DIR``: the winning setting per task x optimizer of a tuning sweep.
+
+The DeepOBS / Crowded Valley protocol: score every setting of a grid on the validation
+split (mean over its seeds, final or best value), keep the best per task and optimizer, and
+rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..rundir import RUN_FILE, Status, setting_overrides, umask
+from .aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
+from .load import ReportError, RunSet, load_runs
+
+
+def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(best, excluded)``: one row per (task, optimizer) with the setting of the best mean
+    selection score, and every run that could not be scored with the reason.
+
+    The rule is the report's (``aggregate.score_settings``): a diverged seed scores as the worst
+    possible value, so a setting that sometimes blows up cannot win on its surviving seeds;
+    failed, unfinished, unreadable runs and completed runs without a finite score are not scored
+    (they are in ``excluded``).  ``metric=None``: each task's own selection metric
+    (valid/<the task's metric>, or ``task.select_metric``).  Winners on the edge of their grid
+    are in ``best.attrs["warnings"]``.
+    """
+    if metric is not None:
+        split_metric(metric)
+    runs = rs.runs
+    usable = runs["status"].isin([Status.COMPLETED.value, Status.DIVERGED.value]) & (runs["problem"] == "")
+    if not usable.any():
+        raise ReportError("no completed or diverged run with readable records")
+    infos = task_infos(rs, None, None)
+    ev = rs.metrics.loc[rs.metrics["split"] != "batch", ["run", "split", "metric"]].drop_duplicates()
+    logged = set(zip(runs.loc[ev["run"].to_numpy(), "task"], ev["split"].astype(str) + "/" + ev["metric"].astype(str)))
+    for task, info in infos.items():
+        # Score on the asked metric, else the task's selection metric (task.select_metric where a
+        # protocol names one, e.g. test/accuracy without a validation split); else a loss.
+        want = metric or info.select_metric
+        chosen = next((c for c in (want, info.select_metric, "valid/loss", "train/loss") if (task, c) in logged), want)
+        info.metric = info.select_metric = chosen
+        info.higher_better, info.target = higher_is_better(chosen), None
+    scores = run_scores(rs, infos, select=mode)
+    df = runs[usable][["task", "optimizer", "setting", "status", "overrides", "path"]].join(scores["sel"], how="left")
+    df = df[df["task"].isin(list(infos))]
+    no_score = (df["status"] == Status.COMPLETED.value) & df["sel"].isna()
+    reasons = {i: runs.at[i, "problem"] or (runs.at[i, "error"] or f"status {runs.at[i, 'status']}")
+               for i in runs.index[~usable]}
+    reasons.update({i: f"no finite {infos[df.at[i, 'task']].metric} ({mode}) logged" for i in df.index[no_score]})
+    reasons.update({i: "no evaluation metric logged" for i in runs.index[usable & ~runs["task"].isin(list(infos))]})
+    excluded = pd.DataFrame({"path": [runs.at[i, "path"] for i in reasons], "status": [runs.at[i, "status"] for i in reasons],
+                             "reason": list(reasons.values())})
+    df = df[~no_score]
+    if df.empty:
+        raise ReportError("no run with a finite selection score")
+    df["overrides"] = df["overrides"].map(setting_overrides)
+    scored = score_settings(df, {t: higher_is_better(i.metric) for t, i in infos.items()})
+
+    rows = []
+    for (task, opt), per_setting in scored.groupby(["task", "optimizer"], sort=True):
+        win = per_setting[per_setting["is_best"]].iloc[0]
+        first = df.index[(df["task"] == task) & (df["setting"] == win["setting"])][0]
+        rows.append({"task": task, "optimizer": opt, "metric": infos[task].metric, "mode": mode,
+                     "score": win["score"], "seeds": int(win["seeds"]),
+                     "settings_tried": len(per_setting), "diverged": int(win["diverged"]),
+                     "overrides": df.at[first, "overrides"], "run_json": str(Path(df.at[first, "path"]) / RUN_FILE),
+                     "config": rs.configs[first]})
+    best = pd.DataFrame(rows)
+    best.attrs["warnings"] = grid_edge_warnings(scored, rs.settings)
+    return best, excluded
+
+
+def best_settings(sweep_dir: str | Path, metric: str | None = None, mode: str = "final") -> pd.DataFrame:
+    """One row per (task, optimizer): the setting with the best mean selection score."""
+    return select_best(load_runs([sweep_dir]), metric, mode)[0]
+
+
+def best_per_task(best: pd.DataFrame) -> pd.DataFrame:
+    """Of the per-optimizer winners, the best one on each task."""
+    rows = []
+    for _, g in best.groupby("task", sort=True):
+        hb = higher_is_better(g["metric"].iloc[0])
+        rows.append(g.loc[g["score"].idxmax() if hb else g["score"].idxmin()])
+    return pd.DataFrame(rows)
+
+
+def _is_config_path(key: str, config: dict[str, Any]) -> bool:
+    """``key`` names a value of the run's config (``optimizer.lr``) or a config group (``setting/deepobs``)."""
+    d: Any = config
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            break
+        d = d[part]
+    else:
+        return True
+    if "." in key:
+        return False
+    group = resources.files("adaxbench.configs").joinpath(*key.split("/"))
+    return group.is_dir()
+
+
+def override_problem(override: str, config: dict[str, Any]) -> str | None:
+    """Why ``override`` may not go into a rerun script, or None for a plain ``key=value`` (or
+    ``+key=value``) override of this config with a single literal value, as sweep jobs record."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+
+    if override.startswith("-") or any(c in override for c in "\n\r\0"):
+        return "it is not a key=value override"
+    try:
+        ov = OverridesParser.create().parse_override(override)
+    except Exception as e:  # Hydra's parser raises its own exception types
+        return f"Hydra cannot parse it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    if ov.type not in (OverrideType.CHANGE, OverrideType.ADD):
+        return "only key=value and +key=value overrides are rerun"
+    if ov.is_sweep_override():
+        return "a sweep job records single values, not sweeps"
+    if "${" in override:
+        return "interpolations are not rerun"
+    if not _is_config_path(ov.key_or_group, config):
+        return f"{ov.key_or_group} is not a key of the run's config"
+    return None
+
+
+def check_rerun_overrides(best: pd.DataFrame) -> None:
+    """ReportError naming the run.json whose overrides cannot be written into a script."""
+    for row in best.itertuples():
+        for o in row.overrides:
+            if (why := override_problem(o, row.config)) is not None:
+                raise ReportError(f"{row.run_json}: refusing to write override {o!r} into a script: {why}")
+
+
+def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:
+    check_rerun_overrides(best)
+    lines = ["#!/usr/bin/env bash", "# Rerun the best setting per task x optimizer with more seeds "
+             "(written by `adaxbench best`).", "set -euo pipefail"]
+    seed_list = ",".join(str(s) for s in range(seeds))
+    for row in best.itertuples():
+        args = " ".join(shlex.quote(o) for o in row.overrides)
+        out = shlex.quote(f"{sweep_root}/{row.task}_{row.optimizer}")
+        lines.append(f"adaxbench run -m {args} seed={seed_list} hydra.sweep.dir={out}")
+    return "\n".join(lines) + "\n"
+
+
+def _check_script_path(path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise ReportError(f"--write {path} is a directory; give a file name, e.g. {p / 'rerun.sh'}")
+    if not p.parent.is_dir():
+        raise ReportError(f"--write {path}: folder {p.parent} does not exist")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaxbench best", description=(
+        "Best setting per task x optimizer of a tuning sweep, scored on the validation split "
+        "(mean over seeds; a diverged seed scores worst)."))
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's validation "
+                        "metric, valid/<the task's metric>; tasks without it fall back to valid/loss)")
+    parser.add_argument("--mode", choices=("final", "best"), default="final",
+                        help="score a run by its final or its best evaluation (default %(default)s)")
+    parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per rerun (default %(default)s)")
+    parser.add_argument("--rerun-dir", default=None, help="sweep dir root of the reruns (default SWEEP_DIR_best)")
+    args = parser.parse_args(argv)
+    try:
+        if not Path(args.sweep_dir).is_dir():
+            raise ReportError(f"no such sweep dir: {args.sweep_dir}")
+        if args.seeds < 1:
+            raise ReportError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.write:
+            _check_script_path(args.write)
+        best, excluded = select_best(load_runs([args.sweep_dir]), args.metric, args.mode)
+        script = None
+        if args.write:
+            root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
+            script = rerun_script(best, args.seeds, root)
+    except ReportError as e:
+        print(f"adaxbench best: error: {e}", file=sys.stderr)
+        return 2
+    for row in best.itertuples():
+        extra = f", {row.diverged} diverged" if row.diverged else ""
+        print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
+              f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
+    for w in best.attrs.get("warnings", []):
+        print(f"adaxbench best: warning: {w}", file=sys.stderr)
+    if len(excluded):
+        print(f"Runs not included ({len(excluded)}):")
+        for row in excluded.itertuples():
+            print(f"  {row.path}: {row.reason}")
+    if script is not None:
+        try:
+            Path(args.write).write_text(script)
+            Path(args.write).chmod(0o777 & ~umask())  # executable, as far as the umask allows
+        except OSError as e:
+            print(f"adaxbench best: error: cannot write {args.write}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
+    return 0

@@ -1,0 +1,411 @@
+"""The run-directory contract: what a run leaves on disk and how it is read back.
+
+A run dir holds ``run.json`` (a :class:`RunRecord`), ``metrics.parquet`` (tidy rows of
+:data:`METRICS_SCHEMA`), ``checkpoint.pt`` while the run can still be resumed, and ``.lock``
+while a process trains it.  The runner writes these files, the sweep summary, ``report`` and
+``best`` read them; all of them go through this module, which imports no torch (the report
+reads runs without it).
+
+- Writers are atomic (a temporary file in the same directory, then ``os.replace``) and give
+  files the mode the user's umask allows, like any other file the user creates.
+- Readers are tolerant: a file of the wrong shape gives ``(None, problem)``, never an exception.
+- :func:`setting_key` says which runs are seeds of one setting: the effective config minus the
+  :data:`BOOKKEEPING` keys (where and how a run ran, not what it trained).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.parquet"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = ".lock"
+ERROR_LOG = "error.log"
+
+METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
+METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
+                            ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64())])
+SCHEMA = METRICS_SCHEMA  # the name earlier versions exported
+
+# The metric a run is summed up by when its task names none: the first of these it logged.
+MAIN_METRICS = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
+
+
+class Status(str, Enum):
+    """``run.json``'s ``status``; str-valued, so the strings on disk stay what they always were."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    __hash__ = str.__hash__  # "completed" and Status.COMPLETED are one key in sets and dicts
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """A result (completed, or diverged: a diverged optimizer is a result); never rerun."""
+        return self in (Status.COMPLETED, Status.DIVERGED)
+
+
+FINISHED = (Status.COMPLETED, Status.DIVERGED)
+
+
+# ---- writers -----------------------------------------------------------------------------------
+def umask() -> int:
+    try:  # Linux shows it without changing it (os.umask would, for a moment, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp_path)`` and move the result over ``path`` in one step.
+
+    mkstemp creates 0600 files; they get 0666 & ~umask before the rename, as ``open`` would give.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=str, allow_nan=True)
+            f.write("\n")
+    atomic_write(path, write)
+
+
+class MetricsLog:
+    """Column-wise buffer of metric rows, flushed to parquet as a whole table."""
+
+    COLUMNS = METRIC_COLUMNS
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {c: [] for c in self.COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.cols["step"])
+
+    def add(self, step: int, epoch: float, time: float, split: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            self.cols["step"].append(int(step))
+            self.cols["epoch"].append(float(epoch))
+            self.cols["time"].append(float(time))
+            self.cols["split"].append(split)
+            self.cols["metric"].append(metric)
+            self.cols["value"].append(float(value))
+
+    def truncate(self, n: int) -> None:
+        for c in self.cols.values():
+            del c[n:]
+
+    def table(self) -> pa.Table:
+        return pa.table({c: self.cols[c] for c in self.COLUMNS}, schema=METRICS_SCHEMA)
+
+    def save(self, path: str | os.PathLike) -> None:
+        table = self.table()
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "MetricsLog":
+        """Strict: raises on a missing file or another schema (the runner must not guess)."""
+        table = read_metrics_strict(path)
+        log = cls()
+        for c in cls.COLUMNS:
+            log.cols[c] = table.column(c).to_pylist()
+        return log
+
+    def frame(self):
+        return self.table().to_pandas()
+
+
+# ---- the run.json record -----------------------------------------------------------------------
+class RecordError(ValueError):
+    """A run.json that does not follow the contract; the message is one line naming the field."""
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expect(ok: bool, name: str, want: str, value: Any) -> None:
+    if not ok:
+        shown = "" if value is None else " " + (repr(value)[:40] + "…" if len(repr(value)) > 40 else repr(value))
+        raise RecordError(f"run.json field {name}: expected {want}, got {_type_name(value)}{shown}")
+
+
+@dataclass
+class RunRecord:
+    """The content of ``run.json``.  ``extra`` keeps fields this version does not know."""
+
+    status: Status
+    config: dict[str, Any]
+    error: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    env: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS = ("status", "error", "config", "overrides", "env", "timing", "throughput", "progress", "final")
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        d["status"] = Status(self.status).value
+        return {**d, **self.extra}
+
+    def write(self, run_dir: str | os.PathLike) -> None:
+        write_json(Path(run_dir) / RUN_FILE, self.to_json())
+
+    @classmethod
+    def from_json(cls, d: Any) -> "RunRecord":
+        """Check every field the readers use; raise RecordError naming the first bad one."""
+        _expect(isinstance(d, dict), "(top level)", "a JSON object", d)
+        for name in ("status", "config"):
+            if name not in d:
+                raise RecordError(f"run.json has no {name}")
+        status = d["status"]
+        _expect(isinstance(status, str) and status in Status._value2member_map_, "status",
+                "one of " + ", ".join(s.value for s in Status), status)
+        _expect(isinstance(d.get("config"), dict), "config", "an object", d.get("config"))
+        _expect(d.get("error") is None or isinstance(d.get("error"), str), "error", "a string or null", d.get("error"))
+        overrides = d.get("overrides", [])
+        _expect(isinstance(overrides, list) and all(isinstance(o, str) for o in overrides), "overrides",
+                "a list of strings", overrides)
+        for name in ("env", "timing", "throughput", "progress", "final"):
+            v = d.get(name, {})
+            _expect(v is None or isinstance(v, dict), name, "an object", v)
+        cfg = d["config"]
+        for group in ("task", "optimizer"):
+            _expect(isinstance(cfg.get(group), dict), f"config.{group}", "an object", cfg.get(group))
+            _expect(isinstance(cfg[group].get("name"), str), f"config.{group}.name", "a string", cfg[group].get("name"))
+        seed = cfg.get("seed")
+        _expect(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), "config.seed",
+                "an integer", seed)
+        progress = d.get("progress") or {}
+        for k in ("step", "epoch", "epochs_total"):
+            _expect(progress.get(k) is None or _is_number(progress[k]), f"progress.{k}", "a number", progress.get(k))
+        for k, v in (d.get("final") or {}).items():
+            _expect(v is None or _is_number(v), f"final.{k}", "a number or null", v)
+        known = {k: d.get(k) for k in cls.FIELDS if k in d}
+        for k in ("env", "timing", "throughput", "progress", "final"):
+            known[k] = known.get(k) or {}
+        known["overrides"] = known.get("overrides") or []
+        known["status"] = Status(status)
+        return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
+
+
+def read_json(path: str | os.PathLike) -> tuple[Any, str]:
+    """``(object, "")`` or ``(None, problem)`` for a missing or unparsable file."""
+    try:
+        with open(path) as f:
+            return json.load(f), ""
+    except FileNotFoundError:
+        return None, "run.json missing"
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else ""
+        return None, f"run.json unreadable: {type(e).__name__}: {msg}"[:200]
+
+
+def read_record(run_dir: str | os.PathLike) -> tuple[RunRecord | None, str]:
+    """The run.json of ``run_dir`` as a RunRecord, or ``(None, problem)``: never raises."""
+    d, problem = read_json(Path(run_dir) / RUN_FILE)
+    if d is None:
+        return None, problem
+    try:
+        return RunRecord.from_json(d), ""
+    except RecordError as e:
+        return None, str(e)
+
+
+def read_status(run_dir: str | os.PathLike) -> str:
+    """The status string of a run dir: a Status value, ``missing`` or ``unreadable``."""
+    rec, problem = read_record(run_dir)
+    if rec is not None:
+        return rec.status.value
+    return "missing" if problem == "run.json missing" else "unreadable"
+
+
+# ---- metrics.parquet ---------------------------------------------------------------------------
+def read_metrics_strict(path: str | os.PathLike, dictionary: bool = False) -> pa.Table:
+    """The metrics table in the contract's column order and types; raises on anything else."""
+    kw = {"read_dictionary": ["split", "metric"]} if dictionary else {}
+    table = pq.read_table(path, columns=list(METRIC_COLUMNS), **kw).select(list(METRIC_COLUMNS))
+    if dictionary:
+        return table.cast(_DICT_SCHEMA)
+    return table.cast(METRICS_SCHEMA)
+
+
+# split/metric may stay dictionary-encoded end to end: pandas categoricals without millions of
+# Python strings (the report reads thousands of runs this way).
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_DICT_SCHEMA = pa.schema([(f.name, _DICT if f.type == pa.string() else f.type) for f in METRICS_SCHEMA])
+
+
+def read_metrics(path: str | os.PathLike, dictionary: bool = True) -> tuple[pa.Table | None, str]:
+    """``(table, "")`` or ``(None, problem)``: a missing, half-written or foreign file is a problem."""
+    try:
+        return read_metrics_strict(path, dictionary), ""
+    except FileNotFoundError:
+        return None, "metrics.parquet missing"
+    except Exception as e:  # pyarrow raises many types for foreign files; none may stop a reader
+        msg = str(e).splitlines()[0] if str(e) else ""
+        return None, f"metrics.parquet unreadable: {type(e).__name__}: {msg}"[:200]
+
+
+# ---- settings ----------------------------------------------------------------------------------
+def _get(d: Any, dotted: str, default: Any = None) -> Any:
+    for k in dotted.split("."):
+        if not isinstance(d, Mapping) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def effective_lr_schedule(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The lr schedule a run uses: ``lr_schedule`` if chosen, else the task's protocol default."""
+    sched = _get(config, "lr_schedule") or _get(config, "task.lr_schedule") or {"name": "constant"}
+    sched = dict(sched)
+    sched.setdefault("warmup_steps", 0)
+    return sched
+
+
+def effective_epochs(config: Mapping[str, Any]) -> Any:
+    """``trainer.epochs`` if set, else the task's protocol budget ``task.epochs``."""
+    epochs = _get(config, "trainer.epochs")
+    return epochs if epochs is not None else _get(config, "task.epochs")
+
+
+def effective_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with its protocol defaults resolved: ``lr_schedule`` and ``trainer.epochs`` hold
+    what the run used, and ``task.lr_schedule`` / ``task.epochs`` (the defaults) are dropped."""
+    cfg = json.loads(json.dumps(dict(config), default=str))  # a deep, plain copy
+    cfg["lr_schedule"] = effective_lr_schedule(config)
+    trainer = cfg.setdefault("trainer", {}) if isinstance(cfg.get("trainer", {}), dict) else {}
+    trainer["epochs"] = effective_epochs(config)
+    cfg["trainer"] = trainer
+    if isinstance(cfg.get("task"), dict):
+        cfg["task"].pop("lr_schedule", None)
+        cfg["task"].pop("epochs", None)
+    cfg.pop("hydra", None)
+    return cfg
+
+
+# Where and how a run ran, not what it trained: two runs that differ only here are seeds of one
+# setting (``seed``), or the same run (the rest).  A key also covers everything below it.
+BOOKKEEPING = (
+    "seed", "resume", "data.root", "data.download",
+    "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.keep_checkpoint",
+    "trainer.log_every", "trainer.eval_batch_size", "trainer.optimizer_impl", "trainer.compile",
+    "trainer.channels_last", "trainer.threads", "logger",
+)
+
+
+def is_bookkeeping(key: str) -> bool:
+    return any(key == b or key.startswith(b + ".") for b in BOOKKEEPING)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+# An experiment preset writes its values into the config itself; its name adds nothing (and is
+# absent from most records), so ``experiment=NAME`` stays an override but is no config key.
+_PRESET_NAME = "experiment"
+
+
+def setting_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The setting of a run, flattened to dotted keys: its effective config minus BOOKKEEPING."""
+    flat = _flatten(effective_config(config))
+    return {k: v for k, v in sorted(flat.items()) if not is_bookkeeping(k) and k != _PRESET_NAME}
+
+
+def setting_key(config: Mapping[str, Any]) -> str:
+    """One canonical string per setting: runs with equal keys differ at most in BOOKKEEPING."""
+    return json.dumps(setting_of(config), sort_keys=True, default=str)
+
+
+def override_key(override: str) -> str:
+    """``+trainer.epochs=3`` -> ``trainer.epochs``; ``hydra/launcher=joblib`` -> ``hydra/launcher``."""
+    return override.lstrip("+~").partition("=")[0]
+
+
+def setting_overrides(overrides: list[str], keep_seed: bool = False) -> list[str]:
+    """The overrides that define the setting: Hydra's own and BOOKKEEPING ones dropped."""
+    out = []
+    for o in overrides:
+        key = override_key(o)
+        if key.startswith(("hydra.", "hydra/")) or key == "hydra":
+            continue
+        if is_bookkeeping(key.replace("/", ".")) and not (keep_seed and key == "seed"):
+            continue
+        out.append(o)
+    return out
+
+
+# ---- summing a run up --------------------------------------------------------------------------
+def main_metrics(final: Mapping[str, Any], task: Mapping[str, Any] | None = None) -> list[str]:
+    """The metrics a run is summed up by: the task's ``metric`` if it names one, else the first of
+    MAIN_METRICS logged, with the loss of the same split beside an accuracy."""
+    named = (task or {}).get("metric") if isinstance(task, Mapping) else None
+    first = named if named in final else next((m for m in MAIN_METRICS if m in final), None)
+    if first is None:
+        return []
+    split = first.split("/")[0]
+    extra = f"{split}/loss"
+    return [first] + ([extra] if extra != first and extra in final else [])
+
+
+def result_line(record: RunRecord, run_dir: str | os.PathLike) -> str:
+    """``completed in 41 s: test/accuracy 0.8687, test/loss 0.371 -> runs/...``"""
+    seconds = record.timing.get("wall_seconds")
+    took = f" in {seconds:.0f} s" if _is_number(seconds) else ""
+    parts = []
+    for m in main_metrics(record.final, record.config.get("task")):
+        v = record.final.get(m)
+        parts.append(f"{m} {v:.4g}" if _is_number(v) and math.isfinite(v) else f"{m} {v}")
+    why = f" ({record.error})" if record.error else ""
+    return f"{record.status.value}{took}{why}" + (f": {', '.join(parts)}" if parts else "") + f" -> {run_dir}"
+

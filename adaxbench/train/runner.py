@@ -31,7 +31,7 @@ from ..optim.schedules import build_lr_lambda
 from ..tasks import TaskError, build_task
 from . import record
 from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
-from .validate import ConfigError, check_config, choose_impl, resolve_device
+from .validate import ConfigError, check_config, choose_impl, name_optimizer, needs_closure, resolve_device
 
 log = logging.getLogger("adaxbench")
 FINISHED = ("completed", "diverged")
@@ -220,6 +220,8 @@ class Run:
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
+        # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch through a closure.
+        closure_step = needs_closure(cls, kwargs)
         lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * self.epochs_total)
         scheduler = LambdaLR(optimizer, lr_lambda)
         forward = torch.compile(model) if tr.compile else model
@@ -254,7 +256,10 @@ class Run:
                         grads = [p.grad for p in params if p.grad is not None]
                         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
                     lr = optimizer.param_groups[0]["lr"]
-                    optimizer.step()
+                    if closure_step:
+                        optimizer.step(_closure(task, forward, batch, optimizer, autocast))
+                    else:
+                        optimizer.step()
                     # Diagnostics describe the step just taken (before the lr moves on).
                     diag = diagnostics() if logging_step and diagnostics else {}
                     scheduler.step()
@@ -295,6 +300,19 @@ class Run:
             bar.close()
         self.write()  # the final checkpoint stays: it holds the trained model
         return RunResult(self.status, self.run_dir, self.error)
+
+
+def _closure(task, model, batch, optimizer, autocast):
+    """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
+    ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
+    @torch.enable_grad()
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss, _ = task.loss(model, batch)
+        loss.backward()
+        return loss
+    return closure
 
 
 def _read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -350,6 +368,7 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
             return RunResult(previous["status"], run_dir, previous.get("error"))
     try:
         optimizer_spec = check_config(cfg)
+        name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
     except ConfigError as e:
         run.status, run.error = "failed", str(e)
         run.write()

@@ -53,11 +53,14 @@ CATALOGUE = [
     (["optimizer.betas=[0.9]"], "optimizer.betas must be a list of two numbers in [0, 1), got [0.9]"),
     (["optimizer=adax", "optimizer.eps_mode=nowhere"], "optimizer adax (adaxbench.optim.AdaX) rejects its arguments"),
     # unknown keys, everywhere
-    (["optimizer.foo=1"], "optimizer.foo is not in the config; to add a new key write +optimizer.foo=VALUE"),
+    (["optimizer.foo=1"], "optimizer.foo is not a key of optimizer; keys there: name, _target_, lr, betas, eps, "
+                          "weight_decay, amsgrad; to pass another argument write +optimizer.foo=VALUE"),
+    (["lr=0.1"], "lr is not a top-level key (did you mean optimizer.lr?); keys there: task, optimizer"),
+    (["-m", "seed=0,1", "task.foo=2"], "task.foo is not a key of task; keys there: name, kind, dataset"),
     (["+optimizer.foo=1"], "optimizer.foo is not a hyperparameter of torch.optim.Adam; accepted: lr, betas"),
     (["+optimizer.ep=1"], "(did you mean optimizer.eps?)"),
     (["+trainer.epochz=3"], "trainer.epochz is not a key of trainer (did you mean trainer.epochs?); accepted: epochs"),
-    (["trainer.epochz=3"], "trainer.epochz is not in the config"),
+    (["trainer.epochz=3"], "trainer.epochz is not a key of trainer (did you mean trainer.epochs?); keys there: epochs"),
     (["+lr=0.1"], "lr is not a top-level key (did you mean optimizer.lr?); accepted: task, optimizer"),
     (["+task.foo=1"], "task.foo is not a key of task; accepted: name, kind"),
     (["task=quadratic_deep", "+task.x0=0.5"], "task.x0 is not a key of task"),
@@ -122,6 +125,9 @@ CATALOGUE = [
     (["optimizer=custom"], "optimizer._target_ is not set"),
     (["optimizer=custom", "optimizer._target_=nopkg.Opt"], "optimizer._target_='nopkg.Opt' cannot be imported"),
     (["optimizer=custom", "optimizer._target_=torch.nn.Linear"], "is not a torch.optim.Optimizer subclass"),
+    (["optimizer=adam", "optimizer._target_=torch.optim.SGD", "~optimizer.betas", "~optimizer.eps", "~optimizer.amsgrad"],
+     "optimizer._target_=torch.optim.SGD under the name 'adam' (our torch.optim.Adam) would be reported as adam; "
+     "use optimizer=custom optimizer._target_=torch.optim.SGD (recorded as SGD)"),
     (["optimizer=custom", "optimizer._target_=torch.optim.SGD", "+optimizer.momentun=0.9"],
      "optimizer.momentun is not a hyperparameter of torch.optim.SGD (did you mean optimizer.momentum?)"),
 ]
@@ -228,6 +234,18 @@ class KwargsSGD(torch.optim.Optimizer):
                     p.add_(p.grad, alpha=-group["lr"])
 
 
+class Wrapping(torch.optim.Optimizer):
+    """Takes its inner optimizer as a class (as SAM implementations take base_optimizer)."""
+
+    def __init__(self, params, base_optimizer, **kwargs):
+        params = list(params)
+        self.base = base_optimizer(params, **kwargs)
+        super().__init__(params, dict(kwargs))
+
+    def step(self, closure=None):
+        return self.base.step(closure)
+
+
 class TinySAM(torch.optim.Optimizer):
     """Sharpness-aware minimisation (Foret et al. 2021): step to w + rho g/|g|, take the
     gradient there (the closure), then an SGD step from w with it. rho = 0 is plain SGD."""
@@ -280,6 +298,17 @@ def test_user_optimizer_with_kwargs(user_module, tmp_path, capsys):
     code, _, err = cli(capsys, "run", f"hydra.run.dir={tmp_path}/bad", *TINY, "optimizer=custom",
                        "optimizer._target_=mypkg_valid.KwargsSGD", "+optimizer.scale=inf")
     assert_one_line_error(code, err, "optimizer.scale must be a finite number, got inf")
+
+
+def test_object_arguments_are_built_by_hydra(user_module):
+    import torch
+
+    from adaxbench.train.validate import optimizer_kwargs
+
+    cls, kwargs = optimizer_kwargs({"_target_": "mypkg_valid.Wrapping", "lr": 0.1, "base_optimizer": {
+        "_target_": "hydra.utils.get_class", "path": "torch.optim.SGD"}})
+    assert kwargs["base_optimizer"] is torch.optim.SGD
+    assert isinstance(cls([torch.zeros(1, requires_grad=True)], **kwargs).base, torch.optim.SGD)
 
 
 def test_closure_optimizer_sam_recomputes_the_same_batch(user_module, tmp_path, capsys):

@@ -137,7 +137,12 @@ def preflight(args: list[str]) -> None:
     overrides = list(ns.overrides)
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
         mode = RunMode.MULTIRUN if ns.multirun else (hydra.get_mode(config_name, overrides) or RunMode.RUN)
-        cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
+        try:
+            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
+        except Exception as e:
+            if full_error() or not str(e).startswith("Could not override '"):
+                raise
+            raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
         if ns.cfg:  # printing the config: composition is all it needs
             return
         if mode == RunMode.RUN:
@@ -155,6 +160,38 @@ def preflight(args: list[str]) -> None:
                     raise
                 raise ConfigError(f"{hydra_error_line(e)} (in the sweep job {' '.join(job)})") from None
         check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str]) -> str:
+    """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
+    import difflib
+
+    from hydra.types import RunMode
+
+    parent, _, leaf = key.rpartition(".")
+    if parent == "lr_schedule":
+        return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
+                f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        cfg = hydra.compose_config(config_name=config_name, overrides=rest, run_mode=RunMode.MULTIRUN)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        keys = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
+    except Exception:
+        keys = []
+    close = difflib.get_close_matches(leaf, keys, n=1)
+    where = f"a key of {parent}" if parent else "a top-level key"
+    text = f"{key} is not {where}" + (f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else "")
+    if not parent:  # lr=0.1: the key of that name one level down
+        for group in keys:
+            if isinstance(cfg.get(group), DictConfig) and leaf in cfg[group]:
+                text += f" (did you mean {group}.{leaf}?)"
+                break
+    if keys:
+        text += f"; keys there: {', '.join(map(str, keys))}"
+    if "_target_" in keys and not parent.startswith("hydra"):  # constructor arguments: new ones come with +
+        text += f"; to pass another argument write +{key}=VALUE"
+    return text
 
 
 def _first_line(text: str) -> str:
@@ -190,12 +227,8 @@ def hydra_error_line(e: BaseException) -> str:
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
                 "or quote the value for a string")
-    if msg.startswith("Could not override '"):
+    if msg.startswith("Could not override '"):  # (preflight names the keys that are there)
         key = msg.split("'")[1]
-        parent, _, leaf = key.rpartition(".")
-        if parent == "lr_schedule":
-            return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
-                    f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
         return f"{key} is not in the config; to add a new key write +{key}=VALUE"
     if msg.startswith("Could not append to config. An item is already at"):
         key = msg.split("'")[1]

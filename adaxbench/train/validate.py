@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import numbers
@@ -160,12 +161,31 @@ def optimizer_class(opt_cfg: Mapping[str, Any]) -> type:
     return cls
 
 
+@functools.lru_cache(maxsize=1)
+def shipped_optimizers() -> dict[str, str]:
+    """Name -> class of the optimizer configs shipped in configs/optimizer/."""
+    from importlib import resources
+
+    out = {}
+    for f in resources.files("adaxbench.configs").joinpath("optimizer").iterdir():
+        if f.name.endswith(".yaml"):
+            c = OmegaConf.create(f.read_text())
+            if isinstance(c.get("name"), str) and c.get("_target_", "???") != "???":
+                out[c.name] = c._target_
+    return out
+
+
 def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Resolve ``optimizer`` config to (class, constructor kwargs), validating everything."""
     opt_cfg = _plain(opt_cfg)
     cls = optimizer_class(opt_cfg)
     target = opt_cfg["_target_"]
     name = opt_cfg.get("name") or cls.__name__
+    ours = shipped_optimizers().get(name)
+    if ours is not None and ours != target:  # optimizer=adam optimizer._target_=mypkg.MyOpt
+        raise ConfigError(f"optimizer._target_={target} under the name {name!r} (our {ours}) would be reported as "
+                          f"{name}; use optimizer=custom optimizer._target_={target} (recorded as {cls.__name__}), "
+                          "or set optimizer.name")
     params = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     accepted = [p for p, v in params.items() if p not in ("self", "params")

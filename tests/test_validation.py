@@ -418,6 +418,9 @@ def test_user_configs_are_validated_up_front(config_dir, tmp_path, capsys):
     code, _, err = cli(capsys, *base, "optimizer=nope")
     assert_one_line_error(code, err, "unknown optimizer 'nope'; available: ")
     assert "my_adam" in err and "adax" in err
+    (config_dir / "optimizer" / "broken.yaml").write_text("name: broken\nlr: [1,\n")
+    code, _, err = cli(capsys, *base, "optimizer=broken")
+    assert_one_line_error(code, err, f"{config_dir}/optimizer/broken.yaml, line 3: not valid YAML")
     code, _, err = cli(capsys, *base, "task=bad_task")
     assert_one_line_error(code, err, "task.noise_level must be a number >= 0, got -0.6")
     # The user's experiment sweeps a bad lr: refused before its first (good) job starts.

@@ -43,6 +43,7 @@ def flags_first(args: list[str]) -> list[str]:
     """Hydra's parser wants flags before the overrides (``a=1 -m b=2`` is refused there);
     move every flag, with its value, in front of the overrides, keeping both orders."""
     flags, overrides = [], []
+    info_last = False
     i = 0
     while i < len(args):
         arg = args[i]
@@ -52,10 +53,13 @@ def flags_first(args: list[str]) -> list[str]:
             if takes and i + 1 < len(args):
                 flags.append(args[i + 1])
                 i += 1
+            elif arg in ("--info", "-i"):  # without a value it must come last, or it eats an override
+                flags.pop()
+                info_last = True
         else:
             overrides.append(arg)
         i += 1
-    return flags + overrides
+    return flags + overrides + (["--info"] if info_last else [])
 
 
 def parse_args(args: list[str]) -> Any:
@@ -206,6 +210,9 @@ def hydra_error_line(e: BaseException) -> str:
     if isinstance(e, ConfigError):
         return str(e)
     msg = str(e)
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:  # a YAML syntax error in a config file (ours or the user's)
+        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or _first_line(msg)})"
     if isinstance(e, MissingConfigException):
         missing = e.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")

@@ -362,8 +362,10 @@ def check_task(task: Any) -> None:
     from ..tasks.models import MODELS
     from ..tasks.synthetic import SYNTHETIC
 
-    if not isinstance(task, Mapping):
+    if task is None:
         raise ConfigError("task is missing; choose one with task=NAME (see `adaxbench list`)")
+    if not isinstance(task, Mapping):
+        raise ConfigError(f"task must be a task config (a mapping of its keys), got {task!r}")
     if "_target_" in task:
         return
     kind = task.get("kind")

@@ -332,6 +332,21 @@ def test_closure_optimizer_lbfgs(tmp_path, capsys):
     assert loss.iloc[-1] < loss.iloc[0]  # L-BFGS does descend on the quadratic
 
 
+def test_pytorch_optimizer_optimizers(tmp_path, capsys):
+    """pytorch_optimizer's classes as users name them: Lion (a plain step), and SAM (asserts a
+    closure, takes its base optimizer as a class). SAM with rho = 0 is its base optimizer."""
+    pytest.importorskip("pytorch_optimizer")
+    info, _ = _run(capsys, tmp_path, "optimizer=custom", "optimizer._target_=pytorch_optimizer.Lion",
+                   "optimizer.lr=1e-4", name="lion")
+    assert info["config"]["optimizer"]["name"] == "Lion"
+    sam = ["optimizer=custom", "optimizer._target_=pytorch_optimizer.SAM", "optimizer.lr=0.05",
+           "+optimizer.base_optimizer._target_=hydra.utils.get_class", "+optimizer.base_optimizer.path=torch.optim.SGD"]
+    info, metrics = _run(capsys, tmp_path, *sam, "+optimizer.rho=0.0", name="sam")
+    assert info["config"]["optimizer"]["name"] == "SAM"
+    _, sgd = _run(capsys, tmp_path, "optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0", name="sgd")
+    assert _final(metrics).equals(_final(sgd))
+
+
 def test_closure_detection():
     import torch
 

@@ -115,6 +115,8 @@ CATALOGUE = [
     (["optimizer.lr=["], "quote values with spaces or special characters"),
     (["+optimizer.lr=0.1"], "optimizer.lr is already in the config: set it with optimizer.lr=VALUE"),
     (["-m", "--cfg", "job"], "only one of --run, --multirun (-m) and --cfg can be given"),
+    (["--cfg", "everything"], "argument --cfg/-c: invalid choice: 'everything'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag (see `adaxbench run --help`)"),
     (["--config-dir", "/nonexistent/adaxbench"], "--config-dir /nonexistent/adaxbench: no such directory"),
     # sweeps: every job is checked before the first starts
     (["-m", "optimizer.lr=-1,0.01"], "optimizer.lr must be a number > 0, got -1 (in the sweep job optimizer.lr=-1)"),

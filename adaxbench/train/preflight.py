@@ -66,7 +66,13 @@ def parse_args(args: list[str]) -> Any:
     """The ``adaxbench run`` arguments as Hydra's own parser reads them."""
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_args(args)
+    parser = get_args_parser()
+
+    def error(message: str) -> None:  # argparse would print its usage block and exit
+        raise ConfigError(f"{message} (see `adaxbench run --help`)")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser.parse_args(args)
 
 
 @contextlib.contextmanager

@@ -118,6 +118,8 @@ CATALOGUE = [
     (["--cfg", "everything"], "argument --cfg/-c: invalid choice: 'everything'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag (see `adaxbench run --help`)"),
     (["--config-dir", "/nonexistent/adaxbench"], "--config-dir /nonexistent/adaxbench: no such directory"),
+    (["experiment=beta2_ablation"], "this config sweeps over task, optimizer, seed (hydra.sweeper.params): run it "
+                                     "with -m, or set task=... and optimizer=... and seed=... to run one job"),
     # sweeps: every job is checked before the first starts
     (["-m", "optimizer.lr=-1,0.01"], "optimizer.lr must be a number > 0, got -1 (in the sweep job optimizer.lr=-1)"),
     (["-m", "optimizer.lr=0.01,-1"], "(in the sweep job optimizer.lr=-1)"),

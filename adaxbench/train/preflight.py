@@ -124,6 +124,16 @@ def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def _forgot_multirun(cfg: DictConfig, overrides: list[str]) -> None:
+    """``adaxbench run experiment=beta2_ablation`` without -m would train one job of 27."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    loose = [str(k) for k in params if str(k).lstrip("+~") not in given]
+    if loose:
+        raise ConfigError(f"this config sweeps over {', '.join(loose)} (hydra.sweeper.params): run it with -m, "
+                          f"or set {' and '.join(f'{k}=...' for k in loose)} to run one job")
+
+
 def _check_job(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -156,6 +166,7 @@ def preflight(args: list[str]) -> None:
         if ns.cfg:  # printing the config: composition is all it needs
             return
         if mode == RunMode.RUN:
+            _forgot_multirun(cfg, overrides)
             _check_job(cfg)
             check_output_dir(cfg.hydra.run.dir, "hydra.run.dir")
             return

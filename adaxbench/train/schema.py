@@ -37,6 +37,9 @@ class TrainerSchema:
     eval_batch_size: int = 1000
     checkpoint: bool = True
     progress: Any = "auto"  # auto | true | false (a union OmegaConf cannot type)
+    # Keys other branches add (issue 8 §2: keep_checkpoint; SLURM thread budgets: threads = auto | N).
+    keep_checkpoint: bool = False
+    threads: Any = "auto"
 
 
 @dataclass
@@ -54,19 +57,23 @@ class RunConfig:
     data: DataSchema = field(default_factory=DataSchema)
     seed: int = 0
     resume: bool = False
+    logger: Any = None        # the logger group (none | tensorboard | wandb), checked by its own code
 
 
 @dataclass
 class ImageTaskSchema:
     name: str = MISSING
     kind: str = "image"
-    dataset: Any = MISSING    # a dataset name, or a mapping with _target_ (a user's dataset)
+    dataset: Any = MISSING    # a dataset name, a user's file (.pt) or a mapping with _target_ (a user's dataset)
     model: Any = MISSING      # a model name, or a mapping with _target_ (a user's model)
     batch_size: int = MISSING
     epochs: int = MISSING
     l2_reg: float = 0.0
     augment: bool = False
     crop_padding: int = 4
+    color_jitter: Any = None  # null or {brightness, contrast, saturation} (checked by the task)
+    normalize: Any = None     # dataset | none | {mean, std} (checked by the task)
+    drop_last: bool = True
     valid_size: int = 10000
     train_eval_size: int = 10000
     target: Optional[float] = None

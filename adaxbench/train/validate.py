@@ -386,8 +386,12 @@ def check_task(task: Any) -> None:
     if kind == "image":
         for key, names in (("dataset", DATASETS), ("model", MODELS)):
             value = task.get(key)
-            if not isinstance(value, Mapping) and value not in names:  # a mapping: a user's part (_target_)
-                raise ConfigError(f"task.{key} must be one of {', '.join(names)} "
+            # A mapping (_target_) or, for data, a file of tensors is a user's part, checked by its own code.
+            users = isinstance(value, Mapping) or (key == "dataset" and isinstance(value, str)
+                                                   and value.endswith((".pt", ".pth")))
+            if not users and value not in names:
+                extra = ", a torch.save file (.pt)" if key == "dataset" else ""
+                raise ConfigError(f"task.{key} must be one of {', '.join(names)}{extra} "
                                   f"(or task.{key}._target_=your class), got {value!r}")
         _number("task.l2_reg", task.get("l2_reg", 0.0), low=0)
         _int("task.crop_padding", task.get("crop_padding", 4), low=0)

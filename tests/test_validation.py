@@ -86,8 +86,11 @@ CATALOGUE = [
     (["experiment=nope"], "unknown experiment 'nope'"),
     (["lr_schedule=linear"], "unknown lr_schedule 'linear'; available: constant, cosine, inverse_sqrt, step"),
     (["hydra/launcher=unknown"], "unknown hydra/launcher 'unknown'; available: basic"),
-    (["task=null"], "a config group cannot be set to null"),
-    (["optimizer=null"], "a config group cannot be set to null"),
+    (["task=null"], "task=null: a config group is chosen by name; choose one of cifar100_3c3d"),
+    (["optimizer=null"], "optimizer=null: a config group is chosen by name; choose one of adafactor"),
+    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, deepobs_small, lr_tuning, reddi, or leave "
+                          "experiment out"),
+    (["lr_schedule=null"], "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule)"),
     (["~task"], "task is missing; choose one with task=NAME"),
     (["~optimizer"], "optimizer is missing; choose one with optimizer=NAME"),
     # lr schedules
@@ -457,3 +460,8 @@ def test_user_task_and_schedule_plugins_are_not_refused_by_the_schema():
     check_schedule({"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 10}, "lr_schedule")
     check_task({"name": "t", "kind": "image", "dataset": {"_target_": "mypkg.Data"}, "model": {"_target_": "m.Net"},
                 "batch_size": 8, "epochs": 1})
+    # Through the whole up-front check of the CLI (composition, schema, ranges): not refused.
+    from adaxbench.train.preflight import preflight
+
+    preflight(["--cfg", "job", "+lr_schedule._target_=torch.optim.lr_scheduler.StepLR", "+lr_schedule.step_size=10"])
+    preflight(["+lr_schedule._target_=torch.optim.lr_scheduler.StepLR", "+lr_schedule.step_size=10"])

@@ -160,9 +160,14 @@ def preflight(args: list[str]) -> None:
         try:
             cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
         except Exception as e:
-            if full_error() or not str(e).startswith("Could not override '"):
+            if full_error():
                 raise
-            raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
+            if str(e).startswith("Could not override '"):
+                raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
+            nulled = [o.split("=")[0].lstrip("+~") for o in overrides if o.endswith("=null") and "." not in o]
+            if str(e).startswith("Config group override must be a string") and nulled:
+                raise ConfigError(_group_set_to_null(nulled[0], hydra)) from e
+            raise
         if ns.cfg:  # printing the config: composition is all it needs
             return
         if mode == RunMode.RUN:
@@ -183,6 +188,17 @@ def preflight(args: list[str]) -> None:
         check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")
 
 
+def _group_set_to_null(group: str, hydra: Any) -> str:
+    if group == "lr_schedule":
+        return "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule) to use the task's own schedule"
+    try:
+        options = ", ".join(sorted(hydra.config_loader.get_group_options(group)))
+    except Exception:
+        options = "see `adaxbench list`"
+    optional = "" if group in ("task", "optimizer") else f", or leave {group} out"
+    return f"{group}=null: a config group is chosen by name; choose one of {options}{optional}"
+
+
 def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     import difflib
@@ -191,6 +207,8 @@ def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str])
 
     parent, _, leaf = key.rpartition(".")
     if parent == "lr_schedule":
+        if leaf == "_target_":  # a user's own schedule (a torch.optim.lr_scheduler class or step -> factor)
+            return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
         return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
                 f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
@@ -244,9 +262,6 @@ def hydra_error_line(e: BaseException) -> str:
         return "; ".join(lines[:2]) + " (write KEY=VALUE, quote values with spaces or special characters)"
     if isinstance(e, SearchPathException):
         return _first_line(msg)
-    if msg.startswith("Config group override must be a string or a list"):
-        return ("a config group cannot be set to null: choose an option (see `adaxbench list`), "
-                "or drop a group with ~GROUP (lr_schedule left out = the task's own schedule)")
     if msg.startswith("Ambiguous value for argument"):
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "

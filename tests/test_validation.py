@@ -163,6 +163,18 @@ def test_run_dir_without_write_permission(tmp_path, capsys):
     assert_one_line_error(code, err, f"cannot be written: no write permission in {locked}")
 
 
+def test_run_dir_check_asks_the_os_for_write_permission(tmp_path, monkeypatch):
+    """(Root may write anywhere, so the permission case is simulated where tests run as root.)"""
+    from adaxbench.train import validate
+
+    seen = []
+    monkeypatch.setattr(validate.os, "access", lambda path, mode: seen.append((str(path), mode)) or False)
+    with pytest.raises(validate.ConfigError, match=f"hydra.run.dir={tmp_path}/a/b cannot be written: no write "
+                                                   f"permission in {tmp_path}; choose another hydra.run.dir"):
+        validate.check_output_dir(tmp_path / "a" / "b", "hydra.run.dir")
+    assert seen == [(str(tmp_path), os.W_OK | os.X_OK)]  # the nearest existing ancestor
+
+
 def test_full_traceback_with_hydra_full_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(Exception, match="Error merging override trainer.epochs=abc"):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from importlib import resources
 
 USAGE = """usage: adaxbench COMMAND [ARGS...]
 
 commands:
   run      train: adaxbench run [-m] [KEY=VALUE ...]   (Hydra; see `adaxbench run --help`)
-  list     list tasks, optimizers, lr schedules, experiments and launchers
+  list     list tasks, optimizers, lr schedules, experiments and launchers [--config-dir DIR]
   report   comparison report: adaxbench report PATH... [--out DIR] (see `adaxbench report --help`)
   best     best setting per task x optimizer from a tuning sweep (see `adaxbench best --help`)
 """
@@ -23,52 +22,26 @@ commands:
 # Config groups the user picks with GROUP=OPTION, as `adaxbench list` shows them.
 GROUPS = {"task": "tasks", "optimizer": "optimizers", "lr_schedule": "lr schedules",
           "experiment": "experiments", "logger": "loggers", "hydra/launcher": "launchers"}
-HYDRA_LAUNCHERS = ("basic",)
 
 
-def config_options(group: str) -> list[str]:
-    root = resources.files("adaxbench.configs")
-    folder = root.joinpath(*group.split("/"))
-    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
-    if group == "hydra/launcher":
-        names = sorted(set(names) | set(HYDRA_LAUNCHERS) | {"joblib", "submitit_local", "submitit_slurm"})
-    return names
+def config_options(group: str, args: list[str] | None = None) -> list[str]:
+    """Options of a config group as Hydra sees them: the package's configs, installed launcher
+    plugins, and a user's ``--config-dir DIR`` / ``hydra.searchpath=[...]`` in ``args``."""
+    from .train.preflight import group_options
 
-
-# Launchers from the optional `cluster` extra, and the plugin module each needs.
-LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
-                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
-                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
-                    "slurm_gpu": "hydra_plugins.hydra_submitit_launcher"}
-
-
-def _check_group_choices(args: list[str]) -> str | None:
-    """One-line error for ``task=nope`` style overrides, before Hydra prints a page."""
-    for arg in args:
-        if "=" not in arg or arg.startswith("-"):
-            continue
-        key, _, value = arg.lstrip("+~").partition("=")
-        if key == "hydra/launcher" and value in LAUNCHER_PLUGINS:
-            import importlib.util
-
-            if importlib.util.find_spec(LAUNCHER_PLUGINS[value]) is None:
-                return (f"hydra/launcher={value} needs the launcher plugins: pip install 'adaxbench[cluster]' "
-                        "(hydra-joblib-launcher, hydra-submitit-launcher)")
-            continue
-        if key not in ("task", "optimizer", "lr_schedule", "experiment", "logger"):
-            continue
-        if value.startswith(("choice(", "glob(", "range(", "interval(")) or value in ("null", ""):
-            continue
-        options = config_options(key)
-        for choice in value.split(","):
-            if choice not in options:
-                return f"unknown {key} '{choice}'; available: {', '.join(options)}"
-    return None
+    return group_options(group, args)
 
 
 def cmd_run(args: list[str]) -> int:
-    if (error := _check_group_choices(args)) is not None:
-        print(f"adaxbench: error: {error}", file=sys.stderr)
+    from .train.preflight import flags_first, full_error, hydra_error_line, preflight
+
+    args = flags_first(args)
+    try:
+        preflight(args)  # every job of a sweep is composed and checked before the first starts
+    except Exception as e:
+        if full_error():
+            raise
+        print(f"adaxbench: error: {hydra_error_line(e)}", file=sys.stderr)
         return 2
     import hydra
 
@@ -82,6 +55,8 @@ def cmd_run(args: list[str]) -> int:
     sweep.LAST_SUMMARY = None
     try:
         task_function()
+    except SystemExit as e:  # hydra.main and the runner exit with a status; hand it back
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
     if sweep.LAST_SUMMARY is None:
@@ -111,11 +86,19 @@ def print_best_per_task(sweep_dir) -> None:
 
 def cmd_list(args: list[str]) -> int:
     if args and args[0] in ("-h", "--help"):
-        print("usage: adaxbench list\n\nLists the options of each config group (choose with GROUP=OPTION).")
+        print("usage: adaxbench list [--config-dir DIR] [hydra.searchpath=[file://DIR,...]]\n\n"
+              "Lists the options of each config group (choose with GROUP=OPTION), your own config dirs included.")
         return 0
+    from .train.preflight import hydra_error_line
+
+    try:
+        options = {group: config_options(group, args) for group in GROUPS}
+    except Exception as e:
+        print(f"adaxbench: error: {hydra_error_line(e)}", file=sys.stderr)
+        return 2
     for group, title in GROUPS.items():
         print(f"{title} ({group}=NAME):")
-        print("  " + "  ".join(config_options(group)))
+        print("  " + "  ".join(options[group]))
     return 0
 
 

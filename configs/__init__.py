@@ -14,3 +14,10 @@ def _class_name(*, _parent_) -> str:
 # ${adaxbench.class_name:} as a task's name: the default name of a user's own task.
 if not OmegaConf.has_resolver("adaxbench.class_name"):
     OmegaConf.register_new_resolver("adaxbench.class_name", _class_name)
+
+
+# Hydra imports this package to read the config tree: register the run-config schema
+# (adaxbench.train.schema) that configs/config.yaml names first in its defaults.
+from adaxbench.train.schema import register as _register
+
+_register()

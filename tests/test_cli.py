@@ -40,15 +40,11 @@ def test_run_help_and_cfg_job():
     assert "_target_: adaxbench.optim.AdaX" in proc.stdout and "lr: 0.003" in proc.stdout
 
 
+# The whole catalogue of bad inputs runs in-process in test_validation.py; here two of them go
+# through a real process, to prove the exit status and the single stderr line end to end.
 @pytest.mark.parametrize("args, expected", [
-    (["optimizer=nope"], "unknown optimizer 'nope'; available: "),
-    (["task=nope"], "unknown task 'nope'; available: "),
     (["-m", "optimizer=adam,nope"], "unknown optimizer 'nope'"),
     (["optimizer.lr=fast"], "optimizer.lr must be a number > 0, got 'fast'"),
-    (["optimizer.lr=-1"], "optimizer.lr must be a number > 0, got -1"),
-    (["optimizer.betas=[0.9,1.5]"], "optimizer.betas[1] must be a number in [0, 1), got 1.5"),
-    (["optimizer.eps=-1"], "optimizer.eps must be a number >= 0, got -1"),
-    (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay must be a number >= 0, got -0.1"),
 ])
 def test_bad_input_is_one_line_exit_2(args, expected, tmp_path):
     proc = adaxbench("run", f"hydra.run.dir={tmp_path}/run", "hydra.sweep.dir=" + str(tmp_path / "sweep"), *args)

@@ -59,7 +59,8 @@ def test_image_tasks_on_fake_data_run(task, tmp_path, monkeypatch):
     """MNIST/CIFAR cannot be downloaded here: each real model and protocol on random images."""
     from adaxbench.tasks import image
 
-    cfg = compose_cfg([f"task={task}", "task.valid_size=64", "trainer.train_limit=64", "trainer.eval_limit=64",
+    cfg = compose_cfg([f"task={task}", "task.valid_size=64", "task.batch_size=64", "trainer.train_limit=64",
+                       "trainer.eval_limit=64",
                        "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"])
 
     def fake_load(name, root, download=False):

@@ -16,9 +16,13 @@ from adaxbench.train.runner import run_in_dir
 
 from conftest import ROOT, adaxbench, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
-# Three jobs: one trains, one diverges (a huge SGD step), one fails its config check.
-MIXED = ["optimizer=sgd", "optimizer.lr=0.05,1e12,-1", "trainer.train_limit=256", "trainer.epochs=1",
-         "trainer.log_every=1", "trainer.progress=false", "trainer.eval_limit=256"]
+SMALL = ["trainer.train_limit=256", "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false",
+         "trainer.eval_limit=256"]
+# Four jobs: one trains, one diverges (a huge SGD step), two fail at run time (MNIST is nowhere;
+# Fashion-MNIST comes from Debian's copy). A bad config value would stop the whole sweep up front.
+MIXED = ["optimizer=sgd", "optimizer.lr=0.05,1e12", "task=fmnist_mlp,mnist_mlp",
+         "data.root=/nonexistent/adaxbench-data", *SMALL]
+STATUSES = {"0": "completed", "1": "failed", "2": "diverged", "3": "failed"}
 
 
 def _statuses(sweep: Path) -> dict[str, str]:
@@ -29,18 +33,18 @@ def _statuses(sweep: Path) -> dict[str, str]:
 def test_basic_sweep_isolates_failures_and_relaunch_skips_finished(tmp_path):
     sweep = tmp_path / "sweep"
     proc = adaxbench("run", "-m", *MIXED, f"hydra.sweep.dir={sweep}", cwd=ROOT)
-    assert proc.returncode == 1, proc.stderr  # one job failed
-    assert "1 completed, 1 diverged, 1 failed" in proc.stdout
-    assert _statuses(sweep) == {"0": "completed", "1": "diverged", "2": "failed"}
-    failed, _ = read_run(sweep / "2")
-    assert "optimizer.lr must be a number > 0" in failed["error"]
-    started = {j: read_run(sweep / j)[0]["timing"]["started"] for j in ("0", "1")}
+    assert proc.returncode == 1, proc.stderr  # jobs failed
+    assert "1 completed, 1 diverged, 2 failed" in proc.stdout
+    assert _statuses(sweep) == STATUSES
+    failed, _ = read_run(sweep / "1")
+    assert "train-images-idx3-ubyte" in failed["error"] and "not found" in failed["error"]
+    started = {j: read_run(sweep / j)[0]["timing"]["started"] for j in ("0", "2")}
     metrics0 = read_run(sweep / "0")[1]
 
     proc = adaxbench("run", "-m", *MIXED, f"hydra.sweep.dir={sweep}", cwd=ROOT)
-    assert proc.returncode == 1 and "1 completed, 1 diverged, 1 failed" in proc.stdout
+    assert proc.returncode == 1 and "1 completed, 1 diverged, 2 failed" in proc.stdout
     assert "skipping" in proc.stdout + proc.stderr
-    for j in ("0", "1"):  # finished jobs were not rerun
+    for j in ("0", "2"):  # finished jobs were not rerun
         assert read_run(sweep / j)[0]["timing"]["started"] == started[j]
     pd.testing.assert_frame_equal(read_run(sweep / "0")[1], metrics0)
 
@@ -50,19 +54,19 @@ def test_basic_sweep_isolates_failures_and_relaunch_skips_finished(tmp_path):
     md = (out / "report.md").read_text()
     assert "fmnist_mlp" in md and "sgd" in md
     summary = pd.read_csv(out / "summary.csv")
-    assert sorted(summary["status"]) == ["completed", "diverged", "failed"]
+    assert sorted(summary["status"]) == ["completed", "diverged", "failed", "failed"]
     not_included = md[md.index("Runs not included"):]
-    assert "diverged" in not_included and "failed" in not_included and "optimizer.lr must be" in not_included
+    assert "diverged" in not_included and "failed" in not_included and "not found" in not_included
     assert (out / "report.html").read_text().count("<img") >= 1
 
 
 @needs_fmnist
 def test_relaunch_into_sweep_dir_of_other_jobs_refuses_to_overwrite(tmp_path):
     sweep = tmp_path / "sweep"
-    adaxbench("run", "-m", *MIXED[:1], "optimizer.lr=0.05", *MIXED[2:], f"hydra.sweep.dir={sweep}", cwd=ROOT,
+    adaxbench("run", "-m", *MIXED[:1], "optimizer.lr=0.05", *SMALL, f"hydra.sweep.dir={sweep}", cwd=ROOT,
               check=True)
     before = (sweep / "0" / "run.json").read_text()
-    proc = adaxbench("run", "-m", "optimizer=adam", *MIXED[2:], f"hydra.sweep.dir={sweep}", cwd=ROOT)
+    proc = adaxbench("run", "-m", "optimizer=adam", *SMALL, f"hydra.sweep.dir={sweep}", cwd=ROOT)
     assert proc.returncode == 2 and "holds a different run (optimizer=sgd" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert (sweep / "0" / "run.json").read_text() == before
@@ -72,7 +76,7 @@ def test_relaunch_into_sweep_dir_of_other_jobs_refuses_to_overwrite(tmp_path):
 def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
     proc = adaxbench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd",
-                     "optimizer.lr=0.05,1e12", *MIXED[2:], f"hydra.sweep.dir={sweep}", cwd=ROOT)
+                     "optimizer.lr=0.05,1e12", *SMALL, f"hydra.sweep.dir={sweep}", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "1 completed, 1 diverged, 0 failed" in proc.stdout
     assert _statuses(sweep) == {"0": "completed", "1": "diverged"}
@@ -84,8 +88,8 @@ def test_submitit_local_sweep(tmp_path):
     proc = adaxbench("run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", *MIXED,
                      f"hydra.sweep.dir={sweep}", cwd=ROOT, timeout=400)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 completed, 1 diverged, 1 failed" in proc.stdout
-    assert _statuses(sweep) == {"0": "completed", "1": "diverged", "2": "failed"}
+    assert "1 completed, 1 diverged, 2 failed" in proc.stdout
+    assert _statuses(sweep) == STATUSES
     assert list((sweep / ".submitit").iterdir())  # each job went through submitit
 
 

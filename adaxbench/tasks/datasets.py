@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,13 @@ def load_dataset(name: str, root: str | os.PathLike, download: bool = False) -> 
 
 def _read_idx(path: Path) -> torch.Tensor:
     """Read an IDX file of unsigned bytes (LeCun's MNIST format), gzipped or not."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        data = f.read()
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (EOFError, OSError, zlib.error) as e:  # a cut-off download, a damaged .gz
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise DataNotFoundError(f"{path} is truncated or corrupted ({reason}); delete it and fetch it again "
+                                "(data.download=true, or copy a good file there)") from None
     # Magic number: two zero bytes, the element type (0x08 = ubyte), the number of dims.
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataNotFoundError(f"{path} is not an IDX file of unsigned bytes (bad magic number)")

@@ -35,7 +35,7 @@ from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FI
 from ..tasks import TaskError, build_task
 from .loggers import build_loggers
 from .record import environment
-from .validate import ConfigError, check_config, choose_impl, resolve_device
+from .validate import ConfigError, check_config, choose_impl, name_optimizer, needs_closure, resolve_device
 
 log = logging.getLogger("adaxbench")
 
@@ -262,6 +262,8 @@ class Run:
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
+        # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch through a closure.
+        closure_step = needs_closure(cls, kwargs)
         # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)
@@ -302,7 +304,10 @@ class Run:
                         grads = [p.grad for p in params if p.grad is not None]
                         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
                     lr = optimizer.param_groups[0]["lr"]
-                    optimizer.step()
+                    if closure_step:
+                        optimizer.step(_closure(task, forward, batch, optimizer, autocast))
+                    else:
+                        optimizer.step()
                     # Diagnostics describe the step just taken (before the lr moves on).
                     diag = diagnostics() if logging_step and diagnostics else {}
                     scheduler.step()
@@ -352,6 +357,19 @@ class Run:
         if not tr.get("keep_checkpoint", False):  # a finished run is never resumed: free the disk
             (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         return RunResult(self.status.value, self.run_dir, self.error)
+
+
+def _closure(task, model, batch, optimizer, autocast):
+    """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
+    ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
+    @torch.enable_grad()
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss, _ = task.loss(model, batch)
+        loss.backward()
+        return loss
+    return closure
 
 
 def _first_line(e: BaseException) -> str:
@@ -434,6 +452,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             return RunResult(previous["status"], run_dir, previous.get("error"))
     try:
         optimizer_spec = check_config(cfg)
+        name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
     except ConfigError as e:
         run.status, run.error = Status.FAILED, str(e)
         run.write()

@@ -1,14 +1,24 @@
 """Check a composed config before any data is read or any step is taken.
 
 Every problem becomes a ``ConfigError`` with one line naming the key, what was given and
-what is accepted.  The optimizer is also constructed once on a dummy parameter, so
-torch.optim's own argument checks (and unknown keyword arguments) surface here too.
+what is accepted.  Keys and types come from the schema (``schema.py``: Hydra structured
+configs); the ranges a type cannot say (lr > 0 and finite, batch size <= training set...)
+are checked here, in one place.  The optimizer is also constructed once on a dummy
+parameter, so its own argument checks (and unknown keyword arguments) surface here too.
+``adaxbench run`` calls ``check_config`` on every job of a sweep before the first starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import inspect
+import math
 import numbers
+import os
+import typing
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -16,9 +26,14 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..optim.schedules import SCHEDULES
+from . import schema as S
 
 # Keys of the optimizer config that are bookkeeping, not constructor arguments.
 OPTIMIZER_META = ("name", "_target_")
+# Optimizers shipped with torch or adaxbench get the hyperparameter range checks below; a
+# user's optimizer may define its keys differently (Adan's three betas), so only generic
+# checks apply to it (finite numbers, lr > 0) plus its own constructor's checks.
+BUILTIN_OPTIMIZER_MODULES = ("torch.optim", "adaxbench.optim")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
 
@@ -48,10 +63,12 @@ def _number(key: str, v: Any, *, low: float | None = None, high: float | None = 
     what = f"a number in {lo}, {hi}" if lo and hi else (f"a number {'>' if low_open else '>='} {low:g}" if lo else "a number")
     if not _is_number(v):
         raise ConfigError(f"{key} must be {what}, got {v!r}")
-    v = float(v)
+    given, v = v, float(v)
+    if not math.isfinite(v):
+        raise ConfigError(f"{key} must be a finite {what[2:]}, got {given!r}")
     if v != v or (low is not None and (v < low or (low_open and v == low))) or \
             (high is not None and (v > high or (high_open and v == high))):
-        raise ConfigError(f"{key} must be {what}, got {v!r}")
+        raise ConfigError(f"{key} must be {what}, got {given!r}")
     return v
 
 
@@ -98,45 +115,332 @@ def _check_hyper(key: str, v: Any) -> None:
         _bool(full, v)
 
 
+def _finite_numbers(key: str, v: Any) -> None:
+    """Generic check for a user optimizer's values: every number finite (lists too)."""
+    if isinstance(v, (list, tuple)):
+        for i, item in enumerate(v):
+            _finite_numbers(f"{key}[{i}]", item)
+    elif _is_number(v) and not math.isfinite(v):
+        raise ConfigError(f"{key} must be a finite number, got {v!r}")
+
+
+def _argument(key: str, value: Any) -> Any:
+    """A config value as a constructor argument: lists become tuples (torch's betas), and a
+    mapping with ``_target_`` is instantiated by Hydra (e.g. SAM's base optimizer class:
+    ``+optimizer.base_optimizer._target_=hydra.utils.get_class +optimizer.base_optimizer.path=torch.optim.SGD``)."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, Mapping) and "_target_" in value:
+        from hydra.utils import instantiate
+        try:
+            return instantiate(dict(value))
+        except Exception as e:
+            cause = e.__cause__ or e
+            raise ConfigError(f"{key}: {value['_target_']} cannot be instantiated: "
+                              f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
+    return value
+
+
+def optimizer_class(opt_cfg: Mapping[str, Any]) -> type:
+    """The optimizer class ``optimizer._target_`` names (a ``torch.optim.Optimizer`` subclass)."""
+    target = opt_cfg.get("_target_")
+    if target in (None, "???", "") or not isinstance(target, str):
+        name = opt_cfg.get("name")
+        which = f"optimizer {name!r}" if name else "this optimizer config"
+        raise ConfigError(f"optimizer._target_ is not set ({which}); give the class, e.g. "
+                          "optimizer=custom optimizer._target_=torch.optim.SGD (any torch.optim.Optimizer subclass)")
+    try:
+        cls = get_class(target)
+    except Exception as e:
+        cause = e.__cause__ or e
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"optimizer._target_={target!r} cannot be imported ({reason}); "
+                          "is its module on PYTHONPATH?") from None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError(f"optimizer._target_={target!r} is not a torch.optim.Optimizer subclass")
+    return cls
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_optimizers() -> dict[str, str]:
+    """Name -> class of the optimizer configs shipped in configs/optimizer/."""
+    from importlib import resources
+
+    out = {}
+    for f in resources.files("adaxbench.configs").joinpath("optimizer").iterdir():
+        if f.name.endswith(".yaml"):
+            c = OmegaConf.create(f.read_text())
+            if isinstance(c.get("name"), str) and c.get("_target_", "???") != "???":
+                out[c.name] = c._target_
+    return out
+
+
 def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Resolve ``optimizer`` config to (class, constructor kwargs), validating everything."""
     opt_cfg = _plain(opt_cfg)
-    target = opt_cfg.get("_target_")
-    name = opt_cfg.get("name", target)
-    if not isinstance(target, str):
-        raise ConfigError(f"optimizer {name!r} has no _target_ class; add e.g. `_target_: torch.optim.Adam`")
-    try:
-        cls = get_class(target)
-    except Exception:
-        raise ConfigError(f"optimizer._target_={target!r} cannot be imported") from None
+    cls = optimizer_class(opt_cfg)
+    target = opt_cfg["_target_"]
+    name = opt_cfg.get("name") or cls.__name__
+    ours = shipped_optimizers().get(name)
+    if ours is not None and ours != target:  # optimizer=adam optimizer._target_=mypkg.MyOpt
+        raise ConfigError(f"optimizer._target_={target} under the name {name!r} (our {ours}) would be reported as "
+                          f"{name}; use optimizer=custom optimizer._target_={target} (recorded as {cls.__name__}), "
+                          "or set optimizer.name")
     params = inspect.signature(cls.__init__).parameters
-    accepted = [p for p in params if p not in ("self", "params")]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    accepted = [p for p, v in params.items() if p not in ("self", "params")
+                and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
+    builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
     kwargs: dict[str, Any] = {}
     for key, value in opt_cfg.items():
         if key in OPTIMIZER_META:
             continue
-        if key not in params:
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}; accepted: {', '.join(accepted)}")
-        _check_hyper(key, value)
-        kwargs[key] = tuple(value) if isinstance(value, list) else value
+        if key not in accepted and not takes_any:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
+            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{hint}; "
+                              f"accepted: {', '.join(accepted) or '(none)'}")
+        if builtin:
+            _check_hyper(key, value)
+        else:
+            _finite_numbers(f"optimizer.{key}", value)
+            if key == "lr" and not isinstance(value, Mapping):
+                _number("optimizer.lr", value, low=0, low_open=True, high=None)
+        kwargs[key] = _argument(f"optimizer.{key}", value)
     # Let the optimizer's own checks speak too (e.g. torch.optim's ValueErrors), on a dummy tensor.
     try:
         cls([torch.zeros(1, requires_grad=True)], **kwargs)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"optimizer {name}: {str(e).splitlines()[0]}") from None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first}") from None
     return cls, kwargs
+
+
+def needs_closure(cls: type, kwargs: dict[str, Any]) -> bool:
+    """Whether ``cls.step`` must be given a closure that re-evaluates the loss on the same
+    batch (torch.optim.LBFGS, SAM-style two-pass steps).  Said by a class attribute
+    ``requires_closure = True``, or by ``step(self, closure)`` without a default; else, for a
+    user's optimizer, a probe: one ``step()`` without a closure on a dummy parameter, which
+    such optimizers refuse with an error that names the closure (SAM's ``assert closure``)."""
+    declared = getattr(cls, "requires_closure", None)
+    if isinstance(declared, bool):
+        return declared
+    try:
+        closure = inspect.signature(cls.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        closure = None
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        return True
+    if cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES):
+        return False
+    p = torch.zeros(1, requires_grad=True)
+    p.grad = torch.ones(1)
+    try:
+        cls([p], **kwargs).step()
+    except Exception as e:
+        return "closure" in f"{type(e).__name__} {e}".lower()
+    return False
+
+
+def name_optimizer(cfg: DictConfig, cls: type) -> None:
+    """Record a nameless optimizer (``optimizer=custom``) under its class name, so a user's
+    optimizer is never reported as one of ours."""
+    from omegaconf import open_dict
+
+    if isinstance(cfg.get("optimizer"), DictConfig) and not cfg.optimizer.get("name"):
+        with open_dict(cfg.optimizer):
+            cfg.optimizer.name = cls.__name__
+
+
+# ---------------------------------------------------------------------- schema (keys and types)
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{_describe(inner[0])} or null"
+    if origin in (list, typing.List):
+        return {"an integer": "a list of integers", "a number": "a list of numbers"}.get(
+            _describe(args[0]) if args else "", "a list")
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, "a value")
+
+
+def _same_type(raw: Any, typed: Any) -> bool:
+    """OmegaConf converts '5' -> 5 and 'no' -> False; the schema here is strict: only an int
+    where a number is expected is taken as it is."""
+    if raw is None or typed is None or raw == "???":
+        return True
+    if isinstance(raw, (list, tuple)) and isinstance(typed, (list, tuple)):
+        return len(raw) == len(typed) and all(_same_type(a, b) for a, b in zip(raw, typed))
+    if isinstance(raw, Mapping) or isinstance(typed, Mapping):
+        return True  # nested nodes are checked by their own schema (or are Any)
+    if type(raw) is type(typed):
+        return True
+    return type(raw) is int and type(typed) is float
+
+
+def _unknown_key(prefix: str, key: str, accepted: list[str], hint: str = "") -> ConfigError:
+    close = difflib.get_close_matches(key, accepted, n=1)
+    mean = f" (did you mean {prefix}{close[0]}?)" if close else hint
+    where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
+    return ConfigError(f"{prefix}{key} is not {where}{mean}; accepted: {', '.join(accepted)}")
+
+
+def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
+                 allowed: tuple[str, ...] | None = None, hint: str = "") -> None:
+    """Check a plain mapping against a schema dataclass: unknown keys, nested schema nodes,
+    then types and required keys (through OmegaConf's structured configs), strictly."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    hints = typing.get_type_hints(schema)
+    fields = [f.name for f in dataclasses.fields(schema)]
+    accepted = [f for f in fields if allowed is None or f in allowed]
+    for key in node:
+        if key not in accepted:
+            raise _unknown_key(prefix, str(key), accepted, hint)
+    flat = {}
+    for key, value in node.items():
+        if dataclasses.is_dataclass(hints[key]):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{key} must be a mapping of {key} settings, got {value!r}")
+            check_schema(value, hints[key], f"{prefix}{key}.")
+        else:
+            flat[key] = value
+    try:
+        typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), flat))
+    except OmegaConfBaseException as e:
+        key = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
+        if key in hints:
+            raise ConfigError(f"{prefix}{key} must be {_describe(hints[key])}, got {node.get(key)!r}") from None
+        raise ConfigError(f"{prefix[:-1] or 'config'}: {str(e).splitlines()[0]}") from None
+    for key in fields:
+        if key in flat and not _same_type(flat[key], typed[key]):
+            raise ConfigError(f"{prefix}{key} must be {_describe(hints[key])}, got {flat[key]!r}")
+        if typed.get(key) == "???" and flat.get(key, "???") == "???":
+            raise ConfigError(f"{prefix}{key} is required ({_describe(hints[key])}); "
+                              f"set it with +{prefix}{key}=VALUE")
+
+
+def _top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
+    """``+lr=0.1``: point to the nested key of that name (optimizer.lr)."""
+    for group in ("optimizer", "task", "trainer", "lr_schedule", "data"):
+        node = cfg.get(group)
+        if isinstance(node, Mapping) and key in node:
+            return f" (did you mean {group}.{key}?)"
+    return ""
+
+
+# ------------------------------------------------------------------------------ task, schedule
+
+def check_schedule(sched: Any, key: str) -> None:
+    """A built-in lr schedule against its schema and ranges; ``_target_`` schedules are
+    checked by their own code (plug-ins)."""
+    if not isinstance(sched, Mapping):
+        raise ConfigError(f"{key} must be a schedule config such as {{name: constant}}, got {sched!r}")
+    if "_target_" in sched:
+        return
+    name = sched.get("name")
+    if name not in S.SCHEDULE_SCHEMAS:
+        raise ConfigError(f"{key}.name={name!r} is unknown; accepted: {', '.join(SCHEDULES)} "
+                          f"(or {key}._target_=a torch.optim.lr_scheduler class)")
+    check_schema(sched, S.SCHEDULE_SCHEMAS[name], f"{key}.")
+    _int(f"{key}.warmup_steps", sched.get("warmup_steps", 0), low=0)
+    if name == "step":
+        ms = sched.get("milestones", [])
+        if not isinstance(ms, (list, tuple)) or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms):
+            raise ConfigError(f"{key}.milestones must be a list of positive epoch numbers, got {ms!r}")
+        _number(f"{key}.gamma", sched.get("gamma", 0.1), low=0, low_open=True, high=None)
+    if name == "cosine":
+        _number(f"{key}.min_factor", sched.get("min_factor", 0.0), low=0, high=1, high_open=False)
+
+
+def check_task(task: Any) -> None:
+    """A built-in task (``kind`` image or synthetic) against its schema and ranges; a task
+    with ``_target_`` is a user's plug-in, checked by its own code."""
+    from ..tasks import KINDS
+    from ..tasks.datasets import DATASETS
+    from ..tasks.models import MODELS
+    from ..tasks.synthetic import SYNTHETIC
+
+    if task is None:
+        raise ConfigError("task is missing; choose one with task=NAME (see `adaxbench list`)")
+    if not isinstance(task, Mapping):
+        raise ConfigError(f"task must be a task config (a mapping of its keys), got {task!r}")
+    if "_target_" in task:
+        return
+    kind = task.get("kind")
+    if kind not in S.TASK_SCHEMAS:
+        raise ConfigError(f"task.kind must be one of {', '.join(KINDS)}, got {kind!r} "
+                          "(or give task._target_=your task class)")
+    allowed = None
+    if kind == "synthetic":
+        problem = task.get("problem")
+        if problem not in SYNTHETIC:
+            raise ConfigError(f"task.problem must be one of {', '.join(SYNTHETIC)}, got {problem!r}")
+        allowed = S.SYNTHETIC_COMMON + S.SYNTHETIC_KEYS[problem]
+    check_schema(task, S.TASK_SCHEMAS[kind], "task.", allowed=allowed)
+    _int("task.batch_size", task.get("batch_size"))
+    _int("task.epochs", task.get("epochs"))
+    if task.get("target") is not None:
+        _number("task.target", task["target"])
+    for key in ("metric", "target_metric", "select_metric"):  # names the report and best look up
+        value = task.get(key)
+        if value is not None and (not isinstance(value, str) or value.partition("/")[0] not in ("train", "valid", "test")
+                                  or not value.partition("/")[2]):
+            raise ConfigError(f"task.{key} must be SPLIT/METRIC with SPLIT train, valid or test "
+                              f"(e.g. test/accuracy), got {value!r}")
+    if kind == "image":
+        for key, names in (("dataset", DATASETS), ("model", MODELS)):
+            value = task.get(key)
+            # A mapping (_target_) or, for data, a file of tensors is a user's part, checked by its own code.
+            users = isinstance(value, Mapping) or (key == "dataset" and isinstance(value, str)
+                                                   and value.endswith((".pt", ".pth")))
+            if not users and value not in names:
+                extra = ", a torch.save file (.pt)" if key == "dataset" else ""
+                raise ConfigError(f"task.{key} must be one of {', '.join(names)}{extra} "
+                                  f"(or task.{key}._target_=your class), got {value!r}")
+        _number("task.l2_reg", task.get("l2_reg", 0.0), low=0)
+        _int("task.crop_padding", task.get("crop_padding", 4), low=0)
+        _int("task.valid_size", task.get("valid_size", 0), low=0)
+        _int("task.train_eval_size", task.get("train_eval_size", 10000), low=1)
+    else:
+        if "noise_level" in task and task["noise_level"] is not None:
+            _number("task.noise_level", task["noise_level"], low=0)
+        if task.get("train_size") is not None:
+            _int("task.train_size", task["train_size"], low=task["batch_size"])
+        if task.get("steps_per_epoch") is not None:
+            _int("task.steps_per_epoch", task["steps_per_epoch"])
+        if task.get("x0") is not None:
+            _number("task.x0", task["x0"], low=-1, high=1, high_open=False)
+        if task.get("start") is not None:
+            start = task["start"]
+            if not isinstance(start, (list, tuple)) or len(start) != 2:
+                raise ConfigError(f"task.start must be a list of two numbers [u, v], got {start!r}")
+            for i, v in enumerate(start):
+                _number(f"task.start[{i}]", v)
+        if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
+            raise ConfigError(f"task.batch_size must be 1 for {problem} (one loss f_t per step), "
+                              f"got {task['batch_size']}")
+    if task.get("lr_schedule") is not None:
+        check_schedule(task["lr_schedule"], "task.lr_schedule")
 
 
 def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Validate the parts of the run config the runner consumes (raises ConfigError).
     Returns the optimizer class and constructor kwargs it resolved on the way."""
-    cfg = _plain(cfg)
-    _int("seed", cfg.get("seed"), low=0)
+    # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
+    cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
+    for key in cfg:  # unknown top-level keys (``+lr=0.1``), before anything reads them
+        if key not in S.RunConfig.__dataclass_fields__:
+            raise _unknown_key("", str(key), list(S.RunConfig.__dataclass_fields__), _top_level_hint(cfg, key))
+    for key in ("trainer", "data"):
+        node = cfg.get(key)
+        if node is not None and not isinstance(node, Mapping):
+            raise ConfigError(f"{key} must be a mapping of {key} settings, got {node!r}")
+    check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig)
+    _int("seed", cfg.get("seed", 0), low=0)
     task = cfg.get("task")
-    if not isinstance(task, Mapping) or "name" not in task:
-        raise ConfigError("task is missing; choose one with task=NAME (see `adaxbench list`)")
-    _int("task.batch_size", task.get("batch_size"))
-    _int("task.epochs", task.get("epochs"))
+    check_task(task)
     opt = cfg.get("optimizer")
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
@@ -144,17 +448,8 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     from ..plugins import check as check_plugins
     check_plugins(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
 
-    sched = cfg.get("lr_schedule") or task.get("lr_schedule") or {"name": "constant"}
-    if "_target_" not in sched and sched.get("name") not in SCHEDULES:
-        raise ConfigError(f"lr_schedule.name={sched.get('name')!r} is unknown; accepted: {', '.join(SCHEDULES)}")
-    _int("lr_schedule.warmup_steps", sched.get("warmup_steps", 0), low=0)
-    if sched.get("name") == "step":
-        ms = sched.get("milestones", [])
-        if not isinstance(ms, (list, tuple)) or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms):
-            raise ConfigError(f"lr_schedule.milestones must be a list of positive epoch numbers, got {ms!r}")
-        _number("lr_schedule.gamma", sched.get("gamma", 0.1), low=0, low_open=True, high=None)
-    if sched.get("name") == "cosine":
-        _number("lr_schedule.min_factor", sched.get("min_factor", 0.0), low=0, high=1, high_open=False)
+    if cfg.get("lr_schedule") is not None:
+        check_schedule(cfg["lr_schedule"], "lr_schedule")
 
     tr = cfg.get("trainer", {})
     _int("trainer.epochs", tr.get("epochs"), allow_none=True)
@@ -162,6 +457,10 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     _int("trainer.eval_limit", tr.get("eval_limit"), allow_none=True)
     _int("trainer.log_every", tr.get("log_every", 50))
     _int("trainer.eval_batch_size", tr.get("eval_batch_size", 1000))
+    limit, batch = tr.get("train_limit"), task.get("batch_size")
+    if limit is not None and task.get("kind") == "image" and isinstance(batch, int) and limit < batch:
+        raise ConfigError(f"trainer.train_limit={limit} is smaller than task.batch_size={batch}: no full batch to "
+                          f"train on; use trainer.train_limit >= {batch} or a smaller task.batch_size")
     if tr.get("optimizer_impl", "auto") not in OPTIMIZER_IMPLS:
         raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, "
                           f"got {tr.get('optimizer_impl')!r}")
@@ -178,6 +477,21 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         raise ConfigError(f"data.root must be a path, got {data.get('root')!r}")
     _bool("data.download", data.get("download", False))
     return optimizer
+
+
+def check_output_dir(path: str | os.PathLike, key: str) -> None:
+    """The run (or sweep) directory can be created and written: its nearest existing
+    ancestor is a writable directory (nothing is created here)."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={path} is a file, not a directory; choose another {key}")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {probe} is a file; choose another {key}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} cannot be written: no write permission in {probe}; choose another {key}")
 
 
 def resolve_device(spec: Any) -> torch.device:

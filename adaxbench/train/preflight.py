@@ -1,0 +1,304 @@
+"""``adaxbench run`` checks everything before the first job starts, through Hydra's own machinery.
+
+The command line is parsed by Hydra's argument parser and composed by Hydra's config loader
+with the same search path ``hydra.main`` builds (``--config-dir``, ``hydra.searchpath``), so a
+user's own ``optimizer/*.yaml`` or ``task/*.yaml`` are seen exactly as the run will see them.
+A sweep is expanded with the basic sweeper's own override parser and every job's config is
+composed (``load_sweep_config``, as the launchers do) and checked, so ``-m optimizer.lr=-1,0.01``
+fails before the good job trains.  Any failure becomes one line (``hydra_error_line``); with
+``HYDRA_FULL_ERROR=1`` the original exception propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from .validate import ConfigError, check_config, check_output_dir
+
+CONFIG_MODULE = "pkg://adaxbench.configs"
+CONFIG_NAME = "config"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# Launchers from the optional `cluster` extra, and the plugin module each needs.
+LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
+                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
+                    "slurm_gpu": "hydra_plugins.hydra_submitit_launcher"}
+
+
+def full_error() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+# Hydra flags that take a value (``--info`` takes an optional one from INFO_CHOICES).
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+               "-cd", "--experimental-rerun"}
+INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def flags_first(args: list[str]) -> list[str]:
+    """Hydra's parser wants flags before the overrides (``a=1 -m b=2`` is refused there);
+    move every flag, with its value, in front of the overrides, keeping both orders."""
+    flags, overrides = [], []
+    info_last = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):  # overrides never do (KEY=VALUE, +KEY=VALUE, ~KEY)
+            flags.append(arg)
+            takes = arg in VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_CHOICES)
+            if takes and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+            elif arg in ("--info", "-i"):  # without a value it must come last, or it eats an override
+                flags.pop()
+                info_last = True
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags + overrides + (["--info"] if info_last else [])
+
+
+def parse_args(args: list[str]) -> Any:
+    """The ``adaxbench run`` arguments as Hydra's own parser reads them."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> None:  # argparse would print its usage block and exit
+        raise ConfigError(f"{message} (see `adaxbench run --help`)")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser.parse_args(args)
+
+
+@contextlib.contextmanager
+def hydra_app(config_dir: str | None = None, config_path: str | None = None) -> Iterator[Any]:
+    """A Hydra instance with the search path ``hydra.main`` builds for adaxbench (the package's
+    configs, ``--config-dir`` prepended), cleared again on exit."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.config_search_path import SearchPathQuery
+
+    from .schema import register
+
+    register()
+    search_path = create_config_search_path(config_path or CONFIG_MODULE)
+    if config_dir is not None:
+        path = os.path.abspath(os.path.expanduser(config_dir))
+        if not os.path.isdir(path):
+            raise ConfigError(f"--config-dir {config_dir}: no such directory")
+        search_path.prepend(provider="command-line", path=f"file://{path}", anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    try:
+        yield Hydra.create_main_hydra2(task_name="adaxbench", config_search_path=search_path)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def group_options(group: str, args: list[str] | None = None) -> list[str]:
+    """The options of a config group on the search path that ``args`` (``--config-dir DIR``,
+    ``hydra.searchpath=[...]``) give, as Hydra's config repository lists them."""
+    ns = parse_args(list(args or []))
+    with hydra_app(ns.config_dir, ns.config_path) as hydra:
+        overrides = [o for o in ns.overrides if o.startswith("hydra.searchpath=")]
+        return sorted(hydra.config_loader.get_group_options(group, config_name=ns.config_name or CONFIG_NAME,
+                                                            overrides=overrides))
+
+
+def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
+    """The override list of every job the basic sweeper will launch (its own expansion:
+    ``hydra.sweeper.params`` of an experiment, then the command line); None for other sweepers."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _forgot_multirun(cfg: DictConfig, overrides: list[str]) -> None:
+    """``adaxbench run experiment=beta2_ablation`` without -m would train one job of 27."""
+    params = cfg.hydra.sweeper.get("params") or {}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    loose = [str(k) for k in params if str(k).lstrip("+~") not in given]
+    if loose:
+        raise ConfigError(f"this config sweeps over {', '.join(loose)} (hydra.sweeper.params): run it with -m, "
+                          f"or set {' and '.join(f'{k}=...' for k in loose)} to run one job")
+
+
+def _check_job(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} interpolations resolve as in the job
+    check_config(cfg)
+
+
+def preflight(args: list[str]) -> None:
+    """Compose and check what ``adaxbench run ARGS`` will run; raise on the first problem."""
+    from hydra.types import RunMode
+
+    ns = parse_args(args)
+    if ns.help or ns.hydra_help or ns.shell_completion or ns.info or ns.experimental_rerun:
+        return
+    commands = ns.run + (ns.cfg is not None) + ns.multirun
+    if commands > 1:
+        raise ConfigError("only one of --run, --multirun (-m) and --cfg can be given")
+    if ns.resolve and ns.cfg is None:
+        raise ConfigError("--resolve works only together with --cfg")
+    config_name = ns.config_name or CONFIG_NAME
+    overrides = list(ns.overrides)
+    with hydra_app(ns.config_dir, ns.config_path) as hydra:
+        mode = RunMode.MULTIRUN if ns.multirun else (hydra.get_mode(config_name, overrides) or RunMode.RUN)
+        try:
+            cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
+        except Exception as e:
+            if full_error():
+                raise
+            if str(e).startswith("Could not override '"):
+                raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
+            nulled = [o.split("=")[0].lstrip("+~") for o in overrides if o.endswith("=null") and "." not in o]
+            if str(e).startswith("Config group override must be a string") and nulled:
+                raise ConfigError(_group_set_to_null(nulled[0], hydra)) from e
+            raise
+        if ns.cfg:  # printing the config: composition is all it needs
+            return
+        if mode == RunMode.RUN:
+            _forgot_multirun(cfg, overrides)
+            _check_job(cfg)
+            check_output_dir(cfg.hydra.run.dir, "hydra.run.dir")
+            return
+        jobs = sweep_jobs(cfg, hydra.config_loader)
+        if jobs is None:  # another sweeper proposes its jobs as it goes: check the base config
+            _check_job(cfg)
+        for job in jobs or []:
+            try:
+                _check_job(hydra.config_loader.load_sweep_config(cfg, list(job)))
+            except Exception as e:
+                if full_error():
+                    raise
+                raise ConfigError(f"{hydra_error_line(e)} (in the sweep job {' '.join(job)})") from None
+        check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _group_set_to_null(group: str, hydra: Any) -> str:
+    if group == "lr_schedule":
+        return "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule) to use the task's own schedule"
+    try:
+        options = ", ".join(sorted(hydra.config_loader.get_group_options(group)))
+    except Exception:
+        options = "see `adaxbench list`"
+    optional = "" if group in ("task", "optimizer") else f", or leave {group} out"
+    return f"{group}=null: a config group is chosen by name; choose one of {options}{optional}"
+
+
+def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str]) -> str:
+    """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
+    import difflib
+
+    from hydra.types import RunMode
+
+    parent, _, leaf = key.rpartition(".")
+    if parent == "lr_schedule":
+        if leaf == "_target_":  # a user's own schedule (a torch.optim.lr_scheduler class or step -> factor)
+            return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
+        return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
+                f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        cfg = hydra.compose_config(config_name=config_name, overrides=rest, run_mode=RunMode.MULTIRUN)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        keys = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
+    except Exception:
+        keys = []
+    close = difflib.get_close_matches(leaf, keys, n=1)
+    where = f"a key of {parent}" if parent else "a top-level key"
+    text = f"{key} is not {where}" + (f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else "")
+    if not parent:  # lr=0.1: the key of that name one level down
+        for group in keys:
+            if isinstance(cfg.get(group), DictConfig) and leaf in cfg[group]:
+                text += f" (did you mean {group}.{leaf}?)"
+                break
+    if keys:
+        text += f"; keys there: {', '.join(map(str, keys))}"
+    if "_target_" in keys and not parent.startswith("hydra"):  # constructor arguments: new ones come with +
+        text += f"; to pass another argument write +{key}=VALUE"
+    return text
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def hydra_error_line(e: BaseException) -> str:
+    """One line for an error of Hydra's composition (or our own ConfigError)."""
+    from hydra.errors import MissingConfigException, OverrideParseException, SearchPathException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(e, ConfigError):
+        return str(e)
+    msg = str(e)
+    mark = getattr(e, "problem_mark", None)
+    if mark is not None:  # a YAML syntax error in a config file (ours or the user's)
+        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or _first_line(msg)})"
+    if isinstance(e, MissingConfigException):
+        missing = e.missing_cfg_file or ""
+        group, _, option = missing.rpartition("/")
+        if group == "hydra/launcher" and option in LAUNCHER_PLUGINS:
+            return (f"hydra/launcher={option} needs the launcher plugins: pip install 'adaxbench[cluster]' "
+                    "(hydra-joblib-launcher, hydra-submitit-launcher)")
+        if group and e.options is not None:
+            return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}"
+        return f"config '{missing}' not found ({_first_line(msg)})"
+    if isinstance(e, OverrideParseException):
+        lines = [line.strip() for line in msg.splitlines() if line.strip()]
+        return "; ".join(lines[:2]) + " (write KEY=VALUE, quote values with spaces or special characters)"
+    if isinstance(e, SearchPathException):
+        return _first_line(msg)
+    if msg.startswith("Ambiguous value for argument"):
+        arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
+        return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
+                "or quote the value for a string")
+    if msg.startswith("Could not override '"):  # (preflight names the keys that are there)
+        key = msg.split("'")[1]
+        return f"{key} is not in the config; to add a new key write +{key}=VALUE"
+    if msg.startswith("Could not append to config. An item is already at"):
+        key = msg.split("'")[1]
+        return f"{key} is already in the config: set it with {key}=VALUE (without the +)"
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None) or ""
+        what = _first_line(getattr(cause, "msg", None) or str(cause))
+        if msg.startswith("Error merging override "):
+            override = msg[len("Error merging override "):].strip()
+            return _typed_error(override, key, what)
+        return f"{_first_line(msg)}: {key + ': ' if key else ''}{what}"
+    return _first_line(msg) or type(e).__name__
+
+
+def _typed_error(override: str, key: str, what: str) -> str:
+    """``trainer.epochs=abc``: say what the schema accepts there."""
+    import typing
+
+    from . import schema
+    from .validate import _describe
+
+    value = override.split("=", 1)[1] if "=" in override else override
+    node: Any = schema.RunConfig
+    hint: Any = None
+    for part in key.split("."):
+        hints = typing.get_type_hints(node) if isinstance(node, type) else {}
+        if part not in hints:
+            hint = None
+            break
+        hint = node = hints[part]
+    if hint is not None:
+        return f"{key} must be {_describe(hint)}, got {value!r}"
+    return f"{override}: {what}"

@@ -22,7 +22,7 @@ commands:
 # Config groups the user picks with GROUP=OPTION, as `adaxbench list` shows them.
 GROUPS = {"task": "tasks", "optimizer": "optimizers", "lr_schedule": "lr schedules",
           "experiment": "experiments", "hydra/launcher": "launchers"}
-HYDRA_LAUNCHERS = ("basic",)
+HYDRA_LAUNCHERS = ("basic", "packed")  # packed: shipped as hydra_plugins.adaxbench_packed_launcher
 
 
 def config_options(group: str) -> list[str]:
@@ -70,6 +70,12 @@ def cmd_run(args: list[str]) -> int:
         print(f"adaxbench: error: {error}", file=sys.stderr)
         return 2
     import hydra
+    # Registers hydra/launcher=packed. Hydra's plugin scan finds it in an installed wheel, but
+    # cannot list the hydra_plugins namespace through setuptools' editable-install finder.
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
+
+    Plugins.instance().register(PackedLauncher)
 
     from .train import sweep
     from .train.runner import main_from_hydra

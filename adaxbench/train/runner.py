@@ -323,18 +323,11 @@ def _signals_raise_interrupted():
             signal.signal(sig, h)
 
 
-def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
-    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
-
-    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
-    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
-    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
-    """
-    run_dir = Path(run_dir)
+def check_previous(run_dir: Path, overrides: list[str] | None, resume: bool) -> RunResult | None:
+    """Create ``run_dir``; the result of a run that already finished there (to skip), else None.
+    Raises ConfigError where the dir holds another run, or a run and ``resume`` is false."""
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = _read_status(run_dir)
-    run = Run(cfg, run_dir, overrides)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
                 record.setting_overrides(previous["overrides"], keep_seed=True) != \
@@ -348,6 +341,21 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
         if previous.get("status") in FINISHED:
             log.info("skipping %s: already %s", run_dir, previous["status"])
             return RunResult(previous["status"], run_dir, previous.get("error"))
+    return None
+
+
+def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
+               raise_config_errors: bool = True) -> RunResult:
+    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
+
+    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
+    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
+    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
+    """
+    run_dir = Path(run_dir)
+    if (finished := check_previous(run_dir, overrides, resume)) is not None:
+        return finished
+    run = Run(cfg, run_dir, overrides)
     try:
         optimizer_spec = check_config(cfg)
     except ConfigError as e:

@@ -1,0 +1,184 @@
+"""Packed runs: each member of a pack is the run it would have been alone (metrics, run.json,
+checkpoint), diverging members leave the others alone, lr grids and resumes are exact, and
+``hydra/launcher=packed`` gives every job the basic launcher's run dir."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adaxbench.train.packed import Member, pack_key, plan, train
+from adaxbench.train.runner import Interrupted, Run, run_in_dir
+from adaxbench.train.validate import check_config
+
+from conftest import ROOT, adaxbench, compose_cfg, fake_image_arrays, needs_fmnist, read_run
+
+CPU = ["trainer.progress=false", "trainer.device=cpu"]
+
+
+def _members(base: Path, runs: list[list[str]]) -> list[Member]:
+    members = []
+    for k, overrides in enumerate(runs):
+        cfg = compose_cfg(overrides)
+        members.append(Member(Run(cfg, base / f"packed{k}", overrides), int(cfg.seed), check_config(cfg)))
+    return members
+
+
+def _alone_and_packed(tmp_path: Path, runs: list[list[str]]) -> list[tuple[tuple, tuple]]:
+    """Train every run alone (run_in_dir) and all of them as one pack; (alone, packed) records."""
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    train(_members(tmp_path, runs))
+    return [(read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")) for k in range(len(runs))]
+
+
+def _assert_same_rows(alone: pd.DataFrame, packed_: pd.DataFrame, rtol: float) -> None:
+    keys = ["step", "epoch", "split", "metric"]
+    pd.testing.assert_frame_equal(alone[keys], packed_[keys])
+    np.testing.assert_allclose(packed_["value"], alone["value"], rtol=rtol, atol=0)
+
+
+SYNTHETIC = {
+    "quadratic_deep": ["task=quadratic_deep", "optimizer=adam", "trainer.epochs=3", "trainer.log_every=2"],
+    "rosenbrock_2d": ["task=rosenbrock_2d", "optimizer=adax", "optimizer.lr=0.01", "task.train_size=2560",
+                      "trainer.epochs=2", "trainer.log_every=4"],
+    "reddi_online": ["task=reddi_online", "optimizer=adam", "optimizer.lr=0.5", "optimizer.betas=[0.9,0.99]",
+                     "task.steps_per_epoch=250", "trainer.epochs=2", "trainer.log_every=10"],
+}
+
+
+@pytest.mark.parametrize("task", sorted(SYNTHETIC))
+def test_synthetic_members_equal_their_runs_alone(task, tmp_path):
+    runs = [[*SYNTHETIC[task], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    records = _alone_and_packed(tmp_path, runs)
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["status"] == info_a["status"] == "completed", info_p["error"]
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+        assert info_p["final"] == pytest.approx(info_a["final"], rel=1e-6)
+        assert info_p["progress"] == info_a["progress"] and info_p["config"] == info_a["config"]
+        assert info_p["env"]["packed"] == {"members": 3} and info_p["env"]["optimizer_impl"] == \
+            info_a["env"]["optimizer_impl"]
+    # Seeds matter: the members were not one run copied three times.
+    data = [r[1][1] for r in records]
+    batch = [d[(d.split == "batch") & (d.metric == "loss")]["value"].to_numpy() for d in data]
+    if task != "reddi_online":  # its data order does not depend on the seed
+        assert not np.array_equal(batch[0], batch[1])
+
+
+def test_checkpoint_is_the_unpacked_checkpoint(tmp_path):
+    runs = [[*SYNTHETIC["reddi_online"], *CPU, "task=reddi_stochastic", f"seed={seed}"] for seed in (3, 4)]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+    for k in range(2):
+        a = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)
+        p = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)
+        assert a.keys() == p.keys()
+        for key in ("model", "scheduler", "step", "epoch", "metric_rows"):
+            assert str(a[key]) == str(p[key]), key
+        assert a["optimizer"]["param_groups"] == p["optimizer"]["param_groups"]
+        assert str(a["optimizer"]["state"]) == str(p["optimizer"]["state"])
+        assert all(torch.equal(a["rng"][k], p["rng"][k]) if isinstance(a["rng"][k], torch.Tensor)
+                   else a["rng"][k] == p["rng"][k] for k in a["rng"])
+
+
+def test_lr_grid_pack_is_exact(tmp_path):
+    common = ["task=quadratic_deep", "optimizer=sched_adax", "trainer.epochs=2", "trainer.log_every=1", *CPU]
+    runs = [[*common, "optimizer.lr=0.01", "seed=0"], [*common, "optimizer.lr=0.1", "seed=0"],
+            [*common, "optimizer.lr=0.01", "seed=1"], [*common, "optimizer.lr=0.3", "seed=2"]]
+    assert len({pack_key(compose_cfg(r)) for r in runs}) == 1
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        assert info_p["status"] == "completed"
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+        lrs = rows_p[rows_p.metric == "lr"]["value"].unique()
+        assert len(lrs) == 1 and lrs[0] == info_p["config"]["optimizer"]["lr"]
+
+
+def test_a_diverging_member_is_recorded_and_the_others_carry_on(tmp_path):
+    common = ["task=rosenbrock_2d", "optimizer=sgd", "task.train_size=1280", "trainer.epochs=2",
+              "trainer.log_every=2", *CPU]
+    runs = [[*common, "optimizer.lr=1e-3", "seed=0"], [*common, "optimizer.lr=0.5", "seed=1"],
+            [*common, "optimizer.lr=1e-3", "seed=2"]]
+    records = _alone_and_packed(tmp_path, runs)
+    statuses = [(a[0]["status"], p[0]["status"]) for a, p in records]
+    assert statuses == [("completed", "completed"), ("diverged", "diverged"), ("completed", "completed")]
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["error"] == info_a["error"]
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
+def test_resumed_pack_ends_as_the_uninterrupted_runs(tmp_path, monkeypatch):
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1)]
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    saved = []
+    original = Run.save_checkpoint
+
+    def save_then_stop(self, *args):  # SIGTERM after both members finished epoch 1
+        original(self, *args)
+        saved.append(self.run_dir)
+        if len(saved) == 2:
+            raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupted):
+        train(_members(tmp_path, runs))
+    assert [read_run(tmp_path / f"packed{k}")[0]["status"] for k in range(2)] == ["interrupted"] * 2
+    monkeypatch.setattr(Run, "save_checkpoint", original)
+    train(_members(tmp_path, runs))
+    for k in range(2):
+        (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
+        assert info_p["status"] == "completed" and info_p["progress"]["resumed_from_epoch"] == 1
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
+def test_what_cannot_be_packed_runs_alone():
+    base = ["task=quadratic_deep", *CPU]
+    configs = [compose_cfg([*base, "optimizer=adam", "seed=0"]), compose_cfg([*base, "optimizer=adafactor", "seed=0"]),
+               compose_cfg([*base, "optimizer=adam", "seed=1"]), compose_cfg([*base, "optimizer=adafactor", "seed=1"]),
+               compose_cfg([*base, "optimizer=adax", "seed=0"]), compose_cfg([*base, "optimizer=adam", "seed=2",
+                                                                            "trainer.compile=true"]),
+               compose_cfg([*base, "optimizer=adam", "seed=3", "task=rosenbrock_2d"]),
+               compose_cfg([*base, "optimizer=adam", "seed=4"])]
+    assert plan(configs, max_pack=2) == [[0, 2], [1], [3], [4], [5], [6], [7]]
+    assert plan(configs, max_pack=64) == [[0, 2, 7], [1], [3], [4], [5], [6]]
+
+
+def test_packed_launcher_sweep_has_the_basic_launchers_run_dirs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "hydra/launcher=packed", "task=quadratic_deep", "optimizer=adam,adafactor", "seed=0,1",
+            "trainer.epochs=2", "trainer.log_every=3", *CPU,
+            f"hydra.sweep.dir={sweep}"]
+    proc = adaxbench(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 completed, 0 diverged, 0 failed" in proc.stdout
+    assert "training 2 jobs as one pack" in proc.stdout + proc.stderr  # adam's seeds; Adafactor's alone
+    for job in range(4):
+        run_dir = sweep / str(job)
+        assert {p.name for p in (run_dir / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+        info, metrics = read_run(run_dir)
+        assert info["status"] == "completed" and (run_dir / "checkpoint.pt").exists()
+        assert f"seed={job % 2}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+        assert info["config"]["seed"] == job % 2 and f"seed={job % 2}" in info["overrides"]
+        assert ["optimizer=adam", "optimizer=adafactor"][job // 2] in info["overrides"]
+        assert ("packed" in info["env"]) == (job < 2)
+    # A relaunch skips every finished job, packed or not; report and best read the sweep.
+    again = adaxbench(*args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stderr.count("skipping") + again.stdout.count("skipping") == 4
+    proc = adaxbench("report", str(sweep), "--out", str(tmp_path / "report"), "--no-figures", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert len(summary) == 4 and set(summary["status"]) == {"completed"}
+
+
+def test_launcher_is_listed_and_bad_max_pack_is_one_line(tmp_path):
+    assert "packed" in adaxbench("list", cwd=tmp_path).stdout
+    proc = adaxbench("run", "-m", "hydra/launcher=packed", "hydra.launcher.max_pack=0", "task=quadratic_deep",
+                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "hydra.launcher.max_pack must be an integer >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr

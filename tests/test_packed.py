@@ -182,3 +182,35 @@ def test_launcher_is_listed_and_bad_max_pack_is_one_line(tmp_path):
                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     assert proc.returncode == 2 and "hydra.launcher.max_pack must be an integer >= 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@needs_fmnist
+def test_fmnist_mlp_members_match_their_runs_alone(tmp_path):
+    common = ["task=fmnist_mlp", "optimizer=adam", "trainer.train_limit=1024", "trainer.eval_limit=1000",
+              "trainer.epochs=1", "trainer.log_every=2", *CPU]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]):
+        assert info_p["status"] == "completed"
+        assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=1e-4)
+        assert abs(info_p["final"]["test/accuracy"] - info_a["final"]["test/accuracy"]) <= 0.002
+        _assert_same_rows(rows_a, rows_p, rtol=1e-3)  # float32 GEMMs batched differently: not bitwise
+
+
+def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypatch):
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    common = ["task=cifar10_resnet20", "optimizer=adaxw", "task.valid_size=32", "task.batch_size=32",
+              "trainer.train_limit=64", "trainer.eval_limit=32", "trainer.epochs=1", "trainer.log_every=1", *CPU]
+    records = _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]])
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["status"] == "completed"
+        _assert_same_rows(rows_a, rows_p, rtol=1e-3)
+    stats = []
+    for k in range(2):
+        alone = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)["model"]
+        mine = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)["model"]
+        for name in ("bn.running_mean", "bn.running_var", "blocks.8.bn2.running_var"):
+            torch.testing.assert_close(mine[name], alone[name], rtol=1e-4, atol=1e-6)
+        assert mine["bn.num_batches_tracked"] == alone["bn.num_batches_tracked"] == 2
+        stats.append(mine["bn.running_mean"])
+    assert not torch.allclose(stats[0], stats[1])  # each member its own statistics

@@ -3,7 +3,8 @@
 Small runs leave the hardware idle: a Reddi step costs the same ~300 µs for one copy of the
 1-d problem as for 32, and an MNIST-sized network barely occupies a GPU. A pack stacks the
 members' parameters and buffers along a leading member dimension and evaluates the task's
-own ``loss`` once per step for all of them with ``torch.func.vmap`` + ``functional_call``;
+own ``loss`` once per step for all of them with ``torch.func.vmap`` (the model's tensors
+swapped for the members' as ``functional_call`` does);
 one optimizer of the members' own class steps the stacked tensors.
 
 Every member is the run it would have been alone (``Run.execute``):
@@ -46,7 +47,7 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
@@ -105,16 +106,55 @@ def plan(configs: Sequence[DictConfig], max_pack: int) -> list[list[int]]:
     return groups
 
 
-class _Apply(nn.Module):
-    """``forward(fn, *args)`` calls ``fn(model, *args)``: with ``functional_call`` it runs any
-    task hook (loss, after_step) on given tensors in place of the model's own."""
+class _Swapped:
+    """Calls a task hook on ``model`` with given tensors in place of its parameters and buffers,
+    as ``torch.func.functional_call`` does, minus its per-call pytree work (which costs more
+    than a whole step of a small problem)."""
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
+    def __init__(self, model: nn.Module, names: list[str]):
         self.model = model
+        self.slots = []
+        for name in names:
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            self.slots.append((module._parameters if attr in module._parameters else module._buffers, attr))
 
-    def forward(self, fn, *args):
-        return fn(self.model, *args)
+    def __call__(self, hook, tensors: Sequence[torch.Tensor], *args):
+        saved = [slots[attr] for slots, attr in self.slots]
+        for (slots, attr), t in zip(self.slots, tensors):
+            slots[attr] = t
+        try:
+            return hook(self.model, *args)
+        finally:
+            for (slots, attr), t in zip(self.slots, saved):
+                slots[attr] = t
+
+
+try:  # torch.func.vmap's core, without its per-call pytree work (~0.3 ms: a small problem's whole step)
+    from torch._C._functorch import _add_batch_dim, _remove_batch_dim, _vmap_decrement_nesting, _vmap_increment_nesting
+except ImportError:  # pragma: no cover - other torch versions: the public API
+    _vmap_increment_nesting = None
+
+
+def _batched(x: Any, dims: Any, level: int) -> Any:
+    if dims is None:
+        return x
+    if isinstance(x, torch.Tensor):
+        return _add_batch_dim(x, dims, level)
+    return type(x)(_batched(a, d, level) for a, d in zip(x, dims))
+
+
+def _vmap(fn, size: int, tensors: Sequence[torch.Tensor], batch: Any = None, batch_dims: Any = None) -> tuple:
+    """``torch.func.vmap(fn, in_dims=(0, batch_dims))(tensors, batch)`` for ``fn`` returning a
+    tuple of tensors; randomness is an error, as there (no member could get its own stream)."""
+    if _vmap_increment_nesting is None:
+        return vmap(fn, in_dims=(0, batch_dims))(tuple(tensors), batch)
+    level = _vmap_increment_nesting(size, "error")
+    try:
+        out = fn([_add_batch_dim(t, 0, level) for t in tensors], _batched(batch, batch_dims, level))
+        return tuple(_remove_batch_dim(o, level, size, 0) for o in out)
+    finally:
+        _vmap_decrement_nesting()
 
 
 def _is_noop(method) -> bool:
@@ -170,9 +210,9 @@ class Pack:
         self.members = [m for g in self.groups for m in g]
         self.task = task
         base = self.members[0].model
-        self.apply = _Apply(base)
         self.param_names = [n for n, _ in base.named_parameters()]
         self.buffer_names = [n for n, _ in base.named_buffers()]
+        self.call = _Swapped(base, self.param_names + self.buffer_names)
         self.leaves = [{n: torch.stack([dict(m.model.named_parameters())[n].detach() for m in g]).requires_grad_(
             dict(base.named_parameters())[n].requires_grad) for n in self.param_names} for g in self.groups]
         self.buffers = {n: torch.stack([dict(m.model.named_buffers())[n] for m in self.members])
@@ -215,27 +255,27 @@ class Pack:
 
     # ---- the step ------------------------------------------------------------------
     def losses(self, batch: Any, in_dims: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        task, apply = self.task, self.apply
+        """Every member's ``task.loss`` on its own batch: ([M] losses, [M] correct counts)."""
+        task, call = self.task, self.call
 
         def member_loss(tensors, batch):
-            loss, correct = functional_call(apply, tensors, (task.loss, batch))
+            loss, correct = call(task.loss, tensors, batch)
             return loss, (correct if correct is not None else torch.zeros((), dtype=torch.int64, device=loss.device))
-        tensors = {f"model.{n}": t for n, t in (*self.params().items(), *self.buffers.items())}
-        return vmap(member_loss, in_dims=(0, in_dims))(tensors, batch)
+        tensors = (*self.params().values(), *self.buffers.values())
+        return _vmap(member_loss, len(self.members), tensors, batch, in_dims)
 
     def run_after_step(self) -> None:
         if self.after_step is None:
             return
-        hook, apply = self.after_step, self.apply
+        hook, call = self.after_step, self.call
 
-        def member_after(tensors):
-            functional_call(apply, tensors, (hook,))
-            return torch.zeros(())
+        def member_after(tensors, _):
+            call(hook, tensors)
+            return ()
         start = 0
         for leaves, g in zip(self.leaves, self.groups):  # the leaves themselves, so in-place hooks land
-            tensors = {f"model.{n}": t for n, t in leaves.items()}
-            tensors.update({f"model.{n}": b[start:start + len(g)] for n, b in self.buffers.items()})
-            vmap(member_after)(tensors)
+            tensors = (*leaves.values(), *(b[start:start + len(g)] for b in self.buffers.values()))
+            _vmap(member_after, len(g), tensors)
             start += len(g)
 
     # ---- a member's own objects ------------------------------------------------------
@@ -395,7 +435,7 @@ def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) ->
             members = pack.members
             t_epoch = time.perf_counter()
             iters = [task.batches(epoch, epoch_generator(m.seed, epoch, device)) for m in members]
-            pack.apply.train()
+            pack.call.model.train()
             for _ in range(steps_per_epoch):
                 logging_step = (step + 1) % log_every == 0
                 batch, in_dims = _stack_batches([next(it) for it in iters])

@@ -257,10 +257,6 @@ class Reddi:
         model = Params(x=torch.tensor(self.x0, device=self.device))
         for name in ("regret_loss_sum", "regret_coef_sum", "regret_steps"):
             model.register_buffer(name, torch.zeros((), dtype=torch.float64, device=self.device))
-        # The step being taken, added to the sums by after_step. Buffers (not attributes of the
-        # task) so that packed runs keep them per member; not persistent: never in a checkpoint.
-        for name in ("pending_loss", "pending_coef", "pending_steps"):
-            model.register_buffer(name, torch.zeros((), dtype=torch.float64, device=self.device), persistent=False)
         return model
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
@@ -274,21 +270,19 @@ class Reddi:
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, None]:
         loss = batch * model.x
-        # Regret is measured on f_t (online) or F (stochastic) at x_t, before the step moves it.
+        # Regret is measured on f_t (online) or F (stochastic) at x_t, the point this step starts
+        # from; the runner takes a step after every loss. In the model's buffers, not the task,
+        # so that each member of a packed run keeps its own.
         coef = self.mean_coef if self.stochastic else batch
         with torch.no_grad():
-            model.pending_coef.fill_(coef)
-            model.pending_loss.copy_(model.x * coef)
-            model.pending_steps.fill_(1)
+            model.regret_coef_sum.add_(coef)
+            model.regret_loss_sum.add_(model.x * coef)
+            model.regret_steps.add_(1)
         return loss, None
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
         model.x.copy_(model.x.clamp(-1.0, 1.0))  # Euclidean projection onto F = [-1, 1] (vmap has no clamp_)
-        for total, pending in ((model.regret_coef_sum, model.pending_coef), (model.regret_loss_sum, model.pending_loss),
-                               (model.regret_steps, model.pending_steps)):
-            total.add_(pending)
-            pending.zero_()
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, dict[str, float]]:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from adaxbench.cli import config_options
 from adaxbench.report.load import load_runs
 from adaxbench.train.packed import Member, pack_key, plan, train
 from adaxbench.train.runner import Interrupted, Run, run_in_dir
@@ -45,7 +46,7 @@ def _assert_same_rows(alone: pd.DataFrame, packed_: pd.DataFrame, rtol: float) -
 
 
 SYNTHETIC = {
-    "quadratic_deep": ["task=quadratic_deep", "optimizer=adam", "trainer.epochs=3", "trainer.log_every=2"],
+    "quadratic_deep": ["task=quadratic_deep", "optimizer=adam", "trainer.epochs=2", "trainer.log_every=2"],
     "rosenbrock_2d": ["task=rosenbrock_2d", "optimizer=adax", "optimizer.lr=0.01", "task.train_size=2560",
                       "trainer.epochs=2", "trainer.log_every=4"],
     "reddi_online": ["task=reddi_online", "optimizer=adam", "optimizer.lr=0.5", "optimizer.betas=[0.9,0.99]",
@@ -113,25 +114,27 @@ def test_a_diverging_member_is_recorded_and_the_others_carry_on(tmp_path):
 
 
 def test_resumed_pack_ends_as_the_uninterrupted_runs(tmp_path, monkeypatch):
-    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1)]
+    """A pack stopped by SIGTERM after epoch 1 resumes as a pack (members 0, 1) or alone (2)."""
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
     for k, overrides in enumerate(runs):
         run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
     saved = []
     original = Run.save_checkpoint
 
-    def save_then_stop(self, *args):  # SIGTERM after both members finished epoch 1
+    def save_then_stop(self, *args):
         original(self, *args)
         saved.append(self.run_dir)
-        if len(saved) == 2:
+        if len(saved) == len(runs):
             raise Interrupted(signal.SIGTERM)
 
     monkeypatch.setattr(Run, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupted):
         train(_members(tmp_path, runs))
-    assert [read_run(tmp_path / f"packed{k}")[0]["status"] for k in range(2)] == ["interrupted"] * 2
+    assert [read_run(tmp_path / f"packed{k}")[0]["status"] for k in range(3)] == ["interrupted"] * 3
     monkeypatch.setattr(Run, "save_checkpoint", original)
-    train(_members(tmp_path, runs))
-    for k in range(2):
+    train(_members(tmp_path, runs[:2]))
+    run_in_dir(compose_cfg(runs[2]), tmp_path / "packed2", runs[2], resume=True)
+    for k in range(3):
         (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
         assert info_p["status"] == "completed" and info_p["progress"]["resumed_from_epoch"] == 1
         _assert_same_rows(rows_a, rows_p, rtol=1e-6)
@@ -175,12 +178,14 @@ def test_packed_launcher_sweep_has_the_basic_launchers_run_dirs(tmp_path):
     assert set(runs.runs["optimizer"]) == {"adam", "adafactor"} and runs.metrics["run"].nunique() == 4
 
 
-def test_launcher_is_listed_and_bad_max_pack_is_one_line(tmp_path):
-    assert "packed" in adaxbench("list", cwd=tmp_path).stdout
-    proc = adaxbench("run", "-m", "hydra/launcher=packed", "hydra.launcher.max_pack=0", "task=quadratic_deep",
-                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
-    assert proc.returncode == 2 and "hydra.launcher.max_pack must be an integer >= 1" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_launcher_is_listed_and_bad_max_pack_is_one_line(capsys):
+    from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
+
+    assert "packed" in config_options("hydra/launcher")
+    with pytest.raises(SystemExit) as exit_:
+        PackedLauncher(max_pack=0)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "adaxbench: error: hydra.launcher.max_pack must be an integer >= 1, got 0\n"
 
 
 @needs_fmnist

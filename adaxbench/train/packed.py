@@ -81,7 +81,6 @@ def pack_key(cfg: DictConfig) -> str | None:
         return None
     if cls not in ELEMENTWISE or plain.get("trainer", {}).get("compile"):
         return None
-    plain.pop("hydra", None)
     for key in PER_MEMBER_KEYS:
         plain.pop(key, None)
     plain["optimizer"] = {"_target_": plain.get("optimizer", {}).get("_target_")}
@@ -225,8 +224,9 @@ class Pack:
                 states = [m.optimizer.state.get(dict(m.model.named_parameters())[n]) for m in g]
                 if states[0]:
                     self.optimizer.state[leaves[n]] = {
-                        k: v if k in SHARED_STATE or not isinstance(v, torch.Tensor)
-                        else torch.stack([s[k] for s in states]) for k, v in states[0].items()}
+                        k: (v.clone() if isinstance(v, torch.Tensor) else v) if k in SHARED_STATE
+                        or not isinstance(v, torch.Tensor) else torch.stack([s[k] for s in states])
+                        for k, v in states[0].items()}
         self.scheduler = LambdaLR(self.optimizer, lr_lambda)
         # Continue the members' schedules (a resumed pack): per-group lists side by side.
         state = {k: ([g[0].scheduler.state_dict()[k][0] for g in self.groups] if isinstance(v, list) else v)
@@ -445,7 +445,7 @@ def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) ->
                 losses.sum().backward()
                 if logging_step:
                     norms = [pack.grad_norm(m) for m in members]
-                lrs = [pack.lr(m) for m in members]
+                    lrs = [pack.lr(m) for m in members]
                 pack.optimizer.step()
                 diags = [_diagnostics(pack, m) for m in members] if logging_step else None
                 pack.scheduler.step()

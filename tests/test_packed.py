@@ -218,3 +218,12 @@ def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypa
         assert mine["bn.num_batches_tracked"] == alone["bn.num_batches_tracked"] == 2
         stats.append(mine["bn.running_mean"])
     assert not torch.allclose(stats[0], stats[1])  # each member its own statistics
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("task", ["quadratic_deep", "reddi_online"])
+def test_packed_on_cuda_matches_unpacked_on_cuda(task, tmp_path):
+    runs = [[*SYNTHETIC[task], "trainer.progress=false", "trainer.device=cuda", f"seed={seed}"] for seed in (0, 1)]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        assert info_p["status"] == info_a["status"] == "completed" and info_p["env"]["device"].startswith("cuda")
+        _assert_same_rows(rows_a, rows_p, rtol=1e-4)  # cuBLAS may sum a batched GEMM in another order

@@ -227,3 +227,19 @@ def test_packed_on_cuda_matches_unpacked_on_cuda(task, tmp_path):
     for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
         assert info_p["status"] == info_a["status"] == "completed" and info_p["env"]["device"].startswith("cuda")
         _assert_same_rows(rows_a, rows_p, rtol=1e-4)  # cuBLAS may sum a batched GEMM in another order
+
+
+def test_conv_net_with_l2_in_bf16_channels_last(tmp_path, monkeypatch):
+    """cifar10_3c3d: DeepOBS's L2 term under vmap, bf16 autocast and channels_last in a pack."""
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    common = ["task=cifar10_3c3d", "optimizer=adam", "task.valid_size=32", "task.batch_size=32",
+              "trainer.train_limit=64", "trainer.eval_limit=32", "trainer.epochs=1", "trainer.log_every=1",
+              "trainer.precision=bf16", "trainer.channels_last=true", *CPU]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]):
+        assert info_p["status"] == "completed"
+        first = rows_a.step == 1  # the first step's loss (with its L2 term), before any update
+        np.testing.assert_allclose(rows_p[first & (rows_p.metric == "loss")]["value"],
+                                   rows_a[first & (rows_a.metric == "loss")]["value"], rtol=1e-2)
+        assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=2e-2)

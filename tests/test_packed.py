@@ -243,3 +243,20 @@ def test_conv_net_with_l2_in_bf16_channels_last(tmp_path, monkeypatch):
         np.testing.assert_allclose(rows_p[first & (rows_p.metric == "loss")]["value"],
                                    rows_a[first & (rows_a.metric == "loss")]["value"], rtol=1e-2)
         assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=2e-2)
+
+
+def test_dropout_model_members_run_one_by_one(tmp_path, monkeypatch):
+    """All-CNN-C draws dropout masks from the global RNG: its jobs train alone, unchanged."""
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    executed = []
+    original = Run.execute
+    monkeypatch.setattr(Run, "execute", lambda self, **kw: executed.append(self.run_dir) or original(self, **kw))
+    common = ["task=cifar100_allcnnc", "optimizer=sgd", "task.valid_size=8", "task.batch_size=8",
+              "trainer.train_limit=8", "trainer.eval_limit=8", "trainer.epochs=1", "trainer.log_every=1", *CPU]
+    train(_members(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]))
+    assert executed == [tmp_path / "packed0", tmp_path / "packed1"]
+    for k in range(2):
+        info, rows = read_run(tmp_path / f"packed{k}")
+        assert info["status"] == "completed" and "packed" not in info["env"] and (rows.split == "test").any()

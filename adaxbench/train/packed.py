@@ -131,8 +131,11 @@ class _Swapped:
 
 try:  # torch.func.vmap's core, without its per-call pytree work (~0.3 ms: a small problem's whole step)
     from torch._C._functorch import _add_batch_dim, _remove_batch_dim, _vmap_decrement_nesting, _vmap_increment_nesting
+    # The batching rules torch.func.vmap registers on first use (e.g. nll_loss, without which
+    # cross_entropy loops over the members).
+    from torch._functorch.vmap import lazy_load_decompositions
 except ImportError:  # pragma: no cover - other torch versions: the public API
-    _vmap_increment_nesting = None
+    _vmap_increment_nesting = lazy_load_decompositions = None
 
 
 def _batched(x: Any, dims: Any, level: int) -> Any:
@@ -148,6 +151,7 @@ def _vmap(fn, size: int, tensors: Sequence[torch.Tensor], batch: Any = None, bat
     tuple of tensors; randomness is an error, as there (no member could get its own stream)."""
     if _vmap_increment_nesting is None:
         return vmap(fn, in_dims=(0, batch_dims))(tuple(tensors), batch)
+    lazy_load_decompositions()  # a flag check after the first call
     level = _vmap_increment_nesting(size, "error")
     try:
         out = fn([_add_batch_dim(t, 0, level) for t in tensors], _batched(batch, batch_dims, level))

@@ -52,6 +52,7 @@ bench: install data
 	$(BIN)/python scripts/bench_runner.py
 	$(BIN)/python scripts/bench_optim.py
 	$(BIN)/python scripts/bench_report.py
+	$(BIN)/python scripts/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) runs/demo .pytest_cache

@@ -29,12 +29,23 @@ def config_options(group: str, args: list[str] | None = None) -> list[str]:
     plugins, and a user's ``--config-dir DIR`` / ``hydra.searchpath=[...]`` in ``args``."""
     from .train.preflight import group_options
 
+    register_packed_launcher()
     return group_options(group, args)
+
+
+def register_packed_launcher() -> None:
+    """Registers hydra/launcher=packed. Hydra's plugin scan finds it in an installed wheel, but
+    cannot list the hydra_plugins namespace through setuptools' editable-install finder."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
+
+    Plugins.instance().register(PackedLauncher)
 
 
 def cmd_run(args: list[str]) -> int:
     from .train.preflight import flags_first, full_error, hydra_error_line, preflight
 
+    register_packed_launcher()
     args = flags_first(args)
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts

@@ -410,33 +410,24 @@ def _signals_raise_interrupted():
             signal.signal(sig, h)
 
 
-def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
-    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
-
-    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
-    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
-    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
-    """
-    run_dir = Path(run_dir)
+def lock_run_dir(run_dir: Path) -> FileLock:
+    """Create ``run_dir`` and take its lock: one live process per run dir.  An OS lock (flock)
+    dies with its process, so the lock of a killed run is simply taken over; a live holder
+    raises RunLocked.  The caller releases it when the run has ended."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    # One live process per run dir.  An OS lock (flock) dies with its process, so the lock of a
-    # killed run is simply taken over; a live holder makes this launch skip the run.
     lock = FileLock(run_dir / LOCK_FILE)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
-    try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
-    finally:
-        lock.release()
+    return lock
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool) -> RunResult:
+def check_previous(run_dir: Path, overrides: list[str] | None,
+                   resume: bool) -> tuple[dict[str, Any] | None, RunResult | None]:
+    """The run.json already in ``run_dir`` (None if none) and, where that run finished, its result
+    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false."""
     previous = _read_previous(run_dir)
-    run = Run(cfg, run_dir, overrides, previous)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
                 setting_overrides(previous["overrides"], keep_seed=True) != \
@@ -449,7 +440,32 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                               "pass resume=true to continue it, or choose another hydra.run.dir")
         if previous.get("status") in FINISHED:
             log.info("skipping %s: already %s", run_dir, previous["status"])
-            return RunResult(previous["status"], run_dir, previous.get("error"))
+            return previous, RunResult(previous["status"], run_dir, previous.get("error"))
+    return previous, None
+
+
+def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
+               raise_config_errors: bool = True) -> RunResult:
+    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
+
+    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
+    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
+    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
+    """
+    run_dir = Path(run_dir)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
+                raise_config_errors: bool) -> RunResult:
+    previous, finished = check_previous(run_dir, overrides, resume)
+    if finished is not None:
+        return finished
+    run = Run(cfg, run_dir, overrides, previous)
     try:
         optimizer_spec = check_config(cfg)
         name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name

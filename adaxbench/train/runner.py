@@ -9,8 +9,10 @@ per epoch, so a killed run keeps every finished epoch and can resume from it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -29,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..optim.schedules import build_lr_lambda
 from ..tasks import TaskError, build_task
-from . import record
+from . import record, threads
 from .record import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, MetricsLog
 from .validate import ConfigError, check_config, choose_impl, resolve_device
 
@@ -42,7 +44,7 @@ class Diverged(Exception):
 
 
 class Interrupted(BaseException):
-    """SIGINT/SIGTERM arrived: write what exists, status ``interrupted``."""
+    """SIGINT/SIGTERM/SIGUSR2 stopped the run: write what exists, status ``interrupted``."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -131,6 +133,10 @@ class Run:
         self.epochs_total = 0
         self.batch_size = 0
         self.resumed_from: int | None = None
+        self.resumed_from_step: int | None = None
+        # Stops by a signal (time limit, preemption, Ctrl-C): the step each one came at.
+        self.stops: list[dict[str, Any]] = []
+        self.stop_signals: StopSignals | None = None
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -157,7 +163,10 @@ class Run:
             "throughput": {"samples_per_s": samples / self.train_seconds if self.train_seconds > 0 else None,
                            "samples": samples},
             "progress": {"step": self.step, "epoch": self.epochs_done, "epochs_total": self.epochs_total,
-                         "resumed_from_epoch": self.resumed_from},
+                         "resumed_from_epoch": self.resumed_from,
+                         # Only for resumed/stopped runs: where it resumed, and each stop's step.
+                         **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
+                         **({"stops": self.stops} if self.stops else {})},
             "final": self.final,
         })
 
@@ -165,7 +174,8 @@ class Run:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
-                 "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final}
+                 "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
+                 "stops": self.stops}
         record.atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
@@ -180,12 +190,25 @@ class Run:
         self.step, self.epochs_done = int(state["step"]), int(state["epoch"])
         self.train_seconds, self.eval_seconds = float(state["train_seconds"]), float(state["eval_seconds"])
         self.final = dict(state["final"])
+        self.stops = list(state.get("stops", []))
         if (self.run_dir / METRICS_FILE).exists():
             self.metrics = MetricsLog.load(self.run_dir / METRICS_FILE)
         # Rows logged after the checkpoint (a partial epoch) are replayed, so drop them.
         self.metrics.truncate(int(state["metric_rows"]))
-        self.resumed_from = self.epochs_done
+        self.resumed_from, self.resumed_from_step = self.epochs_done, self.step
         return True
+
+    def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
+        """A stop signal arrived: checkpoint at this step (between two optimizer steps), then stop."""
+        signum = self.stop_signals.reason()
+        self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
+        if checkpoint:
+            self.save_checkpoint(model, optimizer, scheduler)
+        raise Interrupted(signum)
+
+    def stalled(self) -> bool:
+        """The last two stops came at the same step: a requeue would not progress either."""
+        return len(self.stops) >= 2 and self.stops[-1]["step"] == self.stops[-2]["step"]
 
     # ---- training ----------------------------------------------------------------
     def evaluate(self, task, model, epoch: float) -> None:
@@ -206,7 +229,9 @@ class Run:
         cfg = self.cfg
         tr = cfg.trainer
         device = resolve_device(tr.device)
+        budget = threads.configure(tr.get("threads", "auto"))
         self.env = record.environment(device)
+        self.env["threads"], self.env["threads_reason"] = budget.threads, budget.reason
         seed = int(cfg.seed)
         seed_everything(seed)
         task = build_task(cfg.task, cfg.data, device, seed, train_limit=tr.train_limit,
@@ -244,7 +269,15 @@ class Run:
                 forward.train()
                 gen = epoch_generator(seed, epoch, device)
                 t_epoch = time.perf_counter()
-                for batch in task.batches(epoch, gen):
+                batches = task.batches(epoch, gen)
+                if (done := self.step - epoch * steps_per_epoch) > 0:
+                    # Resumed mid-epoch: replay the epoch's order (a function of seed and epoch)
+                    # and skip the batches already trained, so the run continues exactly.
+                    batches = itertools.islice(batches, done, None)
+                for batch in batches:
+                    if self.stop_signals is not None and self.stop_signals.received:
+                        self.train_seconds += time.perf_counter() - t_epoch
+                        self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
                     logging_step = (self.step + 1) % log_every == 0
                     with autocast():
                         loss, correct = task.loss(forward, batch)
@@ -305,22 +338,50 @@ def _read_status(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-@contextlib.contextmanager
-def _signals_raise_interrupted():
-    """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of a run."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+# The signal SLURM sends before a job's time limit (sbatch --signal) and on preemption
+# through submitit; submitit reads the same variable.
+REQUEUE_SIGNAL = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and the requeue signal ask the run to stop at the next optimizer step.
+
+    The handler only records the signal; the training loop checkpoints at the step boundary
+    and then raises ``Interrupted`` (a handler that raised would leave the model between
+    two halves of a step).  A second SIGINT stops at once.  The handlers in place before
+    (submitit's, which requeue the job) are kept in ``previous``.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.received:
+            raise Interrupted(signum)
+        self.received.append(signum)
+        log.warning("received %s: stopping at the next step", signal.Signals(signum).name)
+
+    def reason(self) -> int:
+        return REQUEUE_SIGNAL if REQUEUE_SIGNAL in self.received else self.received[0]
+
+    def requeue_handler(self, signum: int):
+        """submitit's handler (checkpoint the job, requeue it, exit) when this stop should requeue."""
+        handler = self.previous.get(signum) if signum == REQUEUE_SIGNAL else None
+        return handler if callable(handler) else None
+
+    @contextlib.contextmanager
+    def installed(self):
+        for sig in (signal.SIGINT, signal.SIGTERM, REQUEUE_SIGNAL):
+            try:
+                self.previous[sig] = signal.signal(sig, self)
+            except ValueError:  # not in the main thread (e.g. a joblib worker thread)
+                pass
         try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread (e.g. a joblib worker thread)
-            pass
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
+            yield self
+        finally:
+            for sig, h in self.previous.items():
+                signal.signal(sig, h)
 
 
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
@@ -356,7 +417,8 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
         if raise_config_errors:
             raise
         return RunResult("failed", run_dir, str(e))
-    with _signals_raise_interrupted():
+    stop = run.stop_signals = StopSignals()
+    with stop.installed():
         try:
             return run.execute(resume=resume, optimizer_spec=optimizer_spec)
         except (ConfigError, TaskError) as e:
@@ -366,8 +428,26 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
                 raise ConfigError(run.error) from None
             return RunResult("failed", run_dir, run.error)
         except Interrupted as e:
+            requeue = stop.requeue_handler(e.signum)
+            if requeue is not None and run.stalled():
+                # Requeued, and stopped again at the very same step: requeueing again
+                # would loop forever. Say so instead.
+                run.status = "failed"
+                run.error = (f"stopped by {e} twice at step {run.step} without progress in between: the job's "
+                             "time limit leaves no time to train after start-up (raise hydra.launcher.timeout_min "
+                             "or lower hydra.launcher.signal_delay_s)")
+                log.error("run failed: %s", run.error)
+                run.write()
+                return RunResult("failed", run_dir, run.error)
             run.status, run.error = "interrupted", f"received {e}"
             run.write()
+            if requeue is not None:
+                try:
+                    requeue(e.signum, None)  # submitit: pickle the job, `scontrol requeue` it, exit
+                except Exception as why:  # submitit declined (e.g. timed out too many times)
+                    run.status, run.error = "failed", f"received {e} and not requeued: {why}"
+                    run.write()
+                    return RunResult("failed", run_dir, run.error)
             raise
         except SystemExit:
             # submitit's preemption/timeout handler requeues the job and exits from inside

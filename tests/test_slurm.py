@@ -160,3 +160,152 @@ def test_sigterm_to_a_cli_run_checkpoints_mid_epoch(tmp_path):
     step = info["progress"]["step"]
     assert info["status"] == "interrupted" and info["progress"]["stops"] == [{"step": step, "signal": "SIGTERM"}]
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == step > 0
+
+
+def test_slurm_time_limit_settings_that_would_kill_starting_jobs_are_refused(tmp_path):
+    """The issue's exit 140: timeout_min=1 with signal_delay_s=35 puts SLURM's warning
+    (sent up to 30 s early) inside the job's start-up. Refused before submitting."""
+    from adaxbench.train.slurm import check_launcher
+
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert "need timeout_min*60 - signal_delay_s >= 45" in check_launcher(
+        {"_target_": slurm, "timeout_min": 1, "signal_delay_s": 35})
+    assert check_launcher({"_target_": slurm, "timeout_min": 1, "signal_delay_s": 15}) is None
+    assert check_launcher({"_target_": slurm, "timeout_min": 240, "signal_delay_s": 120}) is None
+    proc = subprocess.run([sys.executable, "-m", "adaxbench", "run", "-m", "hydra/launcher=submitit_slurm",
+                           "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=35", "task=quadratic_deep",
+                           f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "adaxbench: error: hydra.launcher.signal_delay_s=35 leaves 25 s of hydra.launcher.timeout_min=1: SLURM sends "
+        "its time-limit signal up to 30 s early, so it would reach jobs while they start and kill them; need "
+        "timeout_min*60 - signal_delay_s >= 45"]
+    assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing was submitted
+
+
+def test_a_slurm_job_unpickles_its_task_without_importing_torch():
+    """submitit installs its SIGUSR2 handler only after unpickling the job: everything that
+    unpickling imports (the task function, the sweep callbacks) must load in well under a second."""
+    code = ("import sys, adaxbench.cli, adaxbench.train.sweep, adaxbench.train.threads, adaxbench.train.slurm, "
+            "hydra_plugins.hydra_submitit_launcher.submitit_launcher; "
+            "heavy = [m for m in ('torch', 'pandas', 'pyarrow') if m in sys.modules]; "
+            "assert not heavy, heavy; assert adaxbench.cli.run_job.__module__ == 'adaxbench.cli'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---- a real SLURM cluster ----------------------------------------------------------------
+
+from slurm_cluster import ClusterError, SlurmCluster, cannot_start_reason  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = cannot_start_reason()
+    if reason:
+        pytest.skip(reason)
+    c = SlurmCluster()
+    try:
+        c.start()
+    except (ClusterError, OSError, subprocess.SubprocessError) as e:
+        c.stop()
+        pytest.skip(f"the SLURM test cluster did not start: {e}")
+    # SLURM holds a requeued job for ~2 minutes before it may start again; release it at
+    # once so the tests do not wait (the resume itself is what they check).
+    done = threading.Event()
+
+    def release():
+        while not done.wait(0.5):
+            try:
+                c.release_requeued()
+            except (ClusterError, OSError, subprocess.SubprocessError):
+                pass
+    watcher = threading.Thread(target=release, daemon=True)
+    watcher.start()
+    yield c
+    done.set()
+    watcher.join()
+    c.cancel_all()
+    c.stop()
+
+
+def _slurm_run(cluster, *args, timeout=300, **kw):
+    env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("OMP_NUM_THREADS", None)  # the thread budget decides
+    return subprocess.run([sys.executable, "-m", "adaxbench", "run", "-m", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _statuses(sweep: Path) -> dict[str, str]:
+    return {p.parent.name: json.loads(p.read_text())["status"] for p in sorted(sweep.glob("*/run.json"))}
+
+
+def _array_job(sweep: Path) -> str:
+    """The SLURM job id of a sweep (its array), from submitit's folder."""
+    ids = sorted({p.name.split("_")[0] for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit()})
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def _final_record(cluster, job: str, timeout: float = 30) -> dict[str, str]:
+    """sacct's record of ``job`` (``ID`` or array task ``ID_i``) once it left RUNNING/COMPLETING
+    (submitit writes its result, which ends the sweep, before SLURM has finished the job)."""
+    deadline = time.time() + timeout
+    while True:
+        # A single job is not an array: job 7's task 0 is then plain 7.
+        row = next((r for r in cluster.sacct(job.split("_")[0]) if r["JobID"] in (job, job.removesuffix("_0"))), {})
+        if row.get("State") not in ("RUNNING", "COMPLETING", "PENDING", None) or time.time() > deadline:
+            return row
+        time.sleep(0.5)
+
+
+def _final_state(cluster, job: str) -> str | None:
+    return _final_record(cluster, job).get("State")
+
+
+SYNTHETIC_MIXED = ["task=quadratic_deep", "task.train_size=512", "optimizer=sgd", "optimizer.lr=0.05,1e12,-1",
+                   "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"]
+
+
+def test_submitit_slurm_sweep_records_each_outcome(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _slurm_run(cluster, "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=5",
+                      "hydra.launcher.cpus_per_task=1", *SYNTHETIC_MIXED, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one job failed
+    assert "1 completed, 1 diverged, 1 failed" in proc.stdout
+    assert _statuses(sweep) == {"0": "completed", "1": "diverged", "2": "failed"}
+    assert "optimizer.lr must be a number > 0" in read_run(sweep / "2")[0]["error"]
+    # Each job really went through SLURM, and used the one CPU it was given.
+    job = _array_job(sweep)
+    assert [_final_state(cluster, f"{job}_{i}") for i in range(3)] == ["COMPLETED"] * 3
+    for job in ("0", "1"):
+        env = read_run(sweep / job)[0]["env"]
+        assert env["threads"] == 1, env
+    # Relaunching the finished sweep submits nothing new for the completed/diverged jobs.
+    proc = _slurm_run(cluster, "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=5",
+                      "hydra.launcher.cpus_per_task=1", *SYNTHETIC_MIXED, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1 and "1 completed, 1 diverged, 1 failed" in proc.stdout
+
+
+def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {"ADAXBENCH_SLURM_PARTITION": "debug", "ADAXBENCH_SLURM_ACCOUNT": "root", "ADAXBENCH_SLURM_TIME_MIN": "7", "ADAXBENCH_SLURM_CPUS": "1",
+           "ADAXBENCH_SLURM_MEM_GB": "1"}
+    proc = subprocess.run([sys.executable, "-m", "adaxbench", "run", "-m", "hydra/launcher=slurm_gpu",
+                           "task=quadratic_deep", "task.train_size=512", "trainer.epochs=1", "trainer.progress=false",
+                           f"hydra.sweep.dir={sweep}"], cwd=ROOT, env={**cluster.env, **env}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 completed, 0 diverged, 0 failed" in proc.stdout
+    job = _array_job(sweep)
+    script = next((sweep / ".submitit").glob(f"{job}_*/{job}_*_submission.sh"), None) or \
+        next((sweep / ".submitit").glob("*/*_submission.sh"))
+    lines = set(script.read_text().splitlines())
+    for flag in ("--gpus-per-node=1", "--cpus-per-task=1", "--mem=1GB", "--time=7", "--partition=debug", "--account=root",
+                 "--ntasks-per-node=1", "--nodes=1", "--requeue", "--signal=USR2@120", "--job-name=adaxbench"):
+        assert f"#SBATCH {flag}" in lines, (flag, sorted(lines))
+    # The GPU was really allocated by the scheduler (the node declares Gres=gpu:1) ...
+    record = _final_record(cluster, f"{job}_0")
+    assert record["State"] == "COMPLETED" and "gres/gpu=1" in record["AllocTRES"], record
+    # ... while training ran on this GPU-less machine's CPU (trainer.device=auto).
+    info, _ = read_run(sweep / "0")
+    assert info["status"] == "completed" and info["env"]["device"] == "cpu"

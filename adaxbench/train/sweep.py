@@ -14,14 +14,14 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from .record import RUN_FILE
-
 # Set by the callback in the launching process; the CLI turns it into the exit status.
 LAST_SUMMARY: Counter | None = None
 
 
 def job_statuses(sweep_dir: Path) -> dict[Path, str]:
     """Status of every job directory directly under ``sweep_dir`` (``missing`` if none)."""
+    from .record import RUN_FILE  # here: a SLURM job unpickles this callback before it can handle signals
+
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
         path = job / RUN_FILE

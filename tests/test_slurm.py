@@ -13,8 +13,10 @@ with its GPU actually scheduled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,7 +243,8 @@ def _statuses(sweep: Path) -> dict[str, str]:
 
 def _array_job(sweep: Path) -> str:
     """The SLURM job id of a sweep (its array), from submitit's folder."""
-    ids = sorted({p.name.split("_")[0] for p in (sweep / ".submitit").iterdir() if p.name[0].isdigit()})
+    folder = sweep / ".submitit"
+    ids = sorted({p.name.split("_")[0] for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"\d+(_\d+)?", p.name)})
     assert len(ids) == 1, ids
     return ids[0]
 
@@ -251,8 +254,10 @@ def _final_record(cluster, job: str, timeout: float = 30) -> dict[str, str]:
     (submitit writes its result, which ends the sweep, before SLURM has finished the job)."""
     deadline = time.time() + timeout
     while True:
-        # A single job is not an array: job 7's task 0 is then plain 7.
-        row = next((r for r in cluster.sacct(job.split("_")[0]) if r["JobID"] in (job, job.removesuffix("_0"))), {})
+        # A single job is not an array: job 7's task 0 is then plain 7. The last record is the
+        # latest run of a requeued job.
+        rows = [r for r in cluster.sacct(job.split("_")[0]) if r["JobID"] in (job, job.removesuffix("_0"))]
+        row = rows[-1] if rows else {}
         if row.get("State") not in ("RUNNING", "COMPLETING", "PENDING", None) or time.time() > deadline:
             return row
         time.sleep(0.5)
@@ -309,3 +314,103 @@ def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):
     # ... while training ran on this GPU-less machine's CPU (trainer.device=auto).
     info, _ = read_run(sweep / "0")
     assert info["status"] == "completed" and info["env"]["device"] == "cpu"
+
+
+# 100 steps per epoch: long enough to be caught mid-run, a few seconds of CPU in all.
+LONG_QUADRATIC = ["task=quadratic_deep", "task.train_size=12800", "optimizer=adam", "optimizer.lr=0.003",
+                  "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1",
+                  "seed=0,1"]
+
+
+def _progress(run_dir: Path) -> dict:
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"status": info["status"], **info["progress"]}
+
+
+def _job_process(array_job: str, task: int) -> int:
+    """PID of the Python process that runs SLURM array task ``array_job_task`` on this machine."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"submitit.core._submit" not in argv or not Path(argv[0].decode()).name.startswith("python"):
+                continue  # srun's command line names the module too
+            env = dict(v.split("=", 1) for v in (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                       if "=" in v)
+        except OSError:
+            continue
+        if env.get("SLURM_ARRAY_JOB_ID") == array_job and env.get("SLURM_ARRAY_TASK_ID") == str(task):
+            return int(proc.name)
+    raise LookupError(f"no process for job {array_job}_{task}")
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (value := predicate()):
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_time_limit_and_preemption_resume_to_the_uninterrupted_metrics(cluster, tmp_path):
+    """Job 0 reaches its time limit (timeout_min=1): SLURM's SIGUSR2 makes it checkpoint at its
+    current step and submitit requeue it. Job 1 is preempted with `scontrol requeue` (SIGTERM).
+    Both resume from their checkpoints and end with the metrics of uninterrupted runs (same
+    thread count), and the sweep reports both completed."""
+    straight = tmp_path / "straight"
+    reference = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", "-m", *LONG_QUADRATIC,
+                                  f"hydra.sweep.dir={straight}"], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    sweep = tmp_path / "sweep"
+    env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
+    launch = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", "-m", "hydra/launcher=submitit_slurm",
+                               "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
+                               "hydra.launcher.max_num_timeout=10", "hydra.launcher.cpus_per_task=1",
+                               *LONG_QUADRATIC, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: (sweep / ".submitit").exists() and any(re.fullmatch(r"\d+_\d+", p.name) for p in
+                                                              (sweep / ".submitit").iterdir()), 60, "submission")
+        job = _array_job(sweep)
+        # Preemption: requeue job 1 while it trains.
+        _wait(lambda: _progress(sweep / "1").get("step", 0) > 0, 90, "job 1 to train")
+        cluster.run("scontrol", "requeue", f"{job}_1")
+        # Time limit: job 0 trains, then sits (stopped, so it spares the shared CPUs, as a long
+        # epoch would not) until SLURM must have sent the time-limit signal: 60 s limit - 15 s
+        # delay - up to 30 s early = 15..45 s after its start.
+        _wait(lambda: _progress(sweep / "0").get("step", 0) > 0, 90, "job 0 to train")
+        started = time.time()  # no earlier than the job's start
+        pid = _job_process(job, 0)
+        os.kill(pid, signal.SIGSTOP)
+        try:  # slurmstepd sends SIGCONT with its signal: the job then checkpoints and requeues
+            _wait(lambda: time.time() > started + 47 or "SIGUSR2" in str(_progress(sweep / "0").get("stops")),
+                  60, "the time-limit signal")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        out, err = launch.communicate(timeout=240)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+    assert launch.returncode == 0, out + err
+    assert "2 completed, 0 diverged, 0 failed" in out
+    assert reference.wait(timeout=240) == 0, reference.communicate()[1]
+
+    timed_out, _ = read_run(sweep / "0")
+    preempted, _ = read_run(sweep / "1")
+    assert "SIGUSR2" in [s["signal"] for s in timed_out["progress"]["stops"]], timed_out["progress"]
+    assert preempted["progress"]["stops"][0]["signal"] == "SIGTERM", preempted["progress"]
+    # SLURM's own account: each was requeued at least once, then completed.
+    for task in (0, 1):
+        assert _final_state(cluster, f"{job}_{task}") == "COMPLETED"
+        states = [r["State"] for r in cluster.sacct(job) if r["JobID"] == f"{job}_{task}"]
+        assert "REQUEUED" in states, (task, states)
+    for run in ("0", "1"):
+        info, metrics = read_run(sweep / run)
+        ref_info, ref_metrics = read_run(straight / run)
+        assert info["status"] == "completed" and info["env"]["threads"] == ref_info["env"]["threads"] == 1
+        pd.testing.assert_frame_equal(comparable(metrics), comparable(ref_metrics))
+        assert info["final"] == ref_info["final"]

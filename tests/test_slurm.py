@@ -342,6 +342,18 @@ def _job_process(array_job: str, task: int) -> int:
     raise LookupError(f"no process for job {array_job}_{task}")
 
 
+def _diagnostics(cluster, sweep: Path, job: str) -> str:
+    """What SLURM and the jobs said, for a failure message."""
+    parts = ["\n--- sacct"] + [str(r) for r in cluster.sacct(job, "JobID,State,ExitCode,Start,End")]
+    ctld = cluster.root / "log" / "slurmctld.log"
+    parts += ["--- slurmctld.log", "\n".join(ctld.read_text(errors="replace").splitlines()[-40:])]
+    for log in sorted((sweep / ".submitit").glob("*/*_log.*")):
+        parts += [f"--- {log.name}", log.read_text(errors="replace")[-3000:]]
+    for run in sorted(sweep.glob("*/run.json")):
+        parts += [f"--- {run}", run.read_text()[:1500]]
+    return "\n".join(parts)
+
+
 def _wait(predicate, timeout: float, what: str):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -391,8 +403,8 @@ def test_time_limit_and_preemption_resume_to_the_uninterrupted_metrics(cluster, 
     finally:
         if launch.poll() is None:
             launch.kill()
-    assert launch.returncode == 0, out + err
-    assert "2 completed, 0 diverged, 0 failed" in out
+    assert launch.returncode == 0 and "2 completed, 0 diverged, 0 failed" in out, \
+        out + err + _diagnostics(cluster, sweep, job)
     assert reference.wait(timeout=240) == 0, reference.communicate()[1]
 
     timed_out, _ = read_run(sweep / "0")

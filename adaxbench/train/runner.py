@@ -384,21 +384,6 @@ class StopSignals:
                 signal.signal(sig, h)
 
 
-def _await_slurm_teardown(stop: StopSignals, terms_before: int, timeout: float = 120) -> None:
-    """After `scontrol requeue` of its own job, let SLURM stop the job (SIGTERM) instead of exiting first.
-
-    A job that requeues itself and then exits on its own can be recorded FAILED
-    (NonZeroExitCode) by SLURM and never run again, when its exit reaches slurmctld in the
-    middle of the requeue: 7 of 12 tries on SLURM 22.05, whatever the exit code. A job that
-    waits to be stopped was requeued every time.
-    """
-    if "SLURM_JOB_ID" not in os.environ:
-        return
-    deadline = time.monotonic() + timeout
-    while stop.received.count(signal.SIGTERM) == terms_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
                raise_config_errors: bool = True) -> RunResult:
     """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
@@ -457,12 +442,8 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
             run.status, run.error = "interrupted", f"received {e}"
             run.write()
             if requeue is not None:
-                terms = stop.received.count(signal.SIGTERM)
                 try:
                     requeue(e.signum, None)  # submitit: pickle the job, `scontrol requeue` it, exit
-                except SystemExit:
-                    _await_slurm_teardown(stop, terms)
-                    raise
                 except Exception as why:  # submitit declined (e.g. timed out too many times)
                     run.status, run.error = "failed", f"received {e} and not requeued: {why}"
                     run.write()

@@ -314,8 +314,7 @@ def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):
 
 # 100 steps per epoch: long enough to be caught mid-run, a few seconds of CPU in all.
 LONG_QUADRATIC = ["task=quadratic_deep", "task.train_size=12800", "optimizer=adam", "optimizer.lr=0.003",
-                  "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1",
-                  "seed=0,1"]
+                  "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1"]
 
 
 def _progress(run_dir: Path) -> dict:
@@ -326,8 +325,8 @@ def _progress(run_dir: Path) -> dict:
     return {"status": info["status"], **info["progress"]}
 
 
-def _job_process(array_job: str, task: int) -> int:
-    """PID of the Python process that runs SLURM array task ``array_job_task`` on this machine."""
+def _job_process(job: str) -> int:
+    """PID of the Python process that runs SLURM job ``job`` on this machine."""
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
@@ -337,9 +336,9 @@ def _job_process(array_job: str, task: int) -> int:
                        if "=" in v)
         except OSError:
             continue
-        if env.get("SLURM_ARRAY_JOB_ID") == array_job and env.get("SLURM_ARRAY_TASK_ID") == str(task):
+        if env.get("SLURM_JOB_ID") == job:
             return int(proc.name)
-    raise LookupError(f"no process for job {array_job}_{task}")
+    raise LookupError(f"no process for job {job}")
 
 
 def _diagnostics(cluster, sweep: Path, job: str) -> str:
@@ -363,62 +362,72 @@ def _wait(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _submitted(sweep: Path) -> str:
+    folder = sweep / ".submitit"
+    _wait(lambda: folder.exists() and any(re.fullmatch(r"\d+(_\d+)?", p.name) for p in folder.iterdir()), 60,
+          f"the submission of {sweep}")
+    return _array_job(sweep)
+
+
 def test_time_limit_and_preemption_resume_to_the_uninterrupted_metrics(cluster, tmp_path):
-    """Job 0 reaches its time limit (timeout_min=1): SLURM's SIGUSR2 makes it checkpoint at its
-    current step and submitit requeue it. Job 1 is preempted with `scontrol requeue` (SIGTERM).
-    Both resume from their checkpoints and end with the metrics of uninterrupted runs (same
-    thread count), and the sweep reports both completed."""
+    """A job that reaches its time limit (timeout_min=1): SLURM's SIGUSR2 makes it checkpoint
+    at its current step and submitit requeue it. A job preempted with `scontrol requeue`
+    (SIGTERM). Both resume from their checkpoints and end with the metrics of uninterrupted
+    runs (same thread count), and each sweep reports its job completed.
+
+    Two one-job sweeps rather than one array: SLURM 22.05 can record an array task FAILED,
+    never to run again, when a sibling task completes while it is being requeued."""
     straight = tmp_path / "straight"
-    reference = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", "-m", *LONG_QUADRATIC,
+    reference = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", "-m", *LONG_QUADRATIC, "seed=0,1",
                                   f"hydra.sweep.dir={straight}"], cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-    sweep = tmp_path / "sweep"
     env = {**cluster.env, "PYTHONUNBUFFERED": "1"}
-    launch = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", "-m", "hydra/launcher=submitit_slurm",
-                               "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
-                               "hydra.launcher.max_num_timeout=10", "hydra.launcher.cpus_per_task=1",
-                               *LONG_QUADRATIC, f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweeps = {"timeout": tmp_path / "timeout", "preempt": tmp_path / "preempt"}
+    launches = {name: subprocess.Popen(
+        [sys.executable, "-m", "adaxbench", "run", "-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=1",
+         "hydra.launcher.signal_delay_s=15", "hydra.launcher.max_num_timeout=10", "hydra.launcher.cpus_per_task=1",
+         *LONG_QUADRATIC, f"seed={seed}", f"hydra.sweep.dir={sweeps[name]}"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed, name in enumerate(sweeps)}
+    outputs = {}
     try:
-        _wait(lambda: (sweep / ".submitit").exists() and any(re.fullmatch(r"\d+_\d+", p.name) for p in
-                                                              (sweep / ".submitit").iterdir()), 60, "submission")
-        job = _array_job(sweep)
-        # Preemption: requeue job 1 while it trains.
-        _wait(lambda: _progress(sweep / "1").get("step", 0) > 0, 90, "job 1 to train")
-        cluster.run("scontrol", "requeue", f"{job}_1")
-        # Time limit: job 0 trains, then sits (stopped, so it spares the shared CPUs, as a long
+        jobs = {name: _submitted(sweep) for name, sweep in sweeps.items()}
+        # Preemption: requeue the job while it trains.
+        _wait(lambda: _progress(sweeps["preempt"] / "0").get("step", 0) > 0, 90, "the preempted job to train")
+        cluster.run("scontrol", "requeue", jobs["preempt"])
+        # Time limit: the job trains, then sits (stopped, so it spares the shared CPUs, as a long
         # epoch would not) until SLURM must have sent the time-limit signal: 60 s limit - 15 s
         # delay - up to 30 s early = 15..45 s after its start.
-        _wait(lambda: _progress(sweep / "0").get("step", 0) > 0, 90, "job 0 to train")
+        _wait(lambda: _progress(sweeps["timeout"] / "0").get("step", 0) > 0, 90, "the timed-out job to train")
         started = time.time()  # no earlier than the job's start
-        pid = _job_process(job, 0)
+        pid = _job_process(jobs["timeout"])
         os.kill(pid, signal.SIGSTOP)
         try:  # slurmstepd sends SIGCONT with its signal: the job then checkpoints and requeues
-            _wait(lambda: time.time() > started + 47 or "SIGUSR2" in str(_progress(sweep / "0").get("stops")),
-                  60, "the time-limit signal")
+            _wait(lambda: time.time() > started + 47 or
+                  "SIGUSR2" in str(_progress(sweeps["timeout"] / "0").get("stops")), 60, "the time-limit signal")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        out, err = launch.communicate(timeout=240)
+        for name, launch in launches.items():
+            outputs[name] = launch.communicate(timeout=240)
     finally:
-        if launch.poll() is None:
-            launch.kill()
-    assert launch.returncode == 0 and "2 completed, 0 diverged, 0 failed" in out, \
-        out + err + _diagnostics(cluster, sweep, job)
+        for launch in launches.values():
+            if launch.poll() is None:
+                launch.kill()
+    for name, (out, err) in outputs.items():
+        assert launches[name].returncode == 0 and "1 completed, 0 diverged, 0 failed" in out, \
+            out + err + _diagnostics(cluster, sweeps[name], jobs[name])
     assert reference.wait(timeout=240) == 0, reference.communicate()[1]
 
-    timed_out, _ = read_run(sweep / "0")
-    preempted, _ = read_run(sweep / "1")
+    timed_out, _ = read_run(sweeps["timeout"] / "0")
+    preempted, _ = read_run(sweeps["preempt"] / "0")
     assert "SIGUSR2" in [s["signal"] for s in timed_out["progress"]["stops"]], timed_out["progress"]
     assert preempted["progress"]["stops"][0]["signal"] == "SIGTERM", preempted["progress"]
-    # SLURM's own account: each was requeued at least once, then completed.
-    for task in (0, 1):
-        assert _final_state(cluster, f"{job}_{task}") == "COMPLETED"
-        states = [r["State"] for r in cluster.sacct(job) if r["JobID"] == f"{job}_{task}"]
-        assert "REQUEUED" in states, (task, states)
-    for run in ("0", "1"):
-        info, metrics = read_run(sweep / run)
-        ref_info, ref_metrics = read_run(straight / run)
+    for seed, name in enumerate(sweeps):
+        # SLURM's own account: requeued at least once, then completed.
+        assert _final_state(cluster, jobs[name]) == "COMPLETED"
+        assert "REQUEUED" in [r["State"] for r in cluster.sacct(jobs[name]) if r["JobID"] == jobs[name]]
+        info, metrics = read_run(sweeps[name] / "0")
+        ref_info, ref_metrics = read_run(straight / str(seed))
         assert info["status"] == "completed" and info["env"]["threads"] == ref_info["env"]["threads"] == 1
         pd.testing.assert_frame_equal(comparable(metrics), comparable(ref_metrics))
         assert info["final"] == ref_info["final"]

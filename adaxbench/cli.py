@@ -42,6 +42,18 @@ def register_packed_launcher() -> None:
     Plugins.instance().register(PackedLauncher)
 
 
+def run_job(cfg):
+    """The Hydra task function of ``adaxbench run``.
+
+    A SLURM job unpickles it before submitit installs its signal handlers, so it lives
+    here, where nothing heavy is imported: importing the runner (torch) takes seconds, and
+    a time-limit signal in that window would kill the job instead of requeueing it.
+    """
+    from .train.runner import main_from_hydra
+
+    return main_from_hydra(cfg)
+
+
 def cmd_run(args: list[str]) -> int:
     from .train.preflight import flags_first, full_error, hydra_error_line, preflight
 
@@ -57,10 +69,9 @@ def cmd_run(args: list[str]) -> int:
     import hydra
 
     from .train import sweep
-    from .train.runner import main_from_hydra
 
     task_function = hydra.main(config_path="pkg://adaxbench.configs", config_name="config",
-                               version_base="1.3")(main_from_hydra)
+                               version_base="1.3")(run_job)
     argv = sys.argv
     sys.argv = ["adaxbench run", *args]
     sweep.LAST_SUMMARY = None

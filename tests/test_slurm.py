@@ -267,21 +267,24 @@ def _final_state(cluster, job: str) -> str | None:
     return _final_record(cluster, job).get("State")
 
 
-SYNTHETIC_MIXED = ["task=quadratic_deep", "task.train_size=512", "optimizer=sgd", "optimizer.lr=0.05,1e12,-1",
+# Completes, diverges, and (mnist_mlp without its data: a failure found only when the job runs,
+# since every job's config is checked before the sweep starts) fails twice.
+SYNTHETIC_MIXED = ["task=quadratic_deep,mnist_mlp", "optimizer=sgd", "optimizer.lr=0.05,1e12",
                    "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"]
 
 
 def test_submitit_slurm_sweep_records_each_outcome(cluster, tmp_path):
     sweep = tmp_path / "sweep"
     proc = _slurm_run(cluster, "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=5",
-                      "hydra.launcher.cpus_per_task=1", *SYNTHETIC_MIXED, f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 1, proc.stdout + proc.stderr  # one job failed
-    assert "1 completed, 1 diverged, 1 failed" in proc.stdout
-    assert _statuses(sweep) == {"0": "completed", "1": "diverged", "2": "failed"}
-    assert "optimizer.lr must be a number > 0" in read_run(sweep / "2")[0]["error"]
+                      "hydra.launcher.cpus_per_task=1", *SYNTHETIC_MIXED, f"data.root={tmp_path / 'no-data'}",
+                      f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # two jobs failed
+    assert "1 completed, 1 diverged, 2 failed" in proc.stdout
+    assert _statuses(sweep) == {"0": "completed", "1": "diverged", "2": "failed", "3": "failed"}
+    assert "not found" in read_run(sweep / "2")[0]["error"]
     # Each job really went through SLURM, and used the one CPU it was given.
     job = _array_job(sweep)
-    assert [_final_state(cluster, f"{job}_{i}") for i in range(3)] == ["COMPLETED"] * 3
+    assert [_final_state(cluster, f"{job}_{i}") for i in range(4)] == ["COMPLETED"] * 4
     for job in ("0", "1"):
         env = read_run(sweep / job)[0]["env"]
         assert env["threads"] == 1, env

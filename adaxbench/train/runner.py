@@ -447,12 +447,15 @@ class StopSignals:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.previous: dict[int, Any] = {}
-        # Until training starts there is nothing to checkpoint: a signal stops the run at once,
-        # and a resume that has not loaded its checkpoint yet rewrites nothing (only the status).
+        # Until training starts there is nothing to checkpoint: SIGINT/SIGTERM stop the run at
+        # once, so a resume that has not loaded its checkpoint yet rewrites nothing (only the
+        # status).  The requeue signal always waits for the loop, which records the stop: a job
+        # signalled again before it progressed is then told apart from one that progressed.
         self.deferred = False
 
     def __call__(self, signum: int, frame) -> None:
-        if not self.deferred or (signum == signal.SIGINT and signal.SIGINT in self.received):
+        if (not self.deferred and signum != REQUEUE_SIGNAL) or \
+                (signum == signal.SIGINT and signal.SIGINT in self.received):
             raise Interrupted(signum)
         self.received.append(signum)
         log.warning("received %s: stopping at the next step", signal.Signals(signum).name)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from hydra.experimental.callback import Callback
+
 SLURM_CHECK_PERIOD_S = 30  # slurmctld's PERIODIC_TIMEOUT: time limits are checked this often
 STARTUP_S = 15  # interpreter start, imports and unpickling the job before its handlers exist
 
@@ -35,10 +37,6 @@ def check_launcher(launcher: Any) -> str | None:
     return None
 
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    Callback = object
 
 
 class LauncherCheck(Callback):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
+
 # Set by the launching process (ThreadBudget callback) for its jobs: the most jobs of
 # the sweep that a launcher can start at once.
 SWEEP_JOBS_ENV = "ADAXBENCH_SWEEP_JOBS"
@@ -175,10 +177,6 @@ def sweep_size(config: Any) -> int | None:
         return None
 
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    Callback = object
 
 
 class ThreadBudget(Callback):

@@ -16,16 +16,17 @@ OUT=${ABLATION_OUT:-results/beta2_ablation_cpu}
 SEEDS=5
 # Reddi's problems have no held-out data: select on (and report) the average regret R_T/T on the
 # training stream, the quantity Reddi et al.'s theorems are about.
-REDDI="task.metric=train/avg_regret task.select_metric=train/avg_regret"
+# (+: the synthetic task configs do not declare these keys, so Hydra wants them appended)
+REDDI="+task.metric=train/avg_regret +task.select_metric=train/avg_regret"
 # Reduced budgets of the image tasks (full DeepOBS budget: 60,000 - 10,000 valid images x 100 epochs):
 FMNIST_MLP="trainer.train_limit=10000 trainer.epochs=3 trainer.eval_limit=5000"
-FMNIST_2C2D="trainer.train_limit=5000 trainer.epochs=2 trainer.eval_limit=2000"
+FMNIST_2C2D="trainer.train_limit=4096 trainer.epochs=2 trainer.eval_limit=1000"
 
 grid() {  # the tuning grid per task (half decades)
   case $1 in
     quadratic_deep) echo 1e-4,3.16e-4,1e-3,3.16e-3,1e-2,3.16e-2,1e-1,3.16e-1,1.0 ;;
     rosenbrock_2d) echo 1e-3,3.16e-3,1e-2,3.16e-2,1e-1,3.16e-1,1.0 ;;
-    reddi_online|reddi_stochastic) echo 1e-2,3.16e-2,1e-1,3.16e-1,1.0 ;;
+    reddi_online|reddi_stochastic) echo 3.16e-2,1e-1,3.16e-1,1.0 ;;
     fmnist_mlp) echo 1e-4,3.16e-4,1e-3,3.16e-3,1e-2 ;;
     fmnist_2c2d) echo 3.16e-4,1e-3,3.16e-3 ;;
     *) echo "unknown task $1" >&2; exit 2 ;;
@@ -64,7 +65,7 @@ run_task() {
 }
 
 publish() {
-  mkdir -p "$OUT/runs"
+  rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives
   # The records only: run.json + metrics.parquet (+ error.log where a run failed), no checkpoints.
   (cd "$ROOT" && find tune seeds \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 \
     | xargs -0 tar cf -) | tar xf - -C "$OUT/runs"

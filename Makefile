@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The main job: Adam vs AdaX on real Fashion-MNIST (3 epochs each), then their report.
 RUN_ARGS ?= -m task=fmnist_mlp optimizer=adam,adax trainer.epochs=3 hydra.sweep.dir=runs/demo
 
-.PHONY: install data browser run test test-fast bench clean
+.PHONY: install data browser slurm run test test-fast bench clean
 
 install: $(STAMP)
 
@@ -41,17 +41,31 @@ browser:
 	  echo "chromium not installed: tests/test_report_browser.py will be skipped"; \
 	else echo "no apt-get: install Chromium to run tests/test_report_browser.py"; fi
 
+# A real single-node SLURM for tests/test_slurm.py (started by the tests themselves, as root):
+# munge, slurmctld, slurmd, slurmdbd + MariaDB (submitit follows jobs with sacct).
+SLURM_PKGS := slurmd slurmctld slurmdbd slurm-client munge mariadb-server
+slurm:
+	@if command -v slurmctld >/dev/null && command -v slurmdbd >/dev/null && command -v mariadbd >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages $(SLURM_PKGS)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PKGS) >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq >/dev/null && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SLURM_PKGS) >/dev/null; }; \
+	else echo "no apt-get: the SLURM tests will be skipped"; fi
+
 run: install data
 	$(BIN)/adaxbench run $(RUN_ARGS)
 	$(BIN)/adaxbench report runs/demo --out runs/demo/report
 
-test: install data browser
+test: install data browser slurm
 	$(BIN)/python -m pytest -q
 
 bench: install data
 	$(BIN)/python scripts/bench_runner.py
 	$(BIN)/python scripts/bench_optim.py
 	$(BIN)/python scripts/bench_report.py
+	$(BIN)/python scripts/bench_sweep.py
+	$(BIN)/python scripts/bench_launchers.py
 
 clean:
 	rm -rf $(VENV) runs/demo .pytest_cache

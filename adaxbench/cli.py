@@ -29,12 +29,35 @@ def config_options(group: str, args: list[str] | None = None) -> list[str]:
     plugins, and a user's ``--config-dir DIR`` / ``hydra.searchpath=[...]`` in ``args``."""
     from .train.preflight import group_options
 
+    register_packed_launcher()
     return group_options(group, args)
+
+
+def register_packed_launcher() -> None:
+    """Registers hydra/launcher=packed. Hydra's plugin scan finds it in an installed wheel, but
+    cannot list the hydra_plugins namespace through setuptools' editable-install finder."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
+
+    Plugins.instance().register(PackedLauncher)
+
+
+def run_job(cfg):
+    """The Hydra task function of ``adaxbench run``.
+
+    A SLURM job unpickles it before submitit installs its signal handlers, so it lives
+    here, where nothing heavy is imported: importing the runner (torch) takes seconds, and
+    a time-limit signal in that window would kill the job instead of requeueing it.
+    """
+    from .train.runner import main_from_hydra
+
+    return main_from_hydra(cfg)
 
 
 def cmd_run(args: list[str]) -> int:
     from .train.preflight import flags_first, full_error, hydra_error_line, preflight
 
+    register_packed_launcher()
     args = flags_first(args)
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts
@@ -46,10 +69,9 @@ def cmd_run(args: list[str]) -> int:
     import hydra
 
     from .train import sweep
-    from .train.runner import main_from_hydra
 
     task_function = hydra.main(config_path="pkg://adaxbench.configs", config_name="config",
-                               version_base="1.3")(main_from_hydra)
+                               version_base="1.3")(run_job)
     argv = sys.argv
     sys.argv = ["adaxbench run", *args]
     sweep.LAST_SUMMARY = None

@@ -95,13 +95,11 @@ class ImageClassificationTask:
         if self.jitter is not None:
             self.jitter = self.jitter.to(device)
         self.in_channels, self.image_size = arrays.train_x.shape[1], arrays.train_x.shape[-1]
-        self._l2_params: list[nn.Parameter] = []
 
     def model(self) -> nn.Module:
         model = build_model(self.cfg["model"], self.num_classes, self.in_channels, self.image_size).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self._l2_params = l2_parameters(model) if self.l2_reg else []
         return model
 
     def _inputs(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -127,9 +125,12 @@ class ImageClassificationTask:
         x, y = batch
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
-        if self._l2_params:
-            # DeepOBS's regulariser: l2_reg * sum ||w||^2 / 2 over the weights it names.
-            loss = loss + 0.5 * self.l2_reg * torch.stack(torch._foreach_norm(self._l2_params)).square().sum()
+        if self.l2_reg:
+            # DeepOBS's regulariser: l2_reg * sum ||w||^2 / 2 over the weights it names. The weights
+            # are looked up in `model` (not cached) and normed one by one, so that packed runs can
+            # call this under torch.func.vmap; on CPU _foreach_norm did exactly this.
+            norms = [torch.linalg.vector_norm(w) for w in l2_parameters(model)]
+            loss = loss + 0.5 * self.l2_reg * torch.stack(norms).square().sum()
         return loss, (logits.argmax(1) == y).sum()
 
     def after_step(self, model: nn.Module) -> None:

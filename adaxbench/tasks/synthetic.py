@@ -252,7 +252,6 @@ class Reddi:
         big, small = REDDI_BIG, REDDI_SMALL
         self.mean_coef = ((big + (REDDI_PERIOD - 1) * small) / REDDI_PERIOD if not stochastic
                           else REDDI_P_BIG * big + (1 - REDDI_P_BIG) * small)
-        self._pending: tuple[Any, torch.Tensor] | None = None
 
     def model(self) -> nn.Module:
         model = Params(x=torch.tensor(self.x0, device=self.device))
@@ -271,20 +270,19 @@ class Reddi:
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, None]:
         loss = batch * model.x
-        # Regret is measured on f_t (online) or F (stochastic) at x_t, before the step moves it.
+        # Regret is measured on f_t (online) or F (stochastic) at x_t, the point this step starts
+        # from; the runner takes a step after every loss. In the model's buffers, not the task,
+        # so that each member of a packed run keeps its own.
         coef = self.mean_coef if self.stochastic else batch
-        self._pending = (coef, model.x.detach() * coef)
+        with torch.no_grad():
+            model.regret_coef_sum.add_(coef)
+            model.regret_loss_sum.add_(model.x * coef)
+            model.regret_steps.add_(1)
         return loss, None
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        model.x.clamp_(-1.0, 1.0)  # Euclidean projection onto F = [-1, 1]
-        if self._pending is not None:
-            coef, value = self._pending
-            model.regret_coef_sum.add_(coef)
-            model.regret_loss_sum.add_(value)
-            model.regret_steps.add_(1)
-            self._pending = None
+        model.x.copy_(model.x.clamp(-1.0, 1.0))  # Euclidean projection onto F = [-1, 1] (vmap has no clamp_)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, dict[str, float]]:

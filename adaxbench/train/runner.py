@@ -9,8 +9,10 @@ per epoch, so a killed run keeps every finished epoch and can resume from it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -33,6 +35,7 @@ from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FI
                       RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
                       result_line, setting_overrides, write_json)
 from ..tasks import TaskError, build_task
+from . import threads
 from .loggers import build_loggers
 from .record import environment
 from .validate import ConfigError, check_config, choose_impl, name_optimizer, needs_closure, resolve_device
@@ -45,7 +48,7 @@ class Diverged(Exception):
 
 
 class Interrupted(BaseException):
-    """SIGINT/SIGTERM arrived: write what exists, status ``interrupted``."""
+    """SIGINT/SIGTERM/SIGUSR2 stopped the run: write what exists, status ``interrupted``."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -146,6 +149,10 @@ class Run:
         self.batch_size = 0
         self.resumed_from: int | None = None
         self.loggers = build_loggers(None, console=False)
+        self.resumed_from_step: int | None = None
+        # Stops by a signal (time limit, preemption, Ctrl-C): the step each one came at.
+        self.stops: list[dict[str, Any]] = []
+        self.stop_signals: StopSignals | None = None
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -177,7 +184,10 @@ class Run:
             throughput={"samples_per_s": samples / self.train_seconds if self.train_seconds > 0 else None,
                         "samples": samples},
             progress={"step": self.step, "epoch": self.epochs_done, "epochs_total": self.epochs_total,
-                      "resumed_from_epoch": self.resumed_from},
+                      "resumed_from_epoch": self.resumed_from,
+                      # Only for resumed/stopped runs: where it resumed, and each stop's step.
+                      **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
+                      **({"stops": self.stops} if self.stops else {})},
             final=self.final,
         ).write(self.run_dir)
 
@@ -185,7 +195,8 @@ class Run:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
-                 "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final}
+                 "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
+                 "stops": self.stops}
         atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
@@ -210,6 +221,7 @@ class Run:
             step, epoch, rows = int(state["step"]), int(state["epoch"]), int(state["metric_rows"])
             seconds = float(state["train_seconds"]), float(state["eval_seconds"])
             final = dict(state["final"])
+            stops = list(state.get("stops", []))
         except Exception as e:  # another model, optimizer or format
             raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({_first_line(e)[:160]}); "
                                   f"restore it from a copy, or {restart}") from None
@@ -224,8 +236,22 @@ class Run:
         metrics.truncate(rows)
         self.metrics, self.step, self.epochs_done, self.final = metrics, step, epoch, final
         self.train_seconds, self.eval_seconds = seconds
-        self.resumed_from = self.epochs_done
+        self.stops = stops
+        self.resumed_from, self.resumed_from_step = self.epochs_done, self.step
         return True
+
+    def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
+        """A stop signal arrived: checkpoint at this step (between two optimizer steps), then stop."""
+        signum = self.stop_signals.reason()
+        self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
+        if checkpoint:
+            self.write()  # metrics first: a checkpoint never refers to rows that are not on disk
+            self.save_checkpoint(model, optimizer, scheduler)
+        raise Interrupted(signum)
+
+    def stalled(self) -> bool:
+        """The last two stops came at the same step: a requeue would not progress either."""
+        return len(self.stops) >= 2 and self.stops[-1]["step"] == self.stops[-2]["step"]
 
     # ---- training ----------------------------------------------------------------
     def evaluate(self, task, model, epoch: float) -> None:
@@ -247,7 +273,9 @@ class Run:
         cfg = self.cfg
         tr = cfg.trainer
         device = resolve_device(tr.device)
+        budget = threads.configure(tr.get("threads", "auto"))
         self.env = environment(device)
+        self.env["threads"], self.env["threads_reason"] = budget.threads, budget.reason
         self.env.update(run_provenance(self.config_dict()))  # adaxbench's version, users' code
         seed = int(cfg.seed)
         seed_everything(seed)
@@ -273,6 +301,8 @@ class Run:
         # From here on memory holds everything (loaded, or a fresh start): the files follow it.
         self.owns_files = True
         self.write()
+        if self.stop_signals is not None:  # from here a signal stops the run at a step boundary
+            self.stop_signals.deferred = True
 
         use_bf16 = tr.precision == "bf16"
         autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
@@ -294,7 +324,15 @@ class Run:
                 forward.train()
                 gen = epoch_generator(seed, epoch, device)
                 t_epoch = time.perf_counter()
-                for batch in task.batches(epoch, gen):
+                batches = task.batches(epoch, gen)
+                if (done := self.step - epoch * steps_per_epoch) > 0:
+                    # Resumed mid-epoch: replay the epoch's order (a function of seed and epoch)
+                    # and skip the batches already trained, so the run continues exactly.
+                    batches = itertools.islice(batches, done, None)
+                for batch in batches:
+                    if self.stop_signals is not None and self.stop_signals.received:
+                        self.train_seconds += time.perf_counter() - t_epoch
+                        self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
                     logging_step = (self.step + 1) % log_every == 0
                     with autocast():
                         loss, correct = task.loss(forward, batch)
@@ -392,9 +430,62 @@ def _read_previous(run_dir: Path) -> dict[str, Any] | None:
     return raw
 
 
+# The signal SLURM sends before a job's time limit (sbatch --signal) and on preemption
+# through submitit; submitit reads the same variable.
+REQUEUE_SIGNAL = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and the requeue signal ask the run to stop at the next optimizer step.
+
+    Once training runs, the handler only records the signal; the loop checkpoints at the step boundary
+    and then raises ``Interrupted`` (a handler that raised would leave the model between
+    two halves of a step).  A second SIGINT stops at once.  The handlers in place before
+    (submitit's, which requeue the job) are kept in ``previous``.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.previous: dict[int, Any] = {}
+        # Until training starts there is nothing to checkpoint: SIGINT/SIGTERM stop the run at
+        # once, so a resume that has not loaded its checkpoint yet rewrites nothing (only the
+        # status).  The requeue signal always waits for the loop, which records the stop: a job
+        # signalled again before it progressed is then told apart from one that progressed.
+        self.deferred = False
+
+    def __call__(self, signum: int, frame) -> None:
+        if (not self.deferred and signum != REQUEUE_SIGNAL) or \
+                (signum == signal.SIGINT and signal.SIGINT in self.received):
+            raise Interrupted(signum)
+        self.received.append(signum)
+        log.warning("received %s: stopping at the next step", signal.Signals(signum).name)
+
+    def reason(self) -> int:
+        return REQUEUE_SIGNAL if REQUEUE_SIGNAL in self.received else self.received[0]
+
+    def requeue_handler(self, signum: int):
+        """submitit's handler (checkpoint the job, requeue it, exit) when this stop should requeue."""
+        handler = self.previous.get(signum) if signum == REQUEUE_SIGNAL else None
+        return handler if callable(handler) else None
+
+    @contextlib.contextmanager
+    def installed(self):
+        for sig in (signal.SIGINT, signal.SIGTERM, REQUEUE_SIGNAL):
+            try:
+                self.previous[sig] = signal.signal(sig, self)
+            except ValueError:  # not in the main thread (e.g. a joblib worker thread)
+                pass
+        try:
+            yield self
+        finally:
+            for sig, h in self.previous.items():
+                signal.signal(sig, h)
+
+
 @contextlib.contextmanager
 def _signals_raise_interrupted():
-    """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of a run."""
+    """Turn SIGINT/SIGTERM into ``Interrupted`` at once, for the duration of a packed run
+    (packs checkpoint at epoch ends only; a single run stops at a step boundary: StopSignals)."""
     def handler(signum, frame):
         raise Interrupted(signum)
     previous = {}
@@ -410,33 +501,24 @@ def _signals_raise_interrupted():
             signal.signal(sig, h)
 
 
-def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
-    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
-
-    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
-    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
-    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
-    """
-    run_dir = Path(run_dir)
+def lock_run_dir(run_dir: Path) -> FileLock:
+    """Create ``run_dir`` and take its lock: one live process per run dir.  An OS lock (flock)
+    dies with its process, so the lock of a killed run is simply taken over; a live holder
+    raises RunLocked.  The caller releases it when the run has ended."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    # One live process per run dir.  An OS lock (flock) dies with its process, so the lock of a
-    # killed run is simply taken over; a live holder makes this launch skip the run.
     lock = FileLock(run_dir / LOCK_FILE)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
-    try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
-    finally:
-        lock.release()
+    return lock
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool) -> RunResult:
+def check_previous(run_dir: Path, overrides: list[str] | None,
+                   resume: bool) -> tuple[dict[str, Any] | None, RunResult | None]:
+    """The run.json already in ``run_dir`` (None if none) and, where that run finished, its result
+    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false."""
     previous = _read_previous(run_dir)
-    run = Run(cfg, run_dir, overrides, previous)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
                 setting_overrides(previous["overrides"], keep_seed=True) != \
@@ -449,7 +531,32 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                               "pass resume=true to continue it, or choose another hydra.run.dir")
         if previous.get("status") in FINISHED:
             log.info("skipping %s: already %s", run_dir, previous["status"])
-            return RunResult(previous["status"], run_dir, previous.get("error"))
+            return previous, RunResult(previous["status"], run_dir, previous.get("error"))
+    return previous, None
+
+
+def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
+               raise_config_errors: bool = True) -> RunResult:
+    """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
+
+    ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
+    ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
+    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
+    """
+    run_dir = Path(run_dir)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
+                raise_config_errors: bool) -> RunResult:
+    previous, finished = check_previous(run_dir, overrides, resume)
+    if finished is not None:
+        return finished
+    run = Run(cfg, run_dir, overrides, previous)
     try:
         optimizer_spec = check_config(cfg)
         name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
@@ -459,7 +566,8 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
         if raise_config_errors:
             raise
         return RunResult("failed", run_dir, str(e))
-    with _signals_raise_interrupted():
+    stop = run.stop_signals = StopSignals()
+    with stop.installed():
         try:
             return run.execute(resume=resume, optimizer_spec=optimizer_spec)
         except CheckpointError as e:  # files untouched: the user restores or deletes the checkpoint
@@ -474,8 +582,26 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 raise ConfigError(run.error) from None
             return RunResult("failed", run_dir, run.error)
         except Interrupted as e:
+            requeue = stop.requeue_handler(e.signum)
+            if requeue is not None and run.stalled():
+                # Requeued, and stopped again at the very same step: requeueing again
+                # would loop forever. Say so instead.
+                run.status = Status.FAILED
+                run.error = (f"stopped by {e} twice at step {run.step} without progress in between: the job's "
+                             "time limit leaves no time to train after start-up (raise hydra.launcher.timeout_min "
+                             "or lower hydra.launcher.signal_delay_s)")
+                log.error("run failed: %s", run.error)
+                run.write()
+                return RunResult("failed", run_dir, run.error)
             run.status, run.error = Status.INTERRUPTED, f"received {e}"
             run.write()
+            if requeue is not None:
+                try:
+                    requeue(e.signum, None)  # submitit: pickle the job, `scontrol requeue` it, exit
+                except Exception as why:  # submitit declined (e.g. timed out too many times)
+                    run.status, run.error = Status.FAILED, f"received {e} and not requeued: {why}"
+                    run.write()
+                    return RunResult("failed", run_dir, run.error)
             raise
         except SystemExit:
             # submitit's preemption/timeout handler requeues the job and exits from inside

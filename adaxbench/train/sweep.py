@@ -14,8 +14,6 @@ from typing import Any
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 
-from ..rundir import LOCK_FILE, RUN_FILE, Status, read_status
-
 # Set by the callback in the launching process; the CLI turns it into the exit status.
 LAST_SUMMARY: Counter | None = None
 LAST_SWEEP_DIR: Path | None = None
@@ -24,6 +22,8 @@ ELSEWHERE = "running in another process"
 
 
 def _locked_by_another_process(job: Path) -> bool:
+    from ..rundir import LOCK_FILE
+
     if not (job / LOCK_FILE).exists():
         return False
     lock = FileLock(job / LOCK_FILE)
@@ -39,6 +39,9 @@ def _locked_by_another_process(job: Path) -> bool:
 
 def job_statuses(sweep_dir: Path) -> dict[Path, str]:
     """Status of every job directory directly under ``sweep_dir`` (``missing`` if none)."""
+    # Imported here: a SLURM job unpickles this module's callbacks before it can handle signals.
+    from ..rundir import RUN_FILE, read_status
+
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (job / RUN_FILE).exists() and not ((job / ".hydra").exists() or (job / ".submitit").exists()):
@@ -52,6 +55,8 @@ def job_statuses(sweep_dir: Path) -> dict[Path, str]:
 
 
 def summary_line(counts: Counter) -> str:
+    from ..rundir import Status
+
     line = f"{counts[Status.COMPLETED]} completed, {counts[Status.DIVERGED]} diverged, {failed_count(counts)} failed"
     others = {k: v for k, v in counts.items() if k not in (Status.COMPLETED, Status.DIVERGED, Status.FAILED, ELSEWHERE)}
     if others:
@@ -65,6 +70,8 @@ def failed_count(counts: Counter) -> int:
     # A job that is not completed or diverged at the end of a sweep did not produce a
     # result: interrupted, still 'running' (killed hard), missing or unreadable.  A job that
     # another live process trains is that process's to finish, not a failure of this sweep.
+    from ..rundir import Status
+
     return sum(v for k, v in counts.items() if not (k in (Status.COMPLETED, Status.DIVERGED) or k == ELSEWHERE))
 
 

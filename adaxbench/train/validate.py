@@ -27,6 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..optim.schedules import SCHEDULES
 from . import schema as S
+from . import threads
 
 # Keys of the optimizer config that are bookkeeping, not constructor arguments.
 OPTIMIZER_META = ("name", "_target_")
@@ -466,6 +467,10 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
                           f"got {tr.get('optimizer_impl')!r}")
     if tr.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {tr.get('precision')!r}")
+    try:
+        threads.parse_setting(tr.get("threads", "auto"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     for key in ("compile", "channels_last", "checkpoint"):
         _bool(f"trainer.{key}", tr.get(key, False))
     if tr.get("progress", "auto") not in ("auto", True, False):

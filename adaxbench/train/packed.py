@@ -1,0 +1,627 @@
+"""Packed runs: the jobs of one setting trained together as one vectorised model.
+
+Small runs leave the hardware idle: a Reddi step costs the same ~300 µs for one copy of the
+1-d problem as for 32, and an MNIST-sized network barely occupies a GPU. A pack stacks the
+members' parameters and buffers along a leading member dimension and evaluates the task's
+own ``loss`` once per step for all of them with ``torch.func.vmap`` (the model's tensors
+swapped for the members' as ``functional_call`` does);
+one optimizer of the members' own class steps the stacked tensors.
+
+Every member is the run it would have been alone (``Run.execute``):
+
+* its model is created exactly as there (``seed_everything(seed)`` then ``task.model()``),
+  and its batches come from its own ``epoch_generator(seed, epoch)``;
+* the summed loss back-propagates to each member's own slice only, and the optimizers
+  allowed here (``ELEMENTWISE``) update every coordinate from that coordinate alone, so a
+  stacked step is the members' steps side by side. Members whose optimizer
+  hyperparameters differ (an lr grid, β̂₂ schedules of ScheduledBeta2) get one param group
+  each, stepped with that group's own scalars;
+* buffers (BatchNorm statistics, the Reddi regret sums) are stacked too, so each member
+  keeps its own;
+* each member has its own ``Run``: the same run dir, metrics.parquet, run.json and
+  checkpoint.pt (model, optimizer and scheduler state dicts of the unpacked classes, RNG
+  state), so ``report``, ``best`` and resume cannot tell the difference, and a pack can
+  resume runs started alone and vice versa.
+
+A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
+alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
+then its NaNs cannot reach the others: no operation mixes members). Jobs that cannot be
+packed exactly run alone through the normal runner: optimizers outside ``ELEMENTWISE``
+(Adafactor factors across a matrix, L-BFGS is global), models with dropout (it draws from
+the global RNG), ``trainer.compile``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.func import vmap
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm.auto import tqdm
+
+from ..optim import AdaX, AdaXW, ScheduledBeta2
+from ..optim.schedules import build_lr_lambda
+from ..plugins import run_provenance
+from ..tasks import TaskError, build_task
+from . import record
+from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
+from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _rng_state, _set_rng_state,
+                     _signals_raise_interrupted, check_previous, effective_schedule, epoch_generator, lock_run_dir,
+                     seed_everything, torch_beta2_hat)
+from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
+
+log = logging.getLogger("adaxbench")
+
+# Optimizers whose step updates every coordinate from that coordinate's own gradient and state
+# (plus step-dependent scalars): stepping stacked tensors is stepping each member.
+ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad,
+               torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adadelta,
+               AdaX, AdaXW, ScheduledBeta2)
+# Optimizer state entries that depend on the step count only (the same for every member).
+SHARED_STATE = ("step", "mu_product")
+# Config keys that may differ inside a pack: the seed, resume, and the optimizer's hyperparameters.
+PER_MEMBER_KEYS = ("seed", "resume")
+
+
+def pack_key(cfg: DictConfig) -> str | None:
+    """Jobs with equal keys can be trained as one pack; None: this job must run alone."""
+    try:
+        cls, _ = optimizer_kwargs(cfg.optimizer)
+        plain = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    except Exception:  # a config error: the normal runner records it
+        return None
+    if cls not in ELEMENTWISE or plain.get("trainer", {}).get("compile"):
+        return None
+    # Users' code (a task, model, dataset or lr schedule by _target_) and live loggers run alone.
+    if "_target_" in json.dumps(plain.get("task")) or "_target_" in effective_lr_schedule(plain) or \
+            (plain.get("logger") or {}).get("name", "none") != "none":
+        return None
+    for key in PER_MEMBER_KEYS:
+        plain.pop(key, None)
+    plain["optimizer"] = {"_target_": plain.get("optimizer", {}).get("_target_")}
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def plan(configs: Sequence[DictConfig], max_pack: int) -> list[list[int]]:
+    """Split jobs (by position) into groups: packs of equal ``pack_key``, at most ``max_pack``
+    each, and single unpackable jobs; ordered by their first job."""
+    groups: list[list[int]] = []
+    open_packs: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        key = pack_key(cfg)
+        if key is None:
+            groups.append([i])
+            continue
+        pack = open_packs.get(key)
+        if pack is None or len(pack) >= max_pack:
+            pack = open_packs[key] = []
+            groups.append(pack)
+        pack.append(i)
+    return groups
+
+
+class _Swapped:
+    """Calls a task hook on ``model`` with given tensors in place of its parameters and buffers,
+    as ``torch.func.functional_call`` does, minus its per-call pytree work (which costs more
+    than a whole step of a small problem)."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        self.model = model
+        self.slots = []
+        for name in names:
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            self.slots.append((module._parameters if attr in module._parameters else module._buffers, attr))
+
+    def __call__(self, hook, tensors: Sequence[torch.Tensor], *args):
+        saved = [slots[attr] for slots, attr in self.slots]
+        for (slots, attr), t in zip(self.slots, tensors):
+            slots[attr] = t
+        try:
+            return hook(self.model, *args)
+        finally:
+            for (slots, attr), t in zip(self.slots, saved):
+                slots[attr] = t
+
+
+try:  # torch.func.vmap's core, without its per-call pytree work (~0.3 ms: a small problem's whole step)
+    from torch._C._functorch import _add_batch_dim, _remove_batch_dim, _vmap_decrement_nesting, _vmap_increment_nesting
+    # The batching rules torch.func.vmap registers on first use (e.g. nll_loss, without which
+    # cross_entropy loops over the members).
+    from torch._functorch.vmap import lazy_load_decompositions
+except ImportError:  # pragma: no cover - other torch versions: the public API
+    _vmap_increment_nesting = lazy_load_decompositions = None
+
+
+def _batched(x: Any, dims: Any, level: int) -> Any:
+    if dims is None:
+        return x
+    if isinstance(x, torch.Tensor):
+        return _add_batch_dim(x, dims, level)
+    return type(x)(_batched(a, d, level) for a, d in zip(x, dims))
+
+
+def _vmap(fn, size: int, tensors: Sequence[torch.Tensor], batch: Any = None, batch_dims: Any = None) -> tuple:
+    """``torch.func.vmap(fn, in_dims=(0, batch_dims))(tensors, batch)`` for ``fn`` returning a
+    tuple of tensors; randomness is an error, as there (no member could get its own stream)."""
+    if _vmap_increment_nesting is None:
+        return vmap(fn, in_dims=(0, batch_dims))(tuple(tensors), batch)
+    lazy_load_decompositions()  # a flag check after the first call
+    level = _vmap_increment_nesting(size, "error")
+    try:
+        out = fn([_add_batch_dim(t, 0, level) for t in tensors], _batched(batch, batch_dims, level))
+        return tuple(_remove_batch_dim(o, level, size, 0) for o in out)
+    finally:
+        _vmap_decrement_nesting()
+
+
+def _is_noop(method) -> bool:
+    """Whether a hook's body is just ``pass`` (then the pack need not call it every step)."""
+    def noop(self, model):
+        pass
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    return code is not None and code.co_code == noop.__code__.co_code and not code.co_names
+
+
+def _stack_batches(batches: list[Any]) -> tuple[Any, Any]:
+    """Stack the members' batches along a new dim 0; returns (batch, vmap in_dims). Python
+    numbers equal across members (the Reddi online f_t) pass unbatched."""
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        return torch.stack(batches), 0
+    if isinstance(first, (tuple, list)):
+        parts = [_stack_batches([b[k] for b in batches]) for k in range(len(first))]
+        return type(first)(p[0] for p in parts), type(first)(p[1] for p in parts)
+    if all(b == first for b in batches):
+        return first, None
+    return torch.tensor(batches), 0
+
+
+@dataclass
+class Member:
+    """One job of a pack: its Run (the record) and its own model, optimizer and scheduler,
+    which hold its state whenever it is written to disk or evaluated."""
+
+    run: Run
+    seed: int
+    spec: tuple[type, dict[str, Any]]
+    model: nn.Module = None
+    optimizer: torch.optim.Optimizer = None
+    scheduler: LambdaLR = None
+    rng: dict[str, Any] = field(default_factory=dict)
+    active: bool = True
+    lock: Any = None  # the run dir's lock, held from prepare_job until the pack has ended
+
+    def finish(self) -> RunResult:
+        """After training: free the disk of a finished run's checkpoint (unless kept), release
+        the run dir, and say how it ended."""
+        run = self.run
+        if Status(run.status).finished and not run.cfg.trainer.get("keep_checkpoint", False):
+            (run.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        if self.lock is not None:
+            self.lock.release()
+        return RunResult(Status(run.status).value, run.run_dir, run.error)
+
+
+def _group_hyper(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    return {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+
+
+class Pack:
+    """The active members' tensors stacked, one optimizer and LR scheduler over them."""
+
+    def __init__(self, members: list[Member], task, lr_lambda):
+        # Members with equal optimizer hyperparameters share a param group; order by group.
+        keys: dict[str, list[Member]] = {}
+        for m in members:
+            keys.setdefault(repr(sorted(_group_hyper(m.optimizer).items())), []).append(m)
+        self.groups = list(keys.values())
+        self.members = [m for g in self.groups for m in g]
+        self.task = task
+        base = self.members[0].model
+        self.param_names = [n for n, _ in base.named_parameters()]
+        self.buffer_names = [n for n, _ in base.named_buffers()]
+        self.call = _Swapped(base, self.param_names + self.buffer_names)
+        self.leaves = [{n: torch.stack([dict(m.model.named_parameters())[n].detach() for m in g]).requires_grad_(
+            dict(base.named_parameters())[n].requires_grad) for n in self.param_names} for g in self.groups]
+        self.buffers = {n: torch.stack([dict(m.model.named_buffers())[n] for m in self.members])
+                        for n in self.buffer_names}
+        cls, kwargs = self.members[0].spec
+        self.optimizer = cls([{"params": [leaves[n] for n in self.param_names], **_group_hyper(g[0].optimizer)}
+                              for g, leaves in zip(self.groups, self.leaves)], **kwargs)
+        for g, leaves in zip(self.groups, self.leaves):
+            for n in self.param_names:
+                states = [m.optimizer.state.get(dict(m.model.named_parameters())[n]) for m in g]
+                if states[0]:
+                    self.optimizer.state[leaves[n]] = {
+                        k: (v.clone() if isinstance(v, torch.Tensor) else v) if k in SHARED_STATE
+                        or not isinstance(v, torch.Tensor) else torch.stack([s[k] for s in states])
+                        for k, v in states[0].items()}
+        self.scheduler = LambdaLR(self.optimizer, lr_lambda)
+        # Continue the members' schedules (a resumed pack): per-group lists side by side.
+        state = {k: ([g[0].scheduler.state_dict()[k][0] for g in self.groups] if isinstance(v, list) else v)
+                 for k, v in self.members[0].scheduler.state_dict().items()}
+        self.scheduler.load_state_dict(state)
+        for group, g in zip(self.optimizer.param_groups, self.groups):
+            group["lr"] = g[0].optimizer.param_groups[0]["lr"]
+        self.where = {id(m): (gi, j) for gi, g in enumerate(self.groups) for j, m in enumerate(g)}
+        self.position = {id(m): i for i, m in enumerate(self.members)}
+        self.after_step = None if _is_noop(task.after_step) else task.after_step
+
+    # ---- views -------------------------------------------------------------------
+    def params(self) -> dict[str, torch.Tensor]:
+        if len(self.leaves) == 1:
+            return self.leaves[0]
+        return {n: torch.cat([leaves[n] for leaves in self.leaves]) for n in self.param_names}
+
+    def member_tensors(self, m: Member) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        gi, j = self.where[id(m)]
+        i = self.position[id(m)]
+        return ({n: self.leaves[gi][n][j] for n in self.param_names},
+                {n: self.buffers[n][i] for n in self.buffer_names})
+
+    def lr(self, m: Member) -> float:
+        return self.optimizer.param_groups[self.where[id(m)][0]]["lr"]
+
+    # ---- the step ------------------------------------------------------------------
+    def losses(self, batch: Any, in_dims: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's ``task.loss`` on its own batch: ([M] losses, [M] correct counts)."""
+        task, call = self.task, self.call
+
+        def member_loss(tensors, batch):
+            loss, correct = call(task.loss, tensors, batch)
+            return loss, (correct if correct is not None else torch.zeros((), dtype=torch.int64, device=loss.device))
+        tensors = (*self.params().values(), *self.buffers.values())
+        return _vmap(member_loss, len(self.members), tensors, batch, in_dims)
+
+    def run_after_step(self) -> None:
+        if self.after_step is None:
+            return
+        hook, call = self.after_step, self.call
+
+        def member_after(tensors, _):
+            call(hook, tensors)
+            return ()
+        start = 0
+        for leaves, g in zip(self.leaves, self.groups):  # the leaves themselves, so in-place hooks land
+            tensors = (*leaves.values(), *(b[start:start + len(g)] for b in self.buffers.values()))
+            _vmap(member_after, len(g), tensors)
+            start += len(g)
+
+    # ---- a member's own objects ------------------------------------------------------
+    @torch.no_grad()
+    def to_member(self, m: Member, optimizer: bool, clone: bool = True) -> None:
+        """Copy member ``m``'s slice into its own model; with ``optimizer`` also its optimizer
+        state (views unless ``clone``) and scheduler state."""
+        params, buffers = self.member_tensors(m)
+        for n, p in m.model.named_parameters():
+            p.copy_(params[n])
+        for n, b in m.model.named_buffers():
+            b.copy_(buffers[n])
+        if not optimizer:
+            return
+        gi, j = self.where[id(m)]
+        own = dict(m.model.named_parameters())
+        for n in self.param_names:
+            state = self.optimizer.state.get(self.leaves[gi][n])
+            if not state:
+                continue
+            m.optimizer.state[own[n]] = {
+                k: (v.clone() if clone and isinstance(v, torch.Tensor) else v) if k in SHARED_STATE
+                or not isinstance(v, torch.Tensor) else (v[j].clone() if clone else v[j]) for k, v in state.items()}
+        m.optimizer.param_groups[0]["lr"] = self.optimizer.param_groups[gi]["lr"]
+        state = {k: ([v[gi]] if isinstance(v, list) else v) for k, v in self.scheduler.state_dict().items()}
+        m.scheduler.load_state_dict(state)
+
+    def grad_norm(self, m: Member) -> torch.Tensor | None:
+        gi, j = self.where[id(m)]
+        grads = [leaf.grad[j] for leaf in self.leaves[gi].values() if leaf.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _packable_model(model: nn.Module) -> bool:
+    # Dropout draws from the global RNG: under vmap no member could get its own stream.
+    return not any(isinstance(mod, nn.modules.dropout._DropoutNd) and mod.p > 0 for mod in model.modules())
+
+
+def train(members: list[Member], resume: bool = True) -> None:
+    """Train the members (same task, trainer, schedule; see ``pack_key``) as packs to an end
+    status each; every member's Run records its outcome. Never raises for training failures
+    (``Interrupted`` on SIGINT/SIGTERM, after recording it)."""
+    _guarded(lambda: _train(members, resume), members)
+
+
+def _train(members: list[Member], resume: bool) -> None:
+    for m in members:
+        m.run.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = members[0].run.cfg
+    tr = cfg.trainer
+    device = resolve_device(tr.device)
+    env = {**record.environment(device), **run_provenance(members[0].run.config_dict())}
+    try:
+        task = build_task(cfg.task, cfg.data, device, members[0].seed, train_limit=tr.train_limit,
+                          channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
+                          eval_limit=tr.get("eval_limit"))
+    except (ConfigError, TaskError) as e:
+        for m in members:
+            m.run.status, m.run.error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
+            m.run.write()
+        return
+    epochs_total = int(tr.epochs if tr.epochs is not None else cfg.task.epochs)
+    steps_per_epoch = task.steps_per_epoch
+    lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * epochs_total)
+    for m in members:  # exactly Run.execute's construction, member by member
+        run = m.run
+        run.env = {**env, "data_source": getattr(task, "source", None)}
+        run.epochs_total, run.batch_size = epochs_total, int(task.batch_size)
+        seed_everything(m.seed)
+        m.model = task.model()
+        cls, kwargs = m.spec
+        kwargs, run.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
+        m.spec = (cls, kwargs)
+        m.optimizer = cls(m.model.parameters(), **kwargs)
+        m.scheduler = LambdaLR(m.optimizer, lr_lambda)
+        if resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler):
+            log.info("resuming %s from epoch %d (step %d)", run.run_dir, run.epochs_done, run.step)
+        m.rng = _rng_state()  # what the run's checkpoints hold: nothing draws from it after init
+        run.write()
+    if not _packable_model(members[0].model):
+        log.info("%s has dropout: its %d jobs run one by one", cfg.task.name, len(members))
+        for m in members:
+            _guarded(lambda m=m: m.run.execute(resume=True, optimizer_spec=m.spec), [m])
+        return
+    # Members resumed from different points train as separate packs.
+    by_progress: dict[tuple[int, int], list[Member]] = {}
+    for m in members:
+        by_progress.setdefault((m.run.step, m.run.epochs_done), []).append(m)
+    for group in by_progress.values():
+        _guarded(lambda group=group: _train_pack(group, task, lr_lambda, device), group)
+
+
+def _guarded(fn, members: list[Member]) -> None:
+    """``run_in_dir``'s outcome handling for a whole pack: a crash fails its active members
+    (traceback in each error.log), a signal marks them interrupted and is passed on."""
+    with _signals_raise_interrupted():
+        try:
+            fn()
+        except Interrupted as e:
+            for m in members:
+                if m.run.status == "running":
+                    m.run.status, m.run.error = "interrupted", f"received {e}"
+                    m.run.write()
+            raise
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0]
+            for m in members:
+                if m.run.status == "running":
+                    m.run.status, m.run.error = "failed", f"{type(e).__name__}: {first}"
+                    (m.run.run_dir / "error.log").write_text(traceback.format_exc())
+                    m.run.write()
+            log.error("pack failed: %s: %s", type(e).__name__, first)
+
+
+def _diverge(m: Member, message: str) -> None:
+    m.run.status, m.run.error, m.active = "diverged", message, False
+    m.run.write()
+
+
+def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) -> None:
+    run0 = members[0].run
+    cfg, tr = run0.cfg, run0.cfg.trainer
+    autocast = _autocast(tr.precision, device)
+    log_every = int(tr.log_every)
+    steps_per_epoch, epochs_total = task.steps_per_epoch, run0.epochs_total
+    step = run0.step
+    for m in members:
+        m.run.env["packed"] = {"members": len(members)}
+    pack = Pack(members, task, lr_lambda)
+    show = {"auto": None, True: False, False: True}[tr.get("progress", "auto")]
+    bar = tqdm(total=steps_per_epoch * epochs_total, initial=step, disable=show, dynamic_ncols=True,
+               desc=f"{cfg.task.name}/{cfg.optimizer.get('name', '?')} x{len(members)}", unit="step", leave=False)
+    try:
+        if run0.epochs_done == 0 and step == 0:
+            for m in members:
+                try:
+                    with autocast():
+                        m.run.evaluate(task, m.model, 0.0)
+                except Diverged as e:
+                    _diverge(m, str(e))
+                else:
+                    m.run.write()
+        for epoch in range(run0.epochs_done, epochs_total):
+            if not any(m.active for m in pack.members):
+                break
+            if not all(m.active for m in pack.members):  # drop the diverged
+                for m in pack.members:
+                    if m.active:
+                        pack.to_member(m, optimizer=True)
+                pack = Pack([m for m in pack.members if m.active], task, lr_lambda)
+            members = pack.members
+            t_epoch = time.perf_counter()
+            iters = [task.batches(epoch, epoch_generator(m.seed, epoch, device)) for m in members]
+            pack.call.model.train()
+            for _ in range(steps_per_epoch):
+                logging_step = (step + 1) % log_every == 0
+                batch, in_dims = _stack_batches([next(it) for it in iters])
+                with autocast():
+                    losses, corrects = pack.losses(batch, in_dims)
+                pack.optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                if logging_step:
+                    norms = [pack.grad_norm(m) for m in members]
+                    lrs = [pack.lr(m) for m in members]
+                pack.optimizer.step()
+                diags = [_diagnostics(pack, m) for m in members] if logging_step else None
+                pack.scheduler.step()
+                pack.run_after_step()
+                step += 1
+                if logging_step:
+                    values, correct = losses.tolist(), corrects.tolist()
+                    elapsed = time.perf_counter() - t_epoch
+                    for i, m in enumerate(members):
+                        if not m.active:
+                            continue
+                        row = {"loss": values[i], "lr": lrs[i]}
+                        if task.has_accuracy:
+                            row["accuracy"] = correct[i] / task.batch_size
+                        if norms[i] is not None:
+                            row["grad_norm"] = norms[i].item()
+                        row.update(diags[i])
+                        if "beta2_hat" not in row and (b2 := torch_beta2_hat(m.optimizer, step)) is not None:
+                            row["beta2_hat"] = b2
+                        pack.to_member(m, optimizer=False)
+                        row.update(task.log_metrics(m.model))
+                        m.run.step = step
+                        m.run.metrics.add(step, step / steps_per_epoch, m.run.train_seconds + elapsed, "batch", row)
+                        if not math.isfinite(values[i]):
+                            _diverge(m, f"non-finite minibatch loss ({values[i]}) at step {step}")
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{values[0]:.4f}", members=sum(m.active for m in members))
+                bar.update(1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - t_epoch
+            for m in members:
+                if not m.active:
+                    continue
+                run = m.run
+                run.train_seconds += elapsed
+                run.step, run.epochs_done = step, epoch + 1
+                pack.to_member(m, optimizer=bool(tr.checkpoint))
+                try:
+                    with autocast():
+                        run.evaluate(task, m.model, float(run.epochs_done))
+                except Diverged as e:
+                    _diverge(m, str(e))
+                    continue
+                run.write()  # metrics first: a checkpoint never refers to rows not on disk
+                if tr.checkpoint:
+                    _set_rng_state(m.rng)
+                    run.save_checkpoint(m.model, m.optimizer, m.scheduler)
+        for m in members:
+            if m.active:
+                m.run.status = "completed"
+                m.run.write()
+    finally:
+        bar.close()
+
+
+def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
+    """The member's own ``optimizer.diagnostics()`` (our optimizers), on views of its state."""
+    diagnostics = getattr(m.optimizer, "diagnostics", None)
+    if diagnostics is None or not m.active:
+        return {}
+    pack.to_member(m, optimizer=True, clone=False)
+    return diagnostics()
+
+
+# ---- the Hydra launcher -------------------------------------------------------------------
+
+
+def prepare_job(cfg: DictConfig) -> Member | RunResult:
+    """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
+    dir and .hydra/): ``run_in_dir``'s checks, without the training."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    overrides = list(hc.overrides.task)
+    try:
+        lock = lock_run_dir(run_dir)
+    except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
+        print(f"skipping {run_dir}: {e}", file=sys.stderr)
+        return RunResult("locked", run_dir, str(e))
+    try:
+        previous, finished = check_previous(run_dir, overrides, resume=True)
+    except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does
+        lock.release()
+        print(f"adaxbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if finished is not None:
+        lock.release()
+        return finished
+    run = Run(cfg, run_dir, overrides, previous)
+    try:
+        spec = check_config(cfg)
+    except ConfigError as e:
+        run.status, run.error = Status.FAILED, str(e)
+        run.write()
+        lock.release()
+        return RunResult("failed", run_dir, str(e))
+    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
+
+
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+    """``PackedLauncher.launch``: jobs as the basic launcher runs them (same dirs, .hydra/,
+    callbacks, JobReturns), but each pack of jobs trained at once."""
+    from hydra.core.utils import JobStatus, configure_log, filter_overrides, run_job, setup_globals
+    from omegaconf import open_dict
+
+    setup_globals()
+    config, context = launcher.config, launcher.hydra_context
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    configs = []
+    for n, overrides in enumerate(job_overrides):
+        sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = sweep_config.hydra.job.num = initial_job_idx + n
+        configs.append(sweep_config)
+    groups = plan(configs, int(launcher.max_pack))
+    log.info("Launching %d jobs as %d group(s), packs of up to %d", len(configs), len(groups), launcher.max_pack)
+    returns: list = [None] * len(configs)
+
+    def job(i: int, task_function):
+        log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(job_overrides[i])))
+        return run_job(hydra_context=context, task_function=task_function, config=configs[i],
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    for group in groups:
+        if len(group) == 1:
+            returns[group[0]] = job(group[0], launcher.task_function)
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+            continue
+        for i in group:
+            returns[i] = job(i, prepare_job)
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+        members = [returns[i]._return_value for i in group if returns[i].status == JobStatus.COMPLETED
+                   and isinstance(returns[i]._return_value, Member)]
+        if members:
+            log.info("training %d jobs as one pack: %s", len(members), members[0].run.cfg.task.name)
+            try:
+                train(members)
+            except Interrupted as e:
+                print(f"adaxbench: interrupted ({e}); progress saved", file=sys.stderr)
+                raise KeyboardInterrupt from None
+            finally:
+                results = {id(m): m.finish() for m in members}
+        for i in group:
+            value = returns[i]._return_value
+            if isinstance(value, Member):
+                value = results[id(value)]
+            if isinstance(value, RunResult):
+                rec, _ = read_record(value.run_dir)
+                if rec is not None and rec.status.value == value.status:
+                    print(result_line(rec, value.run_dir), file=sys.stderr)
+                else:
+                    print(f"{value.status}: {value.run_dir}" + (f" ({value.error})" if value.error else ""),
+                          file=sys.stderr)
+                returns[i].return_value = value.status
+    return returns

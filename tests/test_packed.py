@@ -1,0 +1,264 @@
+"""Packed runs: each member of a pack is the run it would have been alone (metrics, run.json,
+checkpoint), diverging members leave the others alone, lr grids and resumes are exact, and
+``hydra/launcher=packed`` gives every job the basic launcher's run dir."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adaxbench.cli import config_options
+from adaxbench.report.load import load_runs
+from adaxbench.train.packed import Member, pack_key, plan, train
+from adaxbench.train.runner import Interrupted, Run, run_in_dir
+from adaxbench.train.validate import check_config
+
+from conftest import adaxbench, compose_cfg, fake_image_arrays, needs_fmnist, read_run
+
+CPU = ["trainer.progress=false", "trainer.device=cpu"]
+
+
+def _members(base: Path, runs: list[list[str]]) -> list[Member]:
+    members = []
+    for k, overrides in enumerate(runs):
+        cfg = compose_cfg(overrides)
+        members.append(Member(Run(cfg, base / f"packed{k}", overrides), int(cfg.seed), check_config(cfg)))
+    return members
+
+
+def _alone_and_packed(tmp_path: Path, runs: list[list[str]]) -> list[tuple[tuple, tuple]]:
+    """Train every run alone (run_in_dir) and all of them as one pack; (alone, packed) records."""
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    train(_members(tmp_path, runs))
+    return [(read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")) for k in range(len(runs))]
+
+
+def _assert_same_rows(alone: pd.DataFrame, packed_: pd.DataFrame, rtol: float) -> None:
+    keys = ["step", "epoch", "split", "metric"]
+    pd.testing.assert_frame_equal(alone[keys], packed_[keys])
+    np.testing.assert_allclose(packed_["value"], alone["value"], rtol=rtol, atol=0)
+
+
+SYNTHETIC = {
+    "quadratic_deep": ["task=quadratic_deep", "optimizer=adam", "trainer.epochs=2", "trainer.log_every=2"],
+    "rosenbrock_2d": ["task=rosenbrock_2d", "optimizer=adax", "optimizer.lr=0.01", "task.train_size=2560",
+                      "trainer.epochs=2", "trainer.log_every=4"],
+    "reddi_online": ["task=reddi_online", "optimizer=adam", "optimizer.lr=0.5", "optimizer.betas=[0.9,0.99]",
+                     "task.steps_per_epoch=250", "trainer.epochs=2", "trainer.log_every=10"],
+}
+
+
+@pytest.mark.parametrize("task", sorted(SYNTHETIC))
+def test_synthetic_members_equal_their_runs_alone(task, tmp_path):
+    runs = [[*SYNTHETIC[task], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    records = _alone_and_packed(tmp_path, runs)
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["status"] == info_a["status"] == "completed", info_p["error"]
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+        assert info_p["final"] == pytest.approx(info_a["final"], rel=1e-6)
+        assert info_p["progress"] == info_a["progress"] and info_p["config"] == info_a["config"]
+        assert info_p["env"]["packed"] == {"members": 3} and info_p["env"]["optimizer_impl"] == \
+            info_a["env"]["optimizer_impl"]
+    # Seeds matter: the members were not one run copied three times.
+    data = [r[1][1] for r in records]
+    batch = [d[(d.split == "batch") & (d.metric == "loss")]["value"].to_numpy() for d in data]
+    if task != "reddi_online":  # its data order does not depend on the seed
+        assert not np.array_equal(batch[0], batch[1])
+
+
+def test_checkpoint_is_the_unpacked_checkpoint(tmp_path):
+    runs = [[*SYNTHETIC["reddi_online"], *CPU, "task=reddi_stochastic", "trainer.keep_checkpoint=true", f"seed={seed}"] for seed in (3, 4)]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+    for k in range(2):
+        a = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)
+        p = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)
+        assert a.keys() == p.keys()
+        for key in ("model", "scheduler", "step", "epoch", "metric_rows"):
+            assert str(a[key]) == str(p[key]), key
+        assert a["optimizer"]["param_groups"] == p["optimizer"]["param_groups"]
+        assert str(a["optimizer"]["state"]) == str(p["optimizer"]["state"])
+        assert all(torch.equal(a["rng"][k], p["rng"][k]) if isinstance(a["rng"][k], torch.Tensor)
+                   else a["rng"][k] == p["rng"][k] for k in a["rng"])
+
+
+def test_lr_grid_pack_is_exact(tmp_path):
+    common = ["task=quadratic_deep", "optimizer=sched_adax", "trainer.epochs=2", "trainer.log_every=1", *CPU]
+    runs = [[*common, "optimizer.lr=0.01", "seed=0"], [*common, "optimizer.lr=0.1", "seed=0"],
+            [*common, "optimizer.lr=0.01", "seed=1"], [*common, "optimizer.lr=0.3", "seed=2"]]
+    assert len({pack_key(compose_cfg(r)) for r in runs}) == 1
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        assert info_p["status"] == "completed"
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+        lrs = rows_p[rows_p.metric == "lr"]["value"].unique()
+        assert len(lrs) == 1 and lrs[0] == info_p["config"]["optimizer"]["lr"]
+
+
+def test_a_diverging_member_is_recorded_and_the_others_carry_on(tmp_path):
+    common = ["task=rosenbrock_2d", "optimizer=sgd", "task.train_size=1280", "trainer.epochs=2",
+              "trainer.log_every=2", *CPU]
+    runs = [[*common, "optimizer.lr=1e-3", "seed=0"], [*common, "optimizer.lr=0.5", "seed=1"],
+            [*common, "optimizer.lr=1e-3", "seed=2"]]
+    records = _alone_and_packed(tmp_path, runs)
+    statuses = [(a[0]["status"], p[0]["status"]) for a, p in records]
+    assert statuses == [("completed", "completed"), ("diverged", "diverged"), ("completed", "completed")]
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["error"] == info_a["error"]
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
+def test_resumed_pack_ends_as_the_uninterrupted_runs(tmp_path, monkeypatch):
+    """A pack stopped by SIGTERM after epoch 1 resumes as a pack (members 0, 1) or alone (2)."""
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    saved = []
+    original = Run.save_checkpoint
+
+    def save_then_stop(self, *args):
+        original(self, *args)
+        saved.append(self.run_dir)
+        if len(saved) == len(runs):
+            raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupted):
+        train(_members(tmp_path, runs))
+    assert [read_run(tmp_path / f"packed{k}")[0]["status"] for k in range(3)] == ["interrupted"] * 3
+    monkeypatch.setattr(Run, "save_checkpoint", original)
+    train(_members(tmp_path, runs[:2]))
+    run_in_dir(compose_cfg(runs[2]), tmp_path / "packed2", runs[2], resume=True)
+    for k in range(3):
+        (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
+        assert info_p["status"] == "completed" and info_p["progress"]["resumed_from_epoch"] == 1
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
+def test_what_cannot_be_packed_runs_alone():
+    base = ["task=quadratic_deep", *CPU]
+    configs = [compose_cfg([*base, "optimizer=adam", "seed=0"]), compose_cfg([*base, "optimizer=adafactor", "seed=0"]),
+               compose_cfg([*base, "optimizer=adam", "seed=1"]), compose_cfg([*base, "optimizer=adafactor", "seed=1"]),
+               compose_cfg([*base, "optimizer=adax", "seed=0"]), compose_cfg([*base, "optimizer=adam", "seed=2",
+                                                                            "trainer.compile=true"]),
+               compose_cfg([*base, "optimizer=adam", "seed=3", "task=rosenbrock_2d"]),
+               compose_cfg([*base, "optimizer=adam", "seed=4"])]
+    assert plan(configs, max_pack=2) == [[0, 2], [1], [3], [4], [5], [6], [7]]
+    assert plan(configs, max_pack=64) == [[0, 2, 7], [1], [3], [4], [5], [6]]
+
+
+def test_packed_launcher_sweep_has_the_basic_launchers_run_dirs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "hydra/launcher=packed", "task=quadratic_deep", "optimizer=adam,adafactor", "seed=0,1",
+            "trainer.epochs=2", "trainer.log_every=3", *CPU,
+            f"hydra.sweep.dir={sweep}"]
+    proc = adaxbench(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 completed, 0 diverged, 0 failed" in proc.stdout
+    assert "training 2 jobs as one pack" in proc.stdout + proc.stderr  # adam's seeds; Adafactor's alone
+    for job in range(4):
+        run_dir = sweep / str(job)
+        assert {p.name for p in (run_dir / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+        info, metrics = read_run(run_dir)
+        # Finished: like an unpacked run, it keeps no checkpoint (trainer.keep_checkpoint=false).
+        assert info["status"] == "completed" and not (run_dir / "checkpoint.pt").exists()
+        assert f"seed={job % 2}" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+        assert info["config"]["seed"] == job % 2 and f"seed={job % 2}" in info["overrides"]
+        assert ["optimizer=adam", "optimizer=adafactor"][job // 2] in info["overrides"]
+        assert ("packed" in info["env"]) == (job < 2)
+    # A relaunch skips every finished job, packed or not; the report reads the sweep.
+    again = adaxbench(*args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stderr.count("skipping") + again.stdout.count("skipping") == 4
+    runs = load_runs([sweep])
+    assert len(runs.runs) == 4 and set(runs.runs["status"]) == {"completed"}
+    assert set(runs.runs["optimizer"]) == {"adam", "adafactor"} and runs.metrics["run"].nunique() == 4
+
+
+def test_launcher_is_listed_and_bad_max_pack_is_one_line(capsys):
+    from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
+
+    assert "packed" in config_options("hydra/launcher")
+    with pytest.raises(SystemExit) as exit_:
+        PackedLauncher(max_pack=0)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "adaxbench: error: hydra.launcher.max_pack must be an integer >= 1, got 0\n"
+
+
+@needs_fmnist
+def test_fmnist_mlp_members_match_their_runs_alone(tmp_path):
+    common = ["task=fmnist_mlp", "optimizer=adam", "trainer.train_limit=1024", "trainer.eval_limit=1000",
+              "trainer.epochs=1", "trainer.log_every=2", *CPU]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]):
+        assert info_p["status"] == "completed"
+        assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=1e-4)
+        assert abs(info_p["final"]["test/accuracy"] - info_a["final"]["test/accuracy"]) <= 0.002
+        _assert_same_rows(rows_a, rows_p, rtol=1e-3)  # float32 GEMMs batched differently: not bitwise
+
+
+def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypatch):
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    common = ["task=cifar10_resnet20", "optimizer=adaxw", "task.valid_size=32", "task.batch_size=32",
+              "trainer.train_limit=64", "trainer.eval_limit=32", "trainer.epochs=1", "trainer.log_every=1",
+              "trainer.keep_checkpoint=true", *CPU]
+    records = _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]])
+    for (info_a, rows_a), (info_p, rows_p) in records:
+        assert info_p["status"] == "completed"
+        _assert_same_rows(rows_a, rows_p, rtol=1e-3)
+    stats = []
+    for k in range(2):
+        alone = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)["model"]
+        mine = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)["model"]
+        for name in ("bn.running_mean", "bn.running_var", "blocks.8.bn2.running_var"):
+            torch.testing.assert_close(mine[name], alone[name], rtol=1e-4, atol=1e-6)
+        assert mine["bn.num_batches_tracked"] == alone["bn.num_batches_tracked"] == 2
+        stats.append(mine["bn.running_mean"])
+    assert not torch.allclose(stats[0], stats[1])  # each member its own statistics
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("task", ["quadratic_deep", "reddi_online"])
+def test_packed_on_cuda_matches_unpacked_on_cuda(task, tmp_path):
+    runs = [[*SYNTHETIC[task], "trainer.progress=false", "trainer.device=cuda", f"seed={seed}"] for seed in (0, 1)]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):
+        assert info_p["status"] == info_a["status"] == "completed" and info_p["env"]["device"].startswith("cuda")
+        _assert_same_rows(rows_a, rows_p, rtol=1e-4)  # cuBLAS may sum a batched GEMM in another order
+
+
+def test_conv_net_with_l2_in_bf16_channels_last(tmp_path, monkeypatch):
+    """cifar10_3c3d: DeepOBS's L2 term under vmap, bf16 autocast and channels_last in a pack."""
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    common = ["task=cifar10_3c3d", "optimizer=adam", "task.valid_size=32", "task.batch_size=32",
+              "trainer.train_limit=64", "trainer.eval_limit=32", "trainer.epochs=1", "trainer.log_every=1",
+              "trainer.precision=bf16", "trainer.channels_last=true", *CPU]
+    for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]):
+        assert info_p["status"] == "completed"
+        first = rows_a.step == 1  # the first step's loss (with its L2 term), before any update
+        np.testing.assert_allclose(rows_p[first & (rows_p.metric == "loss")]["value"],
+                                   rows_a[first & (rows_a.metric == "loss")]["value"], rtol=1e-2)
+        assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=2e-2)
+
+
+def test_dropout_model_members_run_one_by_one(tmp_path, monkeypatch):
+    """All-CNN-C draws dropout masks from the global RNG: its jobs train alone, unchanged."""
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    executed = []
+    original = Run.execute
+    monkeypatch.setattr(Run, "execute", lambda self, **kw: executed.append(self.run_dir) or original(self, **kw))
+    common = ["task=cifar100_allcnnc", "optimizer=sgd", "task.valid_size=8", "task.batch_size=8",
+              "trainer.train_limit=8", "trainer.eval_limit=8", "trainer.epochs=1", "trainer.log_every=1", *CPU]
+    train(_members(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]))
+    assert executed == [tmp_path / "packed0", tmp_path / "packed1"]
+    for k in range(2):
+        info, rows = read_run(tmp_path / f"packed{k}")
+        assert info["status"] == "completed" and "packed" not in info["env"] and (rows.split == "test").any()

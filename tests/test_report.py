@@ -435,3 +435,17 @@ def test_report_shows_published_column_and_sources(tmp_path):
     assert "| 0.9096 AdaX paper |" in row["adam"] and "| 0.916 AdaX paper |" in row["adax"]
     assert "| — |" in row["sgd"]  # momentum 0.5 is not the paper's SGDM
     assert "[AdaX paper](https://arxiv.org/abs/2004.09740)" in md and "Table 2" in md
+
+
+def test_iqm_figure_title_inside_the_figure():
+    """The IQM figure's title was cut off at the right edge with names as long as sched_adafactor."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["sched_adafactor", "sched_adax", "adax", "sched_adam", "adam"]
+    iqm = pd.DataFrame({"optimizer": names, "iqm": np.linspace(0.5, 0.7, 5), "ci_lo": 0.4, "ci_hi": 0.8})
+    fig, n = F.iqm_figure(iqm, F.optimizer_colors(names))
+    assert n == 5
+    FigureCanvasAgg(fig).draw()
+    b, box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer()), fig.bbox
+    assert box.x0 <= b.x0 and b.x1 <= box.x1 and b.y1 <= box.y1, "title outside the figure"
+    _inside_and_apart(fig)

@@ -179,3 +179,17 @@ def test_report_and_best_choose_by_the_same_rule_and_warn_on_grid_edges(tmp_path
     from adaxbench.report.best import main
     assert main([str(sweep)]) == 0
     assert "adaxbench best: warning: " + edge in capsys.readouterr().err
+
+
+def test_identical_seeds_on_both_sides_get_no_interval_and_no_star():
+    """A deterministic problem (reddi_online: the seed changes nothing) gave a zero-width 'interval' and a star
+    for a 4e-8 rounding difference between torch's Adam and ScheduledBeta2's Adam schedule."""
+    d, lo, hi, p, sig = welch_diff([-0.04843] * 5, [-0.04843 + 4e-8] * 5)
+    assert d == pytest.approx(-4e-8, abs=1e-12)
+    assert math.isnan(lo) and math.isnan(hi) and math.isnan(p) and not sig
+    # One side varies: Welch's interval is proper again.
+    d, lo, hi, p, sig = welch_diff([1.0, 1.0, 1.0], [0.0, 0.1, 0.2])
+    assert lo < d < hi and sig
+    # Stacks of groups: only the degenerate comparison loses its interval.
+    _, lo, _, _, sig = welch_diff(np.array([[1.0, 1.0, 1.0], [1.0, 1.1, 1.2]]), np.array([[0.0, 0.0, 0.0], [0.0, 0.1, 0.2]]))
+    assert np.isnan(lo[0]) and not sig[0] and sig[1]

@@ -152,6 +152,7 @@ EXPECTED = {
     "adax_paper_cifar10": {"+setting/adax_paper": {"sgd", "adam", "amsgrad", "adamw", "adax", "adaxw"}},
     "reddi": {"+setting/reddi": {"adam", "amsgrad", "adax"}},
     "lr_tuning": {"optimizer": {"sgd", "adam", "amsgrad", "adax", "adaxw", "sched_adafactor"}},
+    "beta2_ablation_cpu": {"optimizer": {"sched_adam", "sched_adax", "sched_adafactor", "adam", "adax"}},
 }
 
 
@@ -171,7 +172,7 @@ def test_experiment_presets_compose_and_their_first_job_runs(experiment, tmp_pat
     params = _sweep_params(experiment)
     for key, values in EXPECTED.get(experiment, {}).items():
         assert set(params[key]) == values
-    assert "seed" in params or experiment in ("lr_tuning", "reddi")
+    assert "seed" in params or experiment in ("lr_tuning", "reddi", "beta2_ablation_cpu")  # tuning: one seed
     # The first job of the sweep, composed as the sweeper would, must compose and take steps.
     first = [f"experiment={experiment}"] + [f"{k}={v[0]}" for k, v in params.items()]
     cfg = compose_cfg(first + ["trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false"])

@@ -63,6 +63,8 @@ CATALOGUE = [
     (["trainer.epochz=3"], "trainer.epochz is not a key of trainer (did you mean trainer.epochs?); keys there: epochs"),
     (["+lr=0.1"], "lr is not a top-level key (did you mean optimizer.lr?); accepted: task, optimizer"),
     (["+task.foo=1"], "task.foo is not a key of task; accepted: name, kind"),
+    (["task=reddi_online", "task.select_metric=train/avg_regret"],
+     "task.select_metric is an optional task key this task's config does not set: write +task.select_metric=VALUE"),
     (["task=quadratic_deep", "+task.x0=0.5"], "task.x0 is not a key of task"),
     (["+data.rooot=x"], "data.rooot is not a key of data (did you mean data.root?)"),
     # task values
@@ -90,7 +92,7 @@ CATALOGUE = [
     (["hydra/launcher=unknown"], "unknown hydra/launcher 'unknown'; available: basic"),
     (["task=null"], "task=null: a config group is chosen by name; choose one of cifar100_3c3d"),
     (["optimizer=null"], "optimizer=null: a config group is chosen by name; choose one of adafactor"),
-    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, deepobs_small, lr_tuning, reddi, or leave "
+    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, beta2_ablation_cpu, deepobs_small, lr_tuning, reddi, or leave "
                           "experiment out"),
     (["lr_schedule=null"], "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule)"),
     (["~task"], "task is missing; choose one with task=NAME"),

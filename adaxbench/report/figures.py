@@ -452,7 +452,7 @@ def profile_figure(rho: pd.DataFrame, colors: dict[str, Any], measure: str) -> t
 def iqm_figure(iqm: pd.DataFrame, colors: dict[str, Any]) -> tuple[Figure, int]:
     """Interquartile mean of normalised scores per optimizer with its CI (rliable's interval plot)."""
     d = iqm.sort_values("iqm")
-    fig, (ax,) = _new(1, 1, h=0.5 + 0.35 * len(d), w=6.0)
+    fig, (ax,) = _new(1, 1, h=0.8 + 0.35 * len(d))
     series = _Series()
     for i, row in enumerate(d.itertuples()):
         c = colors[row.optimizer]
@@ -462,6 +462,6 @@ def iqm_figure(iqm: pd.DataFrame, colors: dict[str, Any]) -> tuple[Figure, int]:
         pt.set_gid(series.gid())
     ax.set_yticks(range(len(d)), list(d["optimizer"]))
     ax.set(xlabel="IQM of normalised final score (1 = best seed on each task)", xlim=(-0.02, 1.02),
-           title="across tasks: interquartile mean, 95% stratified-bootstrap CI")
+           title="across tasks: interquartile mean\n95% stratified-bootstrap CI")  # one line was cut off
     ax.grid(axis="y", visible=False)
     return fig, series.n

@@ -199,6 +199,16 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
     return f"{group}=null: a config group is chosen by name; choose one of {options}{optional}"
 
 
+def _optional_task_keys() -> set[str]:
+    """Keys every task kind's schema declares with a None default (metric, select_metric, ...)."""
+    import dataclasses
+
+    from .schema import TASK_SCHEMAS
+
+    return set.intersection(*({f.name for f in dataclasses.fields(schema) if f.default is None}
+                              for schema in TASK_SCHEMAS.values()))
+
+
 def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     import difflib
@@ -211,6 +221,8 @@ def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str])
             return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
         return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
                 f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
+    if parent == "task" and leaf in _optional_task_keys():  # declared by the schema, unset by the task's yaml
+        return f"{key} is an optional task key this task's config does not set: write +{key}=VALUE"
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     try:
         cfg = hydra.compose_config(config_name=config_name, overrides=rest, run_mode=RunMode.MULTIRUN)

@@ -57,7 +57,7 @@ from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record
 from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
-from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _rng_state, _set_rng_state,
+from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
                      _signals_raise_interrupted, check_previous, effective_schedule, epoch_generator, lock_run_dir,
                      seed_everything, torch_beta2_hat)
 from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
@@ -409,13 +409,13 @@ def _guarded(fn, members: list[Member]) -> None:
                     m.run.write()
             raise
         except Exception as e:
-            first = (str(e).strip().splitlines() or [""])[0]
+            error = _first_line(e)
             for m in members:
                 if m.run.status == "running":
-                    m.run.status, m.run.error = "failed", f"{type(e).__name__}: {first}"
+                    m.run.status, m.run.error = "failed", error
                     (m.run.run_dir / "error.log").write_text(traceback.format_exc())
                     m.run.write()
-            log.error("pack failed: %s: %s", type(e).__name__, first)
+            log.error("pack failed: %s", error)
 
 
 def _diverge(m: Member, message: str) -> None:

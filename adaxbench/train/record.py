@@ -1,8 +1,7 @@
 """The environment a run ran in (``run.json``'s ``env``).
 
 The run-file contract itself (file names, metrics schema, run.json record, atomic writers,
-readers, settings) lives in :mod:`adaxbench.rundir`; its names are re-exported here for code
-written against the earlier layout.
+readers, settings) lives in :mod:`adaxbench.rundir`.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import socket
 import subprocess
 from pathlib import Path
 from typing import Any
-
-from ..rundir import (CHECKPOINT_FILE, METRIC_COLUMNS, METRICS_FILE, RUN_FILE, SCHEMA,  # noqa: F401
-                      MetricsLog, atomic_write, setting_overrides, write_json)
 
 
 def git_commit() -> str | None:

@@ -431,13 +431,13 @@ def _resample(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarra
 @dataclass
 class ProfileBand:
     """A profile ρ (index τ, a column per optimizer) with its pointwise bootstrap band
-    ``lo``/``hi`` (same shape; NaN where there is no band) and ``thin``: the task / optimizer
-    pairs with fewer than two seeds, which leave the band undefined (see the builders)."""
+    ``lo``/``hi`` (same shape; NaN where there is no band) and ``thin``: the (task, optimizer)
+    pairs with fewer than two seeds, which leave bands undefined (see the builders)."""
 
     rho: pd.DataFrame
     lo: pd.DataFrame
     hi: pd.DataFrame
-    thin: list[str]
+    thin: list[tuple[str, str]]
 
     def to_csv_frame(self) -> pd.DataFrame:
         """The CSV layout: ρ in a column per optimizer (the pre-band layout, kept for its
@@ -470,7 +470,7 @@ def performance_profile_band(run_times: pd.DataFrame, tasks: list[str], optimize
                 continue
             point[i, j] = np.median(t)
             if len(t) < 2:
-                thin.append(f"{task} / {opt}")
+                thin.append((task, opt))
             boot[:, i, j] = np.median(_resample(t, n_boot, rng), axis=1)
     index = pd.Index(taus, name="tau")
     frame = lambda a: pd.DataFrame(a, index=index, columns=list(optimizers))  # noqa: E731
@@ -504,7 +504,7 @@ def score_profile_band(norm: pd.DataFrame, taus: np.ndarray, n_boot: int = N_BOO
         by_task = {t: g["score"].to_numpy(float) for t, g in norm[norm["optimizer"] == opt].groupby("task", sort=True)}
         samples = list(by_task.values())
         rho[:, j] = np.mean([(s[:, None] >= taus).mean(axis=0) for s in samples], axis=0)
-        short = [f"{t} / {opt}" for t, s in by_task.items() if len(s) < 2]
+        short = [(t, opt) for t, s in by_task.items() if len(s) < 2]
         if short:
             thin += short
             continue

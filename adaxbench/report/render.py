@@ -67,8 +67,10 @@ def _band_text(prof: Any, resampled: str, csv: str, coupled: str = "") -> str:
                  f"the choice of settings or of tasks. {csv} has each band beside its curve (columns "
                  f"{first}_lo and {first}_hi for {first}, and so on).")
     if prof.thin:
-        text += (f" No band{'s' if coupled else ' for those'}: fewer than 2 seeds on {', '.join(prof.thin)}, whose "
-                 "spread the bootstrap cannot see" + (f" ({coupled})." if coupled else "."))
+        pairs = ", ".join(f"{t} / {o}" for t, o in prof.thin)
+        which = "No bands" if coupled else "No band for " + ", ".join(dict.fromkeys(o for _, o in prof.thin))
+        text += (f" {which}: fewer than 2 seeds on {pairs}, whose spread the bootstrap cannot see"
+                 + (f", and {coupled}." if coupled else "."))
     return text
 
 

@@ -491,9 +491,9 @@ def score_profile_band(norm: pd.DataFrame, taus: np.ndarray, n_boot: int = N_BOO
     interval; NaN for an optimizer with fewer than two seeds on some task (as the IQM's CI).
 
     ≥ τ rather than rliable's > τ: here the worst seed of a task scores exactly 0, which > would
-    drop already at τ = 0; the two differ only at a τ equal to some score.  (rliable itself
-    cannot be imported here: its dependency arch fails with pandas 3; numpy does the same.)
+    drop already at τ = 0; the two differ only at a τ equal to some score.
     """
+    # Not rliable.create_performance_profile: rliable's dependency arch fails to import with pandas 3.
     taus = np.asarray(taus, float)
     rng = np.random.default_rng(seed)
     opts = sorted(norm["optimizer"].unique())
@@ -508,7 +508,10 @@ def score_profile_band(norm: pd.DataFrame, taus: np.ndarray, n_boot: int = N_BOO
         if short:
             thin += short
             continue
-        boot = sum((_resample(s, n_boot, rng)[:, :, None] >= taus).mean(axis=1) for s in samples) / len(samples)
+        # A resample is how often it draws each seed (multinomial counts), so its fraction ≥ τ is
+        # a matrix product (in floats, for BLAS): no (resample x seed x τ) array.
+        boot = sum(rng.multinomial(len(s), np.full(len(s), 1 / len(s)), size=n_boot).astype(float)
+                   @ (s[:, None] >= taus).astype(float) / len(s) for s in samples) / len(samples)
         lo[:, j], hi[:, j] = _percentile_band(boot, level)
     index = pd.Index(taus, name="tau")
     frame = lambda a: pd.DataFrame(a, index=index, columns=opts)  # noqa: E731

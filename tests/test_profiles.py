@@ -154,7 +154,8 @@ def test_report_writes_bands_to_csv_and_says_what_they_are(tmp_path):
     hits = {("t1", "adam"): [1, 3], ("t1", "adax"): [2, 2], ("t2", "adam"): [2, 2], ("t2", "adax"): [1, None]}
     for (task, opt), es in hits.items():
         for s, e in enumerate(es):
-            write_run(tmp_path / "r" / f"{task}-{opt}-{s}", task=task, optimizer=opt, seed=s, target=0.8, evals=_acc_hit(e))
+            write_run(tmp_path / "r" / f"{task}-{opt}-{s}", task=task, optimizer=opt, seed=s, target=0.8,
+                      evals=_acc_hit(e))
     rep = build_report([tmp_path / "r"], out=tmp_path / "o", baseline="adam", figures=False)
     csv = pd.read_csv(tmp_path / "o" / "performance_profiles.csv", index_col="tau")
     # Old layout kept: a column per optimizer holds ρ; then the bands.

@@ -321,7 +321,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                                       "every optimizer's ratios depend on all optimizers' times on a task"))]
         tt = times.map(lambda v: _g(v, ".4g")).reset_index()
         blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
-        img = fig("performance_profiles", F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi) if figures else (None, 0))
+        img = fig("performance_profiles",
+                  F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi) if figures else (None, 0))
         if img:
             blocks.append(("img", img, "performance profiles"))
         rep.files.append(outdir / "performance_profiles.csv")

@@ -20,7 +20,7 @@ from report_fixtures import write_run  # noqa: E402
 
 from adaxbench.report import build_report, performance_profile  # noqa: E402
 from adaxbench.report import figures as F  # noqa: E402
-from adaxbench.report.aggregate import performance_profile_band, score_profile_band  # noqa: E402
+from adaxbench.report.aggregate import performance_profile_band, profile_times, score_profile_band  # noqa: E402
 
 INF = math.inf
 
@@ -161,6 +161,9 @@ def test_report_writes_bands_to_csv_and_says_what_they_are(tmp_path):
     # Old layout kept: a column per optimizer holds ρ; then the bands.
     assert list(csv.columns) == ["adam", "adax", "adam_lo", "adax_lo", "adam_hi", "adax_hi"]
     assert csv.loc[1.0, ["adam", "adax"]].tolist() == [1.0, 0.5]
+    # The curve from the per-seed times is the one from aggregate's median_to_target (the old route).
+    old = performance_profile(profile_times(rep.aggregate, ["t1", "t2"]), csv.index.to_numpy())
+    pd.testing.assert_frame_equal(csv[["adam", "adax"]], old, check_names=False)
     # τ = 1: adam's t1 median exceeds 2 with p 1/4, and adax's t2 median is 1 with p 1/4.
     assert csv.loc[1.0, ["adam_lo", "adam_hi", "adax_lo", "adax_hi"]].tolist() == [0.0, 1.0, 0.0, 1.0]
     s = pd.read_csv(tmp_path / "o" / "score_profiles.csv", index_col="tau")

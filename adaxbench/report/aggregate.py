@@ -11,7 +11,10 @@ Conventions (stated in every report):
   at least MIN_SEEDS_STAR seeds on both sides;
 - the best setting per task x optimizer: ``score_settings`` (shared with ``adaxbench best``);
 - across tasks: the interquartile mean of per-task normalised scores with a stratified
-  bootstrap CI (rliable's method, Agarwal et al. 2021; computed with scipy.stats).
+  bootstrap CI (rliable's method, Agarwal et al. 2021; computed with scipy.stats);
+- performance profiles (time-to-target ratios, AlgoPerf) and score distributions (rliable)
+  with pointwise stratified-bootstrap bands: the seeds are resampled within each task x
+  optimizer, the profile recomputed, and the band is the percentile interval at LEVEL.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .load import ReportError, RunSet
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
 LEVEL = 0.95  # confidence level of every interval in the report
 MIN_SEEDS_STAR = 3  # fewer seeds on either side: an interval, but never a star
-N_BOOT = 2000  # stratified-bootstrap resamples of the cross-task IQM
+N_BOOT = 2000  # stratified-bootstrap resamples of the cross-task IQM and of the profiles' bands
 
 
 def higher_is_better(metric: str) -> bool:
@@ -295,6 +298,12 @@ def grid_edge_warnings(scored: pd.DataFrame, settings: Mapping[str, Mapping[str,
     return out
 
 
+def _finished(runs: pd.DataFrame) -> pd.Series:
+    """The seeds that count for time-to-target: completed or diverged, and readable.  A
+    diverged seed that never reached the target counts as ∞."""
+    return runs["status"].isin(["completed", "diverged"]) & (runs["problem"] == "")
+
+
 def _std(x: pd.Series) -> float:
     return float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
@@ -307,8 +316,7 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     runs = rs.runs.join(scores, how="left")
     runs = runs[runs["task"].isin(list(tasks))]
     readable = runs["problem"] == ""
-    # A diverged seed that never reached the target counts as ∞ for time-to-target.
-    finished = runs["status"].isin(["completed", "diverged"]) & readable
+    finished = _finished(runs)
     # Unreadable completed runs count as failed: they are in no mean but must show up.
     failed = runs["status"].isin(["failed", "interrupted"]) | (~readable & ~runs["status"].isin(["diverged", "running"]))
     rows = []
@@ -360,6 +368,25 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     return agg.drop(columns="_finals")
 
 
+def _profile_ratios(t: np.ndarray) -> np.ndarray:
+    """Times (..., task, optimizer) -> ratio to the fastest optimizer on each task.  NaN counts
+    as ∞; a task nobody solved gives every optimizer r = ∞; 0/0 (both instant) is 1."""
+    t = np.where(np.isnan(t), np.inf, t)
+    best = t.min(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(best == 0, np.where(t == 0, 1.0, np.inf), t / best)
+    return np.where(np.isinf(best), np.inf, r)
+
+
+def _fraction_within(r: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Ratios (..., task, optimizer) -> ρ (..., τ, optimizer): the fraction of tasks with r ≤ τ.
+    One pass per task (there are few), vectorised over resamples, τ and optimizers."""
+    counts = np.zeros(r.shape[:-2] + (len(taus), r.shape[-1]), np.int32)
+    for k in range(r.shape[-2]):
+        counts += r[..., k, None, :] <= taus[:, None]
+    return counts / r.shape[-2]
+
+
 def performance_profile(times: pd.DataFrame, taus: np.ndarray) -> pd.DataFrame:
     """AlgoPerf / Dolan–Moré performance profiles.
 
@@ -368,13 +395,8 @@ def performance_profile(times: pd.DataFrame, taus: np.ndarray) -> pd.DataFrame:
     r[t, o] ≤ τ.  A task nobody solved gives every optimizer r = ∞ there.  Returns a frame
     indexed by τ with one column per optimizer.
     """
-    t = times.to_numpy(float)
-    t = np.where(np.isnan(t), np.inf, t)
-    best = t.min(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(best == 0, np.where(t == 0, 1.0, np.inf), t / best)
-    r = np.where(np.isinf(best), np.inf, r)
-    rho = (r[None, :, :] <= np.asarray(taus, float)[:, None, None]).mean(axis=1)
+    taus = np.asarray(taus, float)
+    rho = _fraction_within(_profile_ratios(times.to_numpy(float)), taus)
     return pd.DataFrame(rho, index=pd.Index(taus, name="tau"), columns=times.columns)
 
 
@@ -383,6 +405,117 @@ def profile_times(agg: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     best = agg[agg["is_best"]]
     t = best.pivot_table(index="task", columns="optimizer", values="median_to_target", aggfunc="first")
     return t.reindex(index=tasks).fillna(np.inf)
+
+
+def best_run_times(runs: pd.DataFrame, agg: pd.DataFrame, x: str = "epoch") -> pd.DataFrame:
+    """Each finished seed's time-to-target (in ``x``) in each optimizer's best setting: the
+    sample whose median is ``median_to_target``.  ``runs``: rs.runs joined with run_scores.
+    Returns rows task, optimizer, run, time (∞ = not reached)."""
+    best = agg.loc[agg["is_best"], ["task", "setting"]]
+    r = runs[_finished(runs)].reset_index(drop=True).merge(best, on=["task", "setting"])
+    return pd.DataFrame({"task": r["task"], "optimizer": r["optimizer"], "run": r["run"],
+                         "time": r[f"hit_{x}"].astype(float).fillna(np.inf)})
+
+
+def _percentile_band(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise percentile interval over the resamples (axis 0), as scipy's method='percentile'."""
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    return lo, hi
+
+
+def _resample(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` resamples with replacement of the 1-d sample ``x``: shape (n_boot, len(x))."""
+    return x[rng.integers(0, len(x), size=(n_boot, len(x)))]
+
+
+@dataclass
+class ProfileBand:
+    """A profile ρ (index τ, a column per optimizer) with its pointwise bootstrap band
+    ``lo``/``hi`` (same shape; NaN where there is no band) and ``thin``: the (task, optimizer)
+    pairs with fewer than two seeds, which leave bands undefined (see the builders)."""
+
+    rho: pd.DataFrame
+    lo: pd.DataFrame
+    hi: pd.DataFrame
+    thin: list[tuple[str, str]]
+
+    def to_csv_frame(self) -> pd.DataFrame:
+        """The CSV layout: ρ in a column per optimizer (the pre-band layout, kept for its
+        readers), then ``<optimizer>_lo`` and ``<optimizer>_hi`` per optimizer."""
+        return pd.concat([self.rho, self.lo.add_suffix("_lo"), self.hi.add_suffix("_hi")], axis=1)
+
+
+def performance_profile_band(run_times: pd.DataFrame, tasks: list[str], optimizers: list[str],
+                             taus: np.ndarray, n_boot: int = N_BOOT, level: float = LEVEL,
+                             seed: int = 0) -> ProfileBand:
+    """Performance profiles from per-seed times (``best_run_times``) with a pointwise band from a
+    stratified bootstrap: each task x optimizer's seeds are resampled (independently, with
+    replacement, keeping their number), its median time recomputed, all ratios and ρ(τ)
+    recomputed; the band is the percentile interval at ``level`` over ``n_boot`` resamples.
+
+    A task x optimizer without seeds (not run) is ∞ in every resample.  The ratios on a task
+    depend on every optimizer's time there, so a pair with a single seed (whose spread the
+    bootstrap cannot see) leaves every optimizer without a band (NaN), listed in ``thin``.
+    """
+    taus = np.asarray(taus, float)
+    rng = np.random.default_rng(seed)
+    point = np.full((len(tasks), len(optimizers)), np.inf)
+    boot = np.full((n_boot, len(tasks), len(optimizers)), np.inf)
+    thin = []
+    groups = {k: g["time"].to_numpy(float) for k, g in run_times.groupby(["task", "optimizer"], sort=False)}
+    for i, task in enumerate(tasks):
+        for j, opt in enumerate(optimizers):
+            t = groups.get((task, opt))
+            if t is None or not len(t):
+                continue
+            point[i, j] = np.median(t)
+            if len(t) < 2:
+                thin.append((task, opt))
+            boot[:, i, j] = np.median(_resample(t, n_boot, rng), axis=1)
+    index = pd.Index(taus, name="tau")
+    frame = lambda a: pd.DataFrame(a, index=index, columns=list(optimizers))  # noqa: E731
+    rho = frame(_fraction_within(_profile_ratios(point), taus))
+    if thin or not len(tasks):
+        nan = frame(np.full(rho.shape, np.nan))
+        return ProfileBand(rho, nan, nan.copy(), thin)
+    lo, hi = _percentile_band(_fraction_within(_profile_ratios(boot), taus), level)
+    return ProfileBand(rho, frame(lo), frame(hi), thin)
+
+
+def score_profile_band(norm: pd.DataFrame, taus: np.ndarray, n_boot: int = N_BOOT, level: float = LEVEL,
+                       seed: int = 0) -> ProfileBand:
+    """rliable's performance profile (score distribution, Agarwal et al. 2021): per optimizer,
+    the fraction of its runs whose normalised score (``normalised_scores``) is at least τ,
+    averaged over the tasks it ran on so that each task weighs the same whatever its seed
+    count.  Band: stratified bootstrap (seeds resampled within each task), pointwise percentile
+    interval; NaN for an optimizer with fewer than two seeds on some task (as the IQM's CI).
+
+    ≥ τ rather than rliable's > τ: here the worst seed of a task scores exactly 0, which > would
+    drop already at τ = 0; the two differ only at a τ equal to some score.
+    """
+    # Not rliable.create_performance_profile: rliable's dependency arch fails to import with pandas 3.
+    taus = np.asarray(taus, float)
+    rng = np.random.default_rng(seed)
+    opts = sorted(norm["optimizer"].unique())
+    rho = np.full((len(taus), len(opts)), np.nan)
+    lo, hi = rho.copy(), rho.copy()
+    thin = []
+    for j, opt in enumerate(opts):
+        by_task = {t: g["score"].to_numpy(float) for t, g in norm[norm["optimizer"] == opt].groupby("task", sort=True)}
+        samples = list(by_task.values())
+        rho[:, j] = np.mean([(s[:, None] >= taus).mean(axis=0) for s in samples], axis=0)
+        short = [(t, opt) for t, s in by_task.items() if len(s) < 2]
+        if short:
+            thin += short
+            continue
+        # A resample is how often it draws each seed (multinomial counts), so its fraction ≥ τ is
+        # a matrix product (in floats, for BLAS): no (resample x seed x τ) array.
+        boot = sum(rng.multinomial(len(s), np.full(len(s), 1 / len(s)), size=n_boot).astype(float)
+                   @ (s[:, None] >= taus).astype(float) / len(s) for s in samples) / len(samples)
+        lo[:, j], hi[:, j] = _percentile_band(boot, level)
+    index = pd.Index(taus, name="tau")
+    frame = lambda a: pd.DataFrame(a, index=index, columns=opts)  # noqa: E731
+    return ProfileBand(frame(rho), frame(lo), frame(hi), thin)
 
 
 def _iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -434,19 +434,46 @@ def lr_figure(agg_task: pd.DataFrame, settings: dict[str, dict], task: TaskInfo,
     return fig, series.n
 
 
-def profile_figure(rho: pd.DataFrame, colors: dict[str, Any], measure: str) -> tuple[Figure, int]:
-    """Performance profiles ρ(τ) on a log τ axis (step functions)."""
-    fig, (ax,) = _new(1, 1, h=3.6, w=6.0)
-    series = _Series()
+def _profile_lines(ax, rho: pd.DataFrame, lo: pd.DataFrame | None, hi: pd.DataFrame | None,
+                   colors: dict[str, Any], where: str) -> int:
+    """Step curves ρ(τ), one per optimizer, each over its shaded bootstrap band (same colour;
+    gid ``band-<n>``) where ``lo``/``hi`` have one.  ``where``: the steps' side ("post" for a
+    right-continuous profile, "pre" for a left-continuous one).  Returns the number of curves."""
+    series, bands = _Series(), _Series("band")
     for name in rho.columns:
-        (line,) = ax.step(rho.index, rho[name], where="post", color=colors[name], lw=1.6, label=name)
+        c = colors[name]
+        if lo is not None and hi is not None and np.isfinite(lo[name].to_numpy(float)).any():
+            band = ax.fill_between(rho.index, lo[name], hi[name], step=where, color=c, alpha=0.15, lw=0)
+            band.set_gid(bands.gid())
+        (line,) = ax.step(rho.index, rho[name], where=where, color=c, lw=1.6, label=name)
         line.set_gid(series.gid())
+    ax.set_ylim(-0.02, 1.02)
+    return series.n
+
+
+def profile_figure(rho: pd.DataFrame, colors: dict[str, Any], measure: str, lo: pd.DataFrame | None = None,
+                   hi: pd.DataFrame | None = None) -> tuple[Figure, int]:
+    """Performance profiles ρ(τ) on a log τ axis (step functions), with their pointwise
+    bootstrap bands shaded where given."""
+    fig, (ax,) = _new(1, 1, h=3.6)
+    n = _profile_lines(ax, rho, lo, hi, colors, "post")
     unit = {"epoch": "epochs", "step": "steps", "time": "training seconds"}[measure]
     ax.set(xscale="log", xlabel=f"τ = time to target ({unit}) ÷ the best optimizer's",
-           ylabel="fraction of tasks within τ", ylim=(-0.02, 1.02),
-           title="performance profiles (higher, further left = better)")
-    ax.legend(loc="lower right")
-    return fig, series.n
+           ylabel="fraction of tasks within τ", title="performance profiles (higher, further left = better)")
+    _legend(fig, [ax])  # below the axes: the bands fill the corners a legend inside would cover
+    return fig, n
+
+
+def score_profile_figure(rho: pd.DataFrame, colors: dict[str, Any], lo: pd.DataFrame | None = None,
+                         hi: pd.DataFrame | None = None) -> tuple[Figure, int]:
+    """rliable's score distributions: the fraction of runs with normalised score ≥ τ against τ
+    in [0, 1] (steps that drop just after each score), with their bootstrap bands."""
+    fig, (ax,) = _new(1, 1, h=3.6)
+    n = _profile_lines(ax, rho, lo, hi, colors, "pre")
+    ax.set(xlabel="τ (normalised final score: 0 = worst, 1 = best seed on each task)", xlim=(0, 1),
+           ylabel="fraction of runs with score ≥ τ", title="score distributions (higher = better)")
+    _legend(fig, [ax])
+    return fig, n
 
 
 def iqm_figure(iqm: pd.DataFrame, colors: dict[str, Any]) -> tuple[Figure, int]:

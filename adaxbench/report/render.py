@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .aggregate import (LEVEL, MIN_SEEDS_STAR, N_BOOT, aggregate, grid_edge_warnings, iqm_across_tasks,
-                        label_settings, normalised_scores, performance_profile, profile_times, run_scores,
-                        split_metric, task_infos)
+from .aggregate import (LEVEL, MIN_SEEDS_STAR, N_BOOT, aggregate, best_run_times, grid_edge_warnings,
+                        iqm_across_tasks, label_settings, normalised_scores, performance_profile_band,
+                        profile_times, run_scores, score_profile_band, split_metric, task_infos)
 from .load import ReportError, RunSet, load_runs
 from .references import load_references, references_for
 
@@ -53,6 +53,25 @@ def _g(v: float, spec: str = ".4g") -> str:
 
 def _pm(m: float, s: float) -> str:
     return _g(m) if s is None or math.isnan(s) else f"{_g(m)} ± {_g(s)}"
+
+
+def _band_text(prof: Any, resampled: str, csv: str, coupled: str = "") -> str:
+    """The sentences under a profile figure that say what its shaded band is, and where and why
+    there is none.  ``coupled``: why one thin pair removes every band (else only its own)."""
+    shaded = bool(np.isfinite(prof.lo.to_numpy(float)).any())
+    text = ""
+    if shaded:
+        first = prof.rho.columns[0]
+        text += (f" Shaded: the pointwise {LEVEL:.0%} band of a stratified bootstrap ({N_BOOT} resamples of "
+                 f"{resampled}): how far the curve moves with other seeds of the same settings. It does not cover "
+                 f"the choice of settings or of tasks. {csv} has each band beside its curve (columns "
+                 f"{first}_lo and {first}_hi for {first}, and so on).")
+    if prof.thin:
+        pairs = ", ".join(f"{t} / {o}" for t, o in prof.thin)
+        which = "No bands" if coupled else "No band for " + ", ".join(dict.fromkeys(o for _, o in prof.thin))
+        text += (f" {which}: fewer than 2 seeds on {pairs}, whose spread the bootstrap cannot see"
+                 + (f", and {coupled}." if coupled else "."))
+    return text
 
 
 def _slug(s: str) -> str:
@@ -267,7 +286,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     # Across tasks first: the cross-task summary.
     if len(tasks) >= 2:
         blocks.append(("h", 2, "Across tasks"))
-        norm = normalised_scores(rs.runs.join(scores, how="left"), agg, tasks)
+        joined = rs.runs.join(scores, how="left")
+        norm = normalised_scores(joined, agg, tasks)
         iqm = iqm_across_tasks(norm)
         blocks += [("p", "Interquartile mean (IQM) of each optimizer's final scores over all task × seed pairs, its "
                          f"best setting per task, with a {LEVEL:.0%} stratified-bootstrap CI ({N_BOOT} resamples of "
@@ -289,20 +309,38 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         ratios = times.div(times.min(axis=1), axis=0).to_numpy()
         top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
         taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
-        rho = performance_profile(times, taus)
+        prof = performance_profile_band(best_run_times(joined, agg, x), list(tasks), list(times.columns), taus)
         blocks += [("h", 3, "Performance profiles"),
                    ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by its {select} "
                          f"validation metric, or the compared metric where no valid split is logged) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
                          "task's target (∞ if not reached, diverged or not run); ρ(τ) is the fraction of tasks "
                          "on which that time is within a factor τ of the fastest optimizer's."
-                         + ("" if finite.size else " No optimizer reached any target."))]
+                         + ("" if finite.size else " No optimizer reached any target.")
+                         + _band_text(prof, "the finished seeds within each task × optimizer best setting, each "
+                                            "median time and every ratio recomputed", "performance_profiles.csv",
+                                      "every optimizer's ratios depend on all optimizers' times on a task"))]
         tt = times.map(lambda v: _g(v, ".4g")).reset_index()
         blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
-        img = fig("performance_profiles", F.profile_figure(rho, colors, x) if figures else (None, 0))
+        img = fig("performance_profiles",
+                  F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi) if figures else (None, 0))
         if img:
             blocks.append(("img", img, "performance profiles"))
         rep.files.append(outdir / "performance_profiles.csv")
-        rho.to_csv(outdir / "performance_profiles.csv")
+        prof.to_csv_frame().to_csv(outdir / "performance_profiles.csv")
+        s_taus = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), norm["score"].to_numpy(float)]))
+        sprof = score_profile_band(norm, s_taus)
+        blocks += [("h", 3, "Score distributions"),
+                   ("p", "rliable's performance profile (Agarwal et al. 2021): for each τ in [0, 1], the fraction "
+                         "of an optimizer's runs (its best setting per task) whose normalised final score is at "
+                         "least τ, averaged over the tasks it ran on so that every task weighs the same. The "
+                         "whole distribution behind the IQM: a curve above another everywhere dominates it."
+                         + _band_text(sprof, "the seeds within each task", "score_profiles.csv"))]
+        img = fig("score_profiles", F.score_profile_figure(sprof.rho, colors, sprof.lo, sprof.hi)
+                  if figures and len(norm) else (None, 0))
+        if img:
+            blocks.append(("img", img, "score distributions"))
+        rep.files.append(outdir / "score_profiles.csv")
+        sprof.to_csv_frame().to_csv(outdir / "score_profiles.csv")
 
     for name, task in tasks.items():
         a = agg[agg["task"] == name]

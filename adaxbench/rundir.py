@@ -111,6 +111,8 @@ class MetricsLog:
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {c: [] for c in self.COLUMNS}
+        # The rows already converted to Arrow: each save converts only the rows added since.
+        self._table: pa.Table = METRICS_SCHEMA.empty_table()
 
     def __len__(self) -> int:
         return len(self.cols["step"])
@@ -127,9 +129,15 @@ class MetricsLog:
     def truncate(self, n: int) -> None:
         for c in self.cols.values():
             del c[n:]
+        if n < self._table.num_rows:
+            self._table = self._table.slice(0, n)
 
     def table(self) -> pa.Table:
-        return pa.table({c: self.cols[c] for c in self.COLUMNS}, schema=METRICS_SCHEMA)
+        done = self._table.num_rows
+        if done < len(self):
+            new = pa.table({c: self.cols[c][done:] for c in self.COLUMNS}, schema=METRICS_SCHEMA)
+            self._table = pa.concat_tables([self._table, new]).combine_chunks()
+        return self._table
 
     def save(self, path: str | os.PathLike) -> None:
         table = self.table()

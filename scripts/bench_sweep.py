@@ -38,7 +38,7 @@ import torch
 CPU_SCENARIOS = {
     "reddi_online": (32, ["task=reddi_online", "optimizer=adam", "optimizer.lr=0.5", "optimizer.betas=[0.9,0.99]",
                           "trainer.epochs=2"]),  # 2 x 1,000 steps
-    "quadratic_deep": (32, ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=20"]),
+    "quadratic_deep": (32, ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=100"]),  # DeepOBS budget
     "rosenbrock_2d": (32, ["task=rosenbrock_2d", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=5"]),
     "fmnist_mlp": (8, ["task=fmnist_mlp", "optimizer=adam", "trainer.train_limit=10000", "trainer.eval_limit=2000",
                        "trainer.epochs=1"]),  # 78 steps of batch 128

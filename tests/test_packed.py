@@ -65,6 +65,9 @@ def test_synthetic_members_equal_their_runs_alone(task, tmp_path):
         assert info_p["progress"] == info_a["progress"] and info_p["config"] == info_a["config"]
         assert info_p["env"]["packed"] == {"members": 3} and info_p["env"]["optimizer_impl"] == \
             info_a["env"]["optimizer_impl"]
+        # the pack's process gets the thread budget a run alone gets, and records it
+        assert (info_p["env"]["threads"], info_p["env"]["threads_reason"]) == \
+            (info_a["env"]["threads"], info_a["env"]["threads_reason"])
     # Seeds matter: the members were not one run copied three times.
     data = [r[1][1] for r in records]
     batch = [d[(d.split == "batch") & (d.metric == "loss")]["value"].to_numpy() for d in data]
@@ -262,3 +265,19 @@ def test_dropout_model_members_run_one_by_one(tmp_path, monkeypatch):
     for k in range(2):
         info, rows = read_run(tmp_path / f"packed{k}")
         assert info["status"] == "completed" and "packed" not in info["env"] and (rows.split == "test").any()
+
+
+def test_named_tuple_batches_stack_as_their_type():
+    """A task may yield NamedTuple batches (its fields by name in ``loss``): a pack stacks them
+    field by field and gives ``loss`` the same type, numbers equal in every member unbatched."""
+    from typing import NamedTuple
+
+    from adaxbench.train.packed import _stack_batches
+
+    class Batch(NamedTuple):
+        x: torch.Tensor
+        scale: float
+
+    batch, dims = _stack_batches([Batch(torch.full((2,), float(k)), 0.5) for k in range(3)])
+    assert isinstance(batch, Batch) and isinstance(dims, Batch)
+    assert batch.x.tolist() == [[0, 0], [1, 1], [2, 2]] and batch.scale == 0.5 and dims == Batch(0, None)

@@ -179,6 +179,26 @@ def test_files_follow_the_umask(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_metrics_saved_in_pieces_equal_the_rows_written_at_once(tmp_path):
+    """Each save converts only the rows added since the last one; a truncate (a resume from an
+    earlier checkpoint) below what was saved must drop those rows from the file too."""
+    log = rundir.MetricsLog()
+    rows = [(s, s / 7, 0.1 * s, "batch", {"loss": 10.0 - s, "lr": 0.01}) for s in range(1, 30)]
+    for k, row in enumerate(rows[:20]):
+        log.add(*row)
+        if k % 6 == 0:
+            log.save(tmp_path / "m.parquet")
+    log.truncate(2 * 12)  # back to step 12: 2 metrics per step
+    for row in rows[12:]:
+        log.add(*row)
+    log.save(tmp_path / "m.parquet")
+    got = pq.read_table(tmp_path / "m.parquet")
+    assert got.schema.equals(rundir.METRICS_SCHEMA)
+    expected = [(s, metric, value) for s, _, _, _, values in rows for metric, value in values.items()]
+    assert list(zip(got["step"].to_pylist(), got["metric"].to_pylist(), got["value"].to_pylist())) == expected
+    assert got["time"].to_pylist()[-1] == pytest.approx(2.9) and got.num_rows == 2 * 29
+
+
 @pytest.mark.parametrize("override, why", [
     ("--experimental-rerun=x.pkl", "not a key=value"), ("-m", "not a key=value"), ("~seed", "only key=value"),
     ("++optimizer.lr=1", "only key=value"), ("optimizer.lr=1,2", "single values"),

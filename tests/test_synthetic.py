@@ -83,6 +83,12 @@ def direct_loss(theta: np.ndarray, x: np.ndarray) -> float:
     return float(np.mean(0.5 * np.einsum("nd,de,ne->n", d, quadratic_deep_hessian(), d)))
 
 
+def epoch_points(seed: int) -> torch.Tensor:
+    """The points of one quadratic_deep epoch, as documented: a seeded permutation of the 1000
+    training points, the remainder 1000 - 7 * 128 dropped, cut into 7 batches of 128."""
+    return torch.randperm(1000, generator=gen(seed))[:896].view(7, 128)
+
+
 def test_quadratic_loss_equals_the_definition_on_batches_and_splits():
     """The task expands the quadratic (precomputed Q x, x^T Q x); its values must be the
     definition's, for a batch and for both evaluation splits (test = first 896 points)."""
@@ -93,10 +99,10 @@ def test_quadratic_loss_equals_the_definition_on_batches_and_splits():
         model.theta.copy_(torch.from_numpy(theta))
     train = np.float32(np.random.RandomState(42).normal(0.0, 0.6, (1000, 100)))
     test = np.float32(np.random.RandomState(43).normal(0.0, 0.6, (1000, 100)))[:896]
-    batch = next(iter(task.batches(0, gen(7))))
-    assert batch.shape == (128,) and batch.dtype == torch.int64
-    loss, _ = task.loss(model, batch)
-    assert loss.item() == pytest.approx(direct_loss(theta, train[batch.numpy()]), rel=1e-6)
+    for batch, points in zip(task.batches(0, gen(7)), epoch_points(7)):
+        loss, _ = task.loss(model, batch)
+        assert loss.dtype == torch.float32
+        assert loss.item() == pytest.approx(direct_loss(theta, train[points.numpy()]), rel=1e-6)
     values = task.evaluate(model)
     assert values["train"]["loss"] == pytest.approx(direct_loss(theta, train), rel=1e-6)
     assert values["test"]["loss"] == pytest.approx(direct_loss(theta, test), rel=1e-6)
@@ -123,7 +129,7 @@ def test_quadratic_loss_ignores_bf16_autocast():
     task = build("quadratic_deep")
     model = task.model()
     batch = next(iter(task.batches(0, gen(2))))
-    exact = direct_loss(np.ones(100), task.train_x[batch].numpy())
+    exact = direct_loss(np.ones(100), task.train_x[epoch_points(2)[0]].numpy())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, _ = task.loss(model, batch)
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(exact, rel=1e-5)
@@ -135,17 +141,24 @@ def test_quadratic_gradient_is_hessian_times_offset():
     batch = next(iter(task.batches(0, gen(1))))
     loss, _ = task.loss(model, batch)
     loss.backward()
-    expected = torch.from_numpy(quadratic_deep_hessian()).float() @ (1.0 - task.train_x[batch].mean(0))
+    expected = torch.from_numpy(quadratic_deep_hessian()).float() @ (1.0 - task.train_x[epoch_points(1)[0]].mean(0))
     torch.testing.assert_close(model.theta.grad, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_quadratic_epoch_is_a_seeded_shuffle_without_repeats():
+    """A batch is [mean Q x, mean x^T Q x] over its points (float64): those of the points the
+    seeded permutation picks, distinct within the epoch."""
     task = build("quadratic_deep")
     epoch = list(task.batches(0, gen(3)))
-    assert len(epoch) == 7 and all(b.shape == (128,) for b in epoch)
-    # a batch holds the indices of its training points: all distinct (remainder 1000 - 896 dropped)
-    rows = torch.cat(epoch)
-    assert ((0 <= rows) & (rows < 1000)).all() and len(rows.unique()) == 7 * 128
+    assert len(epoch) == 7
+    q = quadratic_deep_hessian()
+    x = task.train_x.double().numpy()
+    points = epoch_points(3)
+    assert len(points.unique()) == 7 * 128
+    for batch, idx in zip(epoch, points):
+        assert batch.shape == (101,) and batch.dtype == torch.float64
+        np.testing.assert_allclose(batch[:100].numpy(), (x[idx] @ q).mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batch[100].item(), np.einsum("nd,de,ne->n", x[idx], q, x[idx]).mean(), rtol=1e-6)
     again = list(task.batches(0, gen(3)))
     other = list(task.batches(0, gen(4)))
     assert all(torch.equal(a, b) for a, b in zip(epoch, again))

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from adaxbench.tasks.base import Task, TaskError
 
@@ -95,10 +96,12 @@ class QuadraticDeep:
     training points; ``test`` is, as in DeepOBS (whose loaders drop the last partial batch),
     the mean over the first 7 * 128 = 896 test points, so it matches DeepOBS's baselines.
 
-    A batch is the indices of its training points. The loss is computed as the same
-    quadratic expanded, 0.5 theta^T Q theta - theta . mean(Q x) + 0.5 mean(x^T Q x), with
-    Q x and x^T Q x of every fixed point computed once (float64): a step costs one 100x100
-    matrix-vector product instead of a 128x100x100 product, so many packed seeds are cheap.
+    The loss is computed as the same quadratic expanded, 0.5 theta^T Q theta - theta . mean(Q x)
+    + 0.5 mean(x^T Q x), in float64 and rounded to float32 at the end: Q x and x^T Q x of every
+    fixed point are computed once, so a batch is its points' means as one float64 vector
+    [mean Q x (100 values), mean x^T Q x] (one epoch's batches gathered at once), and a step
+    costs one 100x100 matrix-vector product instead of a 128x100x100 one. Many packed seeds
+    are then cheap, and the float64 sums make a packed member's values those of its run alone.
     """
 
     has_accuracy = False
@@ -112,46 +115,49 @@ class QuadraticDeep:
         if not 1 <= self.batch_size <= train_size:
             raise TaskError(f"quadratic_deep: batch_size must be in [1, train_size={train_size}], got {self.batch_size}")
         self.steps_per_epoch = train_size // self.batch_size
-        q = quadratic_deep_hessian()
-        self.hessian = torch.as_tensor(q, dtype=torch.float32, device=device)
+        self.hessian = torch.as_tensor(quadratic_deep_hessian(), device=device)  # float64
 
-        def draw(seed: int, n: int) -> np.ndarray:  # the data are float32, as in DeepOBS
-            return np.float32(np.random.RandomState(seed).normal(0.0, self.noise_level, (train_size, 100))[:n])
+        def draw(seed: int, n: int) -> torch.Tensor:  # the data are float32, as in DeepOBS
+            x = np.random.RandomState(seed).normal(0.0, self.noise_level, (train_size, 100))[:n]
+            return torch.as_tensor(np.float32(x), device=device)
 
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.float32(a), device=device)
-
-        x = {"train": draw(42, train_size), "test": draw(43, self.steps_per_epoch * self.batch_size)}
-        qx = {split: v.astype(np.float64) @ q for split, v in x.items()}
-        xqx = {split: np.einsum("nd,nd->n", x[split].astype(np.float64), qx[split]) for split in x}
-        self.train_x = tensor(x["train"])
-        self.train_qx, self.train_xqx = tensor(qx["train"]), tensor(xqx["train"])
+        self.train_x = draw(42, train_size)
+        test_x = draw(43, self.steps_per_epoch * self.batch_size)
+        # Per training point, [Q x, x^T Q x] in one row: one gather per epoch fetches both.
+        self.train_table = self._table(self.train_x)
         # evaluate() needs only the means over each whole set
-        self.eval_sets = {split: (tensor(qx[split].mean(0)), tensor(xqx[split].mean())) for split in x}
+        self.eval_sets = {split: table.double().mean(0) for split, table
+                          in {"train": self.train_table, "test": self._table(test_x)}.items()}
+
+    def _table(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows [Q x, x^T Q x]: computed in float64, kept in float32 (half the memory traffic
+        of every epoch's gather)."""
+        qx = x.double() @ self.hessian
+        return torch.cat([qx, (qx * x.double()).sum(1, keepdim=True)], 1).float()
 
     def model(self) -> nn.Module:
         return Params(theta=torch.ones(100, device=self.device))
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        yield from _epoch_order(len(self.train_x), self.batch_size, generator, self.device)
+        order = _epoch_order(len(self.train_x), self.batch_size, generator, self.device)
+        # the epoch's batches in one gather-and-sum (its "sum" mode is faster than "mean")
+        return iter(F.embedding_bag(order, self.train_table, mode="sum").double() / self.batch_size)
 
-    def _loss(self, theta: torch.Tensor, mean_qx: torch.Tensor, mean_xqx: torch.Tensor) -> torch.Tensor:
-        # The problem is defined in float32: keep a bf16 autocast run from rounding Q to 3 digits.
-        # Products as sums of elementwise products: a packed (vmapped) run then sums in the
-        # same order as a run alone, instead of a matrix product's kernel of another shape.
+    def _loss(self, theta: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        # float64, then float32: also keeps a bf16 autocast run from rounding Q to 3 digits.
         with torch.autocast(self.device.type, enabled=False):
-            q_theta = (self.hessian * theta).sum(-1)
-            return (theta * (0.5 * q_theta - mean_qx)).sum() + 0.5 * mean_xqx
+            t = theta.double()
+            return ((t * (0.5 * (t @ self.hessian) - means[:-1])).sum() + 0.5 * means[-1]).float()
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self._loss(model.theta, self.train_qx[batch].mean(0), self.train_xqx[batch].mean()), None
+        return self._loss(model.theta, batch), None
 
     def after_step(self, model: nn.Module) -> None:
         pass
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, dict[str, float]]:
-        return {split: {"loss": self._loss(model.theta, *means).item()} for split, means in self.eval_sets.items()}
+        return {split: {"loss": self._loss(model.theta, means).item()} for split, means in self.eval_sets.items()}
 
     def log_metrics(self, model: nn.Module) -> dict[str, float]:
         return {}

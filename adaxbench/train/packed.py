@@ -55,7 +55,7 @@ from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..optim.schedules import build_lr_lambda
 from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
-from . import record
+from . import record, threads
 from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
 from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
                      _signals_raise_interrupted, check_previous, effective_schedule, epoch_generator, lock_run_dir,
@@ -150,7 +150,12 @@ def _batched(x: Any, dims: Any, level: int) -> Any:
         return x
     if isinstance(x, torch.Tensor):
         return _add_batch_dim(x, dims, level)
-    return type(x)(_batched(a, d, level) for a, d in zip(x, dims))
+    return _same_kind(x, [_batched(a, d, level) for a, d in zip(x, dims)])
+
+
+def _same_kind(like: tuple | list, items: list) -> Any:
+    """``items`` as a sequence of ``like``'s type (a tuple, list or NamedTuple)."""
+    return type(like)(*items) if hasattr(like, "_fields") else type(like)(items)
 
 
 def _vmap(fn, size: int, tensors: Sequence[torch.Tensor], batch: Any = None, batch_dims: Any = None) -> tuple:
@@ -183,7 +188,7 @@ def _stack_batches(batches: list[Any]) -> tuple[Any, Any]:
         return torch.stack(batches), 0
     if isinstance(first, (tuple, list)):
         parts = [_stack_batches([b[k] for b in batches]) for k in range(len(first))]
-        return type(first)(p[0] for p in parts), type(first)(p[1] for p in parts)
+        return _same_kind(first, [p[0] for p in parts]), _same_kind(first, [p[1] for p in parts])
     if all(b == first for b in batches):
         return first, None
     return torch.tensor(batches), 0
@@ -355,7 +360,9 @@ def _train(members: list[Member], resume: bool) -> None:
     cfg = members[0].run.cfg
     tr = cfg.trainer
     device = resolve_device(tr.device)
-    env = {**record.environment(device), **run_provenance(members[0].run.config_dict())}
+    budget = threads.configure(tr.get("threads", "auto"))  # as Run.execute: one pack trains at a time
+    env = {**record.environment(device), "threads": budget.threads, "threads_reason": budget.reason,
+           **run_provenance(members[0].run.config_dict())}
     try:
         task = build_task(cfg.task, cfg.data, device, members[0].seed, train_limit=tr.train_limit,
                           channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,

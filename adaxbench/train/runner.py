@@ -9,6 +9,7 @@ per epoch, so a killed run keeps every finished epoch and can resume from it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 import math
@@ -153,14 +154,19 @@ class Run:
         # Stops by a signal (time limit, preemption, Ctrl-C): the step each one came at.
         self.stops: list[dict[str, Any]] = []
         self.stop_signals: StopSignals | None = None
+        self._config_dict: dict[str, Any] | None = None
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
-        out = OmegaConf.to_container(self.cfg, resolve=True)
-        out.pop("hydra", None)
-        if out.get("lr_schedule") is None and "task" in out:  # record the schedule actually used
-            out["lr_schedule"] = effective_schedule(self.cfg)
-        return out
+        """The resolved config as run.json records it (a copy; resolved once: the config does not
+        change during a run, and every epoch's record would otherwise resolve it again)."""
+        if self._config_dict is None:
+            out = OmegaConf.to_container(self.cfg, resolve=True)
+            out.pop("hydra", None)
+            if out.get("lr_schedule") is None and "task" in out:  # record the schedule actually used
+                out["lr_schedule"] = effective_schedule(self.cfg)
+            self._config_dict = out
+        return copy.deepcopy(self._config_dict)
 
     def write(self) -> None:
         """Rewrite metrics.parquet and run.json (atomically each); see ``owns_files``."""

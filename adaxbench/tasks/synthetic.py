@@ -98,8 +98,8 @@ class QuadraticDeep:
 
     The loss is computed as the same quadratic expanded, 0.5 theta^T Q theta - theta . mean(Q x)
     + 0.5 mean(x^T Q x), in float64 and rounded to float32 at the end: Q x and x^T Q x of every
-    fixed point are computed once, so a batch is its points' means as one float64 vector
-    [mean Q x (100 values), mean x^T Q x] (one epoch's batches gathered at once), and a step
+    fixed point are computed once, so a batch is its points' means as one vector
+    [mean Q x (100 values), 0.5 mean x^T Q x] (one epoch's batches gathered at once), and a step
     costs one 100x100 matrix-vector product instead of a 128x100x100 one. Many packed seeds
     are then cheap, and the float64 sums make a packed member's values those of its run alone.
     """
@@ -116,6 +116,7 @@ class QuadraticDeep:
             raise TaskError(f"quadratic_deep: batch_size must be in [1, train_size={train_size}], got {self.batch_size}")
         self.steps_per_epoch = train_size // self.batch_size
         self.hessian = torch.as_tensor(quadratic_deep_hessian(), device=device)  # float64
+        self.half_hessian = 0.5 * self.hessian
 
         def draw(seed: int, n: int) -> torch.Tensor:  # the data are float32, as in DeepOBS
             x = np.random.RandomState(seed).normal(0.0, self.noise_level, (train_size, 100))[:n]
@@ -123,17 +124,16 @@ class QuadraticDeep:
 
         self.train_x = draw(42, train_size)
         test_x = draw(43, self.steps_per_epoch * self.batch_size)
-        # Per training point, [Q x, x^T Q x] in one row: one gather per epoch fetches both.
-        self.train_table = self._table(self.train_x)
+        # The training rows divided by the batch size, so a batch's sum is its mean; float32:
+        # half the memory traffic of every epoch's gather.
+        self.train_table = (self._rows(self.train_x) / self.batch_size).float()
         # evaluate() needs only the means over each whole set
-        self.eval_sets = {split: table.double().mean(0) for split, table
-                          in {"train": self.train_table, "test": self._table(test_x)}.items()}
+        self.eval_sets = {"train": self._rows(self.train_x).mean(0), "test": self._rows(test_x).mean(0)}
 
-    def _table(self, x: torch.Tensor) -> torch.Tensor:
-        """Rows [Q x, x^T Q x]: computed in float64, kept in float32 (half the memory traffic
-        of every epoch's gather)."""
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Per point, [Q x, 0.5 x^T Q x] (float64)."""
         qx = x.double() @ self.hessian
-        return torch.cat([qx, (qx * x.double()).sum(1, keepdim=True)], 1).float()
+        return torch.cat([qx, 0.5 * (qx * x.double()).sum(1, keepdim=True)], 1)
 
     def model(self) -> nn.Module:
         return Params(theta=torch.ones(100, device=self.device))
@@ -141,13 +141,13 @@ class QuadraticDeep:
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         order = _epoch_order(len(self.train_x), self.batch_size, generator, self.device)
         # the epoch's batches in one gather-and-sum (its "sum" mode is faster than "mean")
-        return iter(F.embedding_bag(order, self.train_table, mode="sum").double() / self.batch_size)
+        return iter(F.embedding_bag(order, self.train_table, mode="sum"))
 
     def _loss(self, theta: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         # float64, then float32: also keeps a bf16 autocast run from rounding Q to 3 digits.
         with torch.autocast(self.device.type, enabled=False):
-            t = theta.double()
-            return ((t * (0.5 * (t @ self.hessian) - means[:-1])).sum() + 0.5 * means[-1]).float()
+            t, means = theta.double(), means.double()
+            return ((t * (t @ self.half_hessian - means[:-1])).sum() + means[-1]).float()
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self._loss(model.theta, batch), None

@@ -147,3 +147,56 @@ def test_submitit_local_jobs_share_the_cpus(tmp_path):
         info = json.loads((sweep / str(job) / "run.json").read_text())
         assert info["env"]["threads"] == max(1, cpus // 2), info["env"]
         assert "2 jobs at once" in info["env"]["threads_reason"]
+
+
+def test_joblib_workers_warmed_up_front_are_the_launchers_workers(monkeypatch):
+    """The warm-up starts the loky workers while the sweep is checked; the launcher's Parallel,
+    built from the same config as hydra_joblib_launcher builds it, must run its jobs on them."""
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+    from joblib import Parallel, delayed
+
+    monkeypatch.setattr(threads, "_warming", None)
+    monkeypatch.setenv(threads.SWEEP_JOBS_ENV, "")
+    launcher = OmegaConf.to_container(OmegaConf.structured(JobLibLauncherConf(n_jobs=2)), resolve=True)
+    threads.warm_joblib_workers(launcher, sweep_jobs=4)
+    assert os.environ[threads.SWEEP_JOBS_ENV] == "4"
+    threads.ThreadBudget().on_multirun_start(OmegaConf.create({"hydra": {}}))  # waits for the warm-up
+    assert len(set(threads.warm_pids)) == 2 and os.getpid() not in threads.warm_pids
+    joblib_cfg = {k: v for k, v in launcher.items() if k != "_target_"}
+    joblib_cfg["backend"] = "loky"
+    process_joblib_cfg(joblib_cfg)
+    pids = Parallel(**joblib_cfg)(delayed(os.getpid)() for _ in range(6))
+    assert set(pids) <= set(threads.warm_pids)
+
+
+def test_no_warm_up_for_other_launchers(monkeypatch):
+    monkeypatch.setattr(threads, "_warming", None)
+    for launcher in (None, {"_target_": LOCAL}, {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}):
+        threads.warm_joblib_workers(launcher, sweep_jobs=4)
+        assert threads._warming is None
+
+
+def test_a_refused_sweep_ends_the_warmed_workers(monkeypatch):
+    import time
+
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+
+    monkeypatch.setattr(threads, "_warming", None)
+    monkeypatch.setenv(threads.SWEEP_JOBS_ENV, "")
+    threads.warm_joblib_workers(OmegaConf.to_container(OmegaConf.structured(JobLibLauncherConf(n_jobs=2))), 2)
+    threads._warming.join()
+    pids = list(threads.warm_pids)
+    assert len(pids) == 2
+    threads.stop_warm_workers()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)

@@ -62,9 +62,6 @@ def cmd_run(args: list[str]) -> int:
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts
     except Exception as e:
-        from .train.threads import stop_warm_workers
-
-        stop_warm_workers()
         if full_error():
             raise
         print(f"adaxbench: error: {hydra_error_line(e)}", file=sys.stderr)

@@ -176,10 +176,6 @@ def preflight(args: list[str]) -> None:
             check_output_dir(cfg.hydra.run.dir, "hydra.run.dir")
             return
         jobs = sweep_jobs(cfg, hydra.config_loader)
-        if jobs:  # a joblib sweep's workers start up while the jobs are checked
-            from .threads import warm_joblib_workers
-
-            warm_joblib_workers(OmegaConf.to_container(cfg.hydra.launcher, resolve=True), len(jobs))
         if jobs is None:  # another sweeper proposes its jobs as it goes: check the base config
             _check_job(cfg)
         for job in jobs or []:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,64 +179,6 @@ def sweep_size(config: Any) -> int | None:
 
 
 
-_warming: threading.Thread | None = None
-warm_pids: list[int] = []  # the warmed workers' process ids (for the tests)
-
-
-def warm_joblib_workers(launcher: dict[str, Any] | None, sweep_jobs: int) -> None:
-    """Start the joblib launcher's worker processes now, in the background, while the sweep's
-    jobs are still being checked: each worker spends ~2 s importing torch (and torch._dynamo,
-    which the first optimizer imports) before its first job. The launcher's ``Parallel``
-    then finds the same loky executor, its workers ready (joblib reuses an executor whose
-    arguments are unchanged). Only a head start: any failure here leaves it to the launcher."""
-    global _warming
-    if not launcher or "joblib" not in str(launcher.get("_target_", "")).lower() or _warming is not None:
-        return
-    # As hydra_joblib_launcher builds it, so that loky's reuse check finds the same arguments.
-    cfg = {k: v for k, v in launcher.items() if k != "_target_"}
-    cfg["backend"] = "loky"
-    for k in ("pre_dispatch", "batch_size", "max_nbytes"):
-        try:
-            cfg[k] = int(cfg[k]) if cfg.get(k) else cfg.get(k)
-        except (TypeError, ValueError):
-            pass
-    os.environ[SWEEP_JOBS_ENV] = str(sweep_jobs)  # as ThreadBudget will: the workers inherit it
-    workers = jobs_at_once(launcher, sweep_jobs, usable_cpus()[0])
-
-    def warm() -> None:
-        try:
-            from joblib import Parallel, delayed
-
-            warm_pids[:] = Parallel(**cfg)(delayed(_import_job_modules)() for _ in range(workers))
-        except Exception:
-            pass
-
-    _warming = threading.Thread(target=warm, name="adaxbench-warm-joblib", daemon=True)
-    _warming.start()
-
-
-def stop_warm_workers() -> None:
-    """The sweep was refused after the warm-up began: end its workers now, not at exit (which
-    would wait for their imports)."""
-    if _warming is None:
-        return
-    try:
-        from joblib.externals.loky import reusable_executor
-
-        if reusable_executor._executor is not None:
-            reusable_executor._executor.shutdown(wait=False, kill_workers=True)
-    except Exception:
-        pass
-
-
-def _import_job_modules() -> int:
-    import torch._dynamo  # noqa: F401  (torch.optim.Optimizer's first call imports it: ~1 s)
-
-    import adaxbench.cli  # noqa: F401
-    import adaxbench.train.runner  # noqa: F401
-    return os.getpid()
-
-
 class ThreadBudget(Callback):
     """Tells the jobs of a sweep how many of them a launcher may run at once."""
 
@@ -245,5 +186,3 @@ class ThreadBudget(Callback):
         n = sweep_size(config)
         if n:
             os.environ[SWEEP_JOBS_ENV] = str(n)
-        if _warming is not None:  # the launcher's Parallel must find the workers idle
-            _warming.join()

@@ -1,11 +1,13 @@
 """Wall time of one 4-job sweep through the sequential, submitit_local and joblib launchers.
 
-    python scripts/bench_launchers.py [--train-limit 30000] [--epochs 2] [--jobs 4] [--unbudgeted]
+    python scripts/bench_launchers.py [--train-limit 30000] [--epochs 2] [--jobs 4] [--repeats 3] [--unbudgeted]
 
 Each job trains fmnist_mlp (real Fashion-MNIST) on the first --train-limit examples. The
 thread budget (adaxbench/train/threads.py) gives each job its share of the CPUs; goals on
 2 cores: submitit_local within 1.4x and joblib n_jobs=2 within 1.05x of the sequential
-launcher. --unbudgeted also times submitit_local with every job at torch's default threads
+launcher. The launchers run interleaved, --repeats rounds; each wall time is the median of its
+rounds, and each ratio the median of the per-round ratios (a shared VM drifts by 20% within
+minutes, so single runs mislead). --unbudgeted also times submitit_local with every job at torch's default threads
 (trainer.threads = all CPUs), the behaviour before the budget.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +46,7 @@ def main() -> None:
     p.add_argument("--train-limit", type=int, default=30000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--jobs", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--unbudgeted", action="store_true")
     a = p.parse_args()
     cpus, why = usable_cpus()
@@ -55,16 +59,24 @@ def main() -> None:
     if a.unbudgeted:
         launchers.append(("submitit_local, default threads", ["hydra/launcher=submitit_local",
                           "hydra.launcher.timeout_min=60", f"trainer.threads={cpus}"], None))
-    print(f"{a.jobs} jobs of fmnist_mlp, {a.train_limit} examples x {a.epochs} epochs; {why}")
-    print(f"| launcher | wall | threads per job | ratio to sequential | goal |\n|---|---:|---|---:|---|")
+    print(f"{a.jobs} jobs of fmnist_mlp, {a.train_limit} examples x {a.epochs} epochs; {why}; "
+          f"median of {a.repeats} interleaved rounds")
+    walls: dict[str, list[float]] = {name: [] for name, _, _ in launchers}
+    used: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory(prefix="adaxbench_launchers_") as tmp:
-        base = None
-        for name, launcher, goal in launchers:
-            wall, used = sweep(name.split()[0] + str(len(launcher)), launcher, args, Path(tmp))
-            base = base or wall
-            ratio = wall / base
-            verdict = "" if goal is None else f"≤ {goal}x: {'met' if ratio <= goal else 'MISSED'}"
-            print(f"| {name} | {wall:.1f} s | {','.join(map(str, used))} | {ratio:.2f}x | {verdict} |", flush=True)
+        for r in range(a.repeats):
+            for name, launcher, _ in launchers:
+                wall, used[name] = sweep(f"{name.split()[0]}{len(launcher)}_{r}", launcher, args, Path(tmp))
+                walls[name].append(wall)
+    base = walls["sequential"]
+    print("| launcher | wall (median) | threads per job | ratio to sequential (median; range) | goal |\n"
+          "|---|---:|---|---:|---|")
+    for name, _, goal in launchers:
+        ratios = sorted(w / b for w, b in zip(walls[name], base))
+        ratio = statistics.median(ratios)
+        verdict = "" if goal is None else f"≤ {goal}x: {'met' if ratio <= goal else 'MISSED'}"
+        print(f"| {name} | {statistics.median(walls[name]):.1f} s | {','.join(map(str, used[name]))} | "
+              f"{ratio:.2f}x; {ratios[0]:.2f}–{ratios[-1]:.2f} | {verdict} |", flush=True)
 
 
 if __name__ == "__main__":

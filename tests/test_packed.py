@@ -195,12 +195,25 @@ def test_launcher_is_listed_and_bad_max_pack_is_one_line(capsys):
 @needs_fmnist
 def test_fmnist_mlp_members_match_their_runs_alone(tmp_path):
     common = ["task=fmnist_mlp", "optimizer=adam", "trainer.train_limit=1024", "trainer.eval_limit=1000",
-              "trainer.epochs=1", "trainer.log_every=2", *CPU]
+              "trainer.epochs=1", "trainer.log_every=2", "trainer.keep_checkpoint=true", *CPU]
     for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]]):
         assert info_p["status"] == "completed"
         assert info_p["final"]["test/loss"] == pytest.approx(info_a["final"]["test/loss"], rel=1e-4)
         assert abs(info_p["final"]["test/accuracy"] - info_a["final"]["test/accuracy"]) <= 0.002
         _assert_same_rows(rows_a, rows_p, rtol=1e-3)  # float32 GEMMs batched differently: not bitwise
+    # The pack stores Linear weights transposed: a member's checkpoint must still hold its weights
+    # and Adam state in the model's own (out, in) layout, contiguous, as its run alone saved them.
+    for k in range(2):
+        a = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)
+        p = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)
+        for name, value in a["model"].items():
+            assert p["model"][name].shape == value.shape and p["model"][name].is_contiguous()
+            torch.testing.assert_close(p["model"][name], value, rtol=1e-3, atol=1e-5)
+        for i, state in a["optimizer"]["state"].items():
+            for key in ("exp_avg", "exp_avg_sq"):
+                mine = p["optimizer"]["state"][i][key]
+                assert mine.shape == state[key].shape and mine.is_contiguous(), (i, key)
+                torch.testing.assert_close(mine, state[key], rtol=1e-2, atol=1e-7)
 
 
 def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypatch):
@@ -213,7 +226,12 @@ def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypa
     records = _alone_and_packed(tmp_path, [[*common, "seed=0"], [*common, "seed=1"]])
     for (info_a, rows_a), (info_p, rows_p) in records:
         assert info_p["status"] == "completed"
-        _assert_same_rows(rows_a, rows_p, rtol=1e-3)
+        # Step 1's mean effective lr, lr/(|g| + eps) averaged, is ruled by the few |g| near eps,
+        # where float32 rounding of a batched GEMM moves it by percents (the pack stores Linear
+        # weights transposed); every metric, the median and later steps must still agree.
+        ill = ((rows_a.metric == "eff_lr_mean") & (rows_a.step <= 1)).to_numpy()
+        _assert_same_rows(rows_a[~ill], rows_p[~ill], rtol=1e-3)
+        assert ill.sum() == 1
     stats = []
     for k in range(2):
         alone = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)["model"]

@@ -216,6 +216,24 @@ def test_fmnist_mlp_members_match_their_runs_alone(tmp_path):
                 torch.testing.assert_close(mine, state[key], rtol=1e-2, atol=1e-7)
 
 
+def test_mlp_lr_grid_pack_matches_its_runs_alone(tmp_path, monkeypatch):
+    """Two param groups of an MLP (its Linear weights stored transposed, joined by a cat)."""
+    from adaxbench.tasks import image
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    common = ["task=mnist_mlp", "optimizer=adam", "task.valid_size=32", "trainer.train_limit=256",
+              "trainer.eval_limit=64", "trainer.epochs=1", "trainer.log_every=1", "trainer.keep_checkpoint=true", *CPU]
+    runs = [[*common, "optimizer.lr=1e-3", "seed=0"], [*common, "optimizer.lr=1e-2", "seed=0"],
+            [*common, "optimizer.lr=1e-3", "seed=1"]]
+    for k, ((info_a, rows_a), (info_p, rows_p)) in enumerate(_alone_and_packed(tmp_path, runs)):
+        assert info_p["status"] == "completed" and info_p["env"]["packed"] == {"members": 3}
+        _assert_same_rows(rows_a, rows_p, rtol=1e-3)
+        a = torch.load(tmp_path / f"alone{k}" / "checkpoint.pt", weights_only=True)
+        p = torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)
+        for name, value in a["model"].items():
+            torch.testing.assert_close(p["model"][name], value, rtol=1e-3, atol=1e-5)
+
+
 def test_resnet20_members_keep_their_own_batchnorm_statistics(tmp_path, monkeypatch):
     from adaxbench.tasks import image
 

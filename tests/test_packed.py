@@ -143,6 +143,45 @@ def test_resumed_pack_ends_as_the_uninterrupted_runs(tmp_path, monkeypatch):
         _assert_same_rows(rows_a, rows_p, rtol=1e-6)
 
 
+def test_a_signal_stops_a_pack_at_a_step_and_it_resumes_exactly(tmp_path, monkeypatch):
+    """SIGTERM in the middle of epoch 2: every member checkpoints at that step (as a run alone
+    does), and resumes mid-epoch, as a pack (members 0, 1) or alone (2), to the uninterrupted
+    runs' metrics."""
+    import os
+
+    from adaxbench.train.packed import Pack
+
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    before = signal.getsignal(signal.SIGTERM)
+    original, steps = Pack.run_after_step, []
+
+    def step_then_signal(self):
+        original(self)
+        steps.append(1)
+        if len(steps) == 10:  # 7 steps per epoch: the signal comes during step 10's bookkeeping
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Pack, "run_after_step", step_then_signal)
+    with pytest.raises(Interrupted):
+        train(_members(tmp_path, runs))
+    monkeypatch.setattr(Pack, "run_after_step", original)
+    for k in range(3):
+        info, _ = read_run(tmp_path / f"packed{k}")
+        assert info["status"] == "interrupted" and info["progress"]["step"] == 10
+        assert info["progress"]["stops"] == [{"step": 10, "signal": "SIGTERM"}]
+        assert torch.load(tmp_path / f"packed{k}" / "checkpoint.pt", weights_only=True)["step"] == 10
+    assert signal.getsignal(signal.SIGTERM) is before  # the pack's handler is gone again
+    train(_members(tmp_path, runs[:2]))
+    run_in_dir(compose_cfg(runs[2]), tmp_path / "packed2", runs[2], resume=True)
+    for k in range(3):
+        (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
+        assert info_p["status"] == "completed" and info_p["progress"]["step"] == info_a["progress"]["step"] == 14
+        assert info_p["progress"]["resumed_from_step"] == 10
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
 def test_what_cannot_be_packed_runs_alone():
     base = ["task=quadratic_deep", *CPU]
     configs = [compose_cfg([*base, "optimizer=adam", "seed=0"]), compose_cfg([*base, "optimizer=adafactor", "seed=0"]),

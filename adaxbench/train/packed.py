@@ -34,9 +34,11 @@ the global RNG), ``trainer.compile``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
+import signal
 import sys
 import time
 import traceback
@@ -58,7 +60,7 @@ from ..tasks import TaskError, build_task
 from . import record, threads
 from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
 from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
-                     _signals_raise_interrupted, check_previous, effective_schedule, epoch_generator, lock_run_dir,
+                     StopSignals, check_previous, effective_schedule, epoch_generator, lock_run_dir,
                      seed_everything, torch_beta2_hat)
 from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
 
@@ -369,11 +371,16 @@ def _packable_model(model: nn.Module) -> bool:
 def train(members: list[Member], resume: bool = True) -> None:
     """Train the members (same task, trainer, schedule; see ``pack_key``) as packs to an end
     status each; every member's Run records its outcome. Never raises for training failures
-    (``Interrupted`` on SIGINT/SIGTERM, after recording it)."""
-    _guarded(lambda: _train(members, resume), members)
+    (``Interrupted`` on SIGINT/SIGTERM, after recording it: once a pack trains, at a step
+    boundary with every member checkpointed there, as a run alone stops)."""
+    stop = StopSignals()
+    with stop.installed():
+        for m in members:  # the jobs that run alone (dropout) stop as the runner's runs do
+            m.run.stop_signals = stop
+        _guarded(lambda: _train(members, resume, stop), members)
 
 
-def _train(members: list[Member], resume: bool) -> None:
+def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
     for m in members:
         m.run.run_dir.mkdir(parents=True, exist_ok=True)
     cfg = members[0].run.cfg
@@ -419,29 +426,28 @@ def _train(members: list[Member], resume: bool) -> None:
     for m in members:
         by_progress.setdefault((m.run.step, m.run.epochs_done), []).append(m)
     for group in by_progress.values():
-        _guarded(lambda group=group: _train_pack(group, task, lr_lambda, device), group)
+        _guarded(lambda group=group: _train_pack(group, task, lr_lambda, device, stop), group)
 
 
 def _guarded(fn, members: list[Member]) -> None:
     """``run_in_dir``'s outcome handling for a whole pack: a crash fails its active members
     (traceback in each error.log), a signal marks them interrupted and is passed on."""
-    with _signals_raise_interrupted():
-        try:
-            fn()
-        except Interrupted as e:
-            for m in members:
-                if m.run.status == "running":
-                    m.run.status, m.run.error = "interrupted", f"received {e}"
-                    m.run.write()
-            raise
-        except Exception as e:
-            error = _first_line(e)
-            for m in members:
-                if m.run.status == "running":
-                    m.run.status, m.run.error = "failed", error
-                    (m.run.run_dir / "error.log").write_text(traceback.format_exc())
-                    m.run.write()
-            log.error("pack failed: %s", error)
+    try:
+        fn()
+    except Interrupted as e:
+        for m in members:
+            if m.run.status == "running":
+                m.run.status, m.run.error = "interrupted", f"received {e}"
+                m.run.write()
+        raise
+    except Exception as e:
+        error = _first_line(e)
+        for m in members:
+            if m.run.status == "running":
+                m.run.status, m.run.error = "failed", error
+                (m.run.run_dir / "error.log").write_text(traceback.format_exc())
+                m.run.write()
+        log.error("pack failed: %s", error)
 
 
 def _diverge(m: Member, message: str) -> None:
@@ -449,7 +455,26 @@ def _diverge(m: Member, message: str) -> None:
     m.run.write()
 
 
-def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) -> None:
+def _stop_pack(pack: Pack, stop: StopSignals, step: int, elapsed: float, checkpoint: bool) -> None:
+    """A stop signal arrived mid-pack: every active member records the stop and, between two
+    optimizer steps, its metrics and checkpoint (``Run.stop_here`` for each), then stop."""
+    signum = stop.reason()
+    for m in pack.members:
+        if not m.active:
+            continue
+        run = m.run
+        run.train_seconds += elapsed
+        run.step = step
+        run.stops.append({"step": step, "signal": signal.Signals(signum).name})
+        pack.to_member(m, optimizer=checkpoint)
+        if checkpoint:
+            run.write()  # metrics first: a checkpoint never refers to rows not on disk
+            _set_rng_state(m.rng)
+            run.save_checkpoint(m.model, m.optimizer, m.scheduler)
+    raise Interrupted(signum)
+
+
+def _train_pack(members: list[Member], task, lr_lambda, device: torch.device, stop: StopSignals) -> None:
     run0 = members[0].run
     cfg, tr = run0.cfg, run0.cfg.trainer
     autocast = _autocast(tr.precision, device)
@@ -472,6 +497,7 @@ def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) ->
                     _diverge(m, str(e))
                 else:
                     m.run.write()
+        stop.deferred = True  # from here a signal stops the pack at a step boundary
         for epoch in range(run0.epochs_done, epochs_total):
             if not any(m.active for m in pack.members):
                 break
@@ -483,8 +509,14 @@ def _train_pack(members: list[Member], task, lr_lambda, device: torch.device) ->
             members = pack.members
             t_epoch = time.perf_counter()
             iters = [task.batches(epoch, epoch_generator(m.seed, epoch, device)) for m in members]
+            if (done := step - epoch * steps_per_epoch) > 0:
+                # Resumed mid-epoch (a stop at a step): replay the epoch's order and skip the
+                # batches already trained, as the runner does.
+                iters = [itertools.islice(it, done, None) for it in iters]
             pack.call.model.train()
-            for _ in range(steps_per_epoch):
+            for _ in range(steps_per_epoch - max(done, 0)):
+                if stop.received:
+                    _stop_pack(pack, stop, step, time.perf_counter() - t_epoch, bool(tr.checkpoint))
                 logging_step = (step + 1) % log_every == 0
                 batch, in_dims = _stack_batches([next(it) for it in iters])
                 with autocast():

@@ -488,25 +488,6 @@ class StopSignals:
                 signal.signal(sig, h)
 
 
-@contextlib.contextmanager
-def _signals_raise_interrupted():
-    """Turn SIGINT/SIGTERM into ``Interrupted`` at once, for the duration of a packed run
-    (packs checkpoint at epoch ends only; a single run stops at a step boundary: StopSignals)."""
-    def handler(signum, frame):
-        raise Interrupted(signum)
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not in the main thread (e.g. a joblib worker thread)
-            pass
-    try:
-        yield
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-
-
 def lock_run_dir(run_dir: Path) -> FileLock:
     """Create ``run_dir`` and take its lock: one live process per run dir.  An OS lock (flock)
     dies with its process, so the lock of a killed run is simply taken over; a live holder

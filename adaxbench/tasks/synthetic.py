@@ -124,11 +124,12 @@ class QuadraticDeep:
 
         self.train_x = draw(42, train_size)
         test_x = draw(43, self.steps_per_epoch * self.batch_size)
+        train_rows = self._rows(self.train_x)
         # The training rows divided by the batch size, so a batch's sum is its mean; float32:
         # half the memory traffic of every epoch's gather.
-        self.train_table = (self._rows(self.train_x) / self.batch_size).float()
+        self.train_table = (train_rows / self.batch_size).float()
         # evaluate() needs only the means over each whole set
-        self.eval_sets = {"train": self._rows(self.train_x).mean(0), "test": self._rows(test_x).mean(0)}
+        self.eval_sets = {"train": train_rows.mean(0), "test": self._rows(test_x).mean(0)}
 
     def _rows(self, x: torch.Tensor) -> torch.Tensor:
         """Per point, [Q x, 0.5 x^T Q x] (float64)."""

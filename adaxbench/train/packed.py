@@ -38,7 +38,6 @@ import itertools
 import json
 import logging
 import math
-import signal
 import sys
 import time
 import traceback
@@ -249,8 +248,7 @@ class Pack:
         # gradient as x.T @ g, in that layout, so it lands in .grad without a transposing copy
         # (a quarter of an MLP's packed step on CPU), and the optimizer steps contiguous memory.
         # The model sees the (M, out, in) view; ``_logical`` maps a leaf or its state to it.
-        self.transposed = {f"{name}.weight" for name, mod in base.named_modules()
-                           if isinstance(mod, nn.Linear) and mod.weight.dim() == 2}
+        self.transposed = {f"{name}.weight" for name, mod in base.named_modules() if isinstance(mod, nn.Linear)}
         self.leaves = [{n: torch.stack([self._logical(n, dict(m.model.named_parameters())[n].detach()) for m in g])
                         .requires_grad_(dict(base.named_parameters())[n].requires_grad) for n in self.param_names}
                        for g in self.groups]
@@ -462,15 +460,11 @@ def _stop_pack(pack: Pack, stop: StopSignals, step: int, elapsed: float, checkpo
     for m in pack.members:
         if not m.active:
             continue
-        run = m.run
-        run.train_seconds += elapsed
-        run.step = step
-        run.stops.append({"step": step, "signal": signal.Signals(signum).name})
+        m.run.train_seconds += elapsed
+        m.run.step = step
         pack.to_member(m, optimizer=checkpoint)
-        if checkpoint:
-            run.write()  # metrics first: a checkpoint never refers to rows not on disk
-            _set_rng_state(m.rng)
-            run.save_checkpoint(m.model, m.optimizer, m.scheduler)
+        _set_rng_state(m.rng)  # what the member's checkpoint holds
+        m.run.record_stop(signum, m.model, m.optimizer, m.scheduler, checkpoint)
     raise Interrupted(signum)
 
 

@@ -249,11 +249,16 @@ class Run:
     def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
         """A stop signal arrived: checkpoint at this step (between two optimizer steps), then stop."""
         signum = self.stop_signals.reason()
+        self.record_stop(signum, model, optimizer, scheduler, checkpoint)
+        raise Interrupted(signum)
+
+    def record_stop(self, signum: int, model, optimizer, scheduler, checkpoint: bool) -> None:
+        """Record a stop by ``signum`` at this step and, with ``checkpoint``, write the metrics and
+        a checkpoint here (``stop_here``; a pack does it for each member, then stops)."""
         self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
         if checkpoint:
             self.write()  # metrics first: a checkpoint never refers to rows that are not on disk
             self.save_checkpoint(model, optimizer, scheduler)
-        raise Interrupted(signum)
 
     def stalled(self) -> bool:
         """The last two stops came at the same step: a requeue would not progress either."""

@@ -49,9 +49,26 @@ def run_job(cfg):
     here, where nothing heavy is imported: importing the runner (torch) takes seconds, and
     a time-limit signal in that window would kill the job instead of requeueing it.
     """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from .train.runner import main_from_hydra
 
-    return main_from_hydra(cfg)
+    status = main_from_hydra(cfg)
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return status
+    return sweep_score(hc.runtime.output_dir, hc.sweeper)
+
+
+def sweep_score(run_dir, sweeper) -> float:
+    """What a sweep job returns to its sweeper: the run's selection score (``best``'s), the worst
+    value for the sweeper's ``direction`` where the run diverged or failed (Optuna's study goes on).
+    The basic sweeper ignores it."""
+    from .report.best import run_score
+
+    direction = sweeper.get("direction") if "direction" in sweeper else None
+    return run_score(run_dir, str(direction) if isinstance(direction, str) else None)
 
 
 def cmd_run(args: list[str]) -> int:

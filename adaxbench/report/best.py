@@ -8,6 +8,7 @@ rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch s
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from importlib import resources
@@ -17,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from ..rundir import RUN_FILE, Status, setting_overrides, umask
-from .aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
+from .aggregate import (grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos,
+                        worst_value)
 from .load import ReportError, RunSet, load_runs
 
 
@@ -74,8 +76,41 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
                      "overrides": df.at[first, "overrides"], "run_json": str(Path(df.at[first, "path"]) / RUN_FILE),
                      "config": rs.configs[first]})
     best = pd.DataFrame(rows)
-    best.attrs["warnings"] = grid_edge_warnings(scored, rs.settings)
+    # A sampled search (Optuna) tries continuous values: "the largest tried" says nothing of a grid.
+    best.attrs["warnings"] = grid_edge_warnings(scored[~scored["setting"].isin(sampled_settings(df))], rs.settings)
     return best, excluded
+
+
+def run_score(run_dir: str | Path, direction: str | None = None) -> float:
+    """The selection score of one run, as ``best`` scores it (``--mode final``): what a sweep job
+    returns to an optimizing sweeper (Optuna).  A diverged, failed or unscored run gets the worst
+    value for ``direction`` (``minimize``: +inf, ``maximize``: -inf; default: the metric's own
+    direction), so the study goes on and never prefers it."""
+    score, maximize = math.nan, direction == "maximize"
+    try:
+        row = select_best(load_runs([run_dir]))[0].iloc[0]
+        score = float(row["score"])
+        maximize = higher_is_better(row["metric"]) if direction is None else maximize
+    except ReportError:
+        pass
+    return score if math.isfinite(score) else worst_value(maximize)
+
+
+def sampled_sweep(run_dir: str | Path) -> bool:
+    """Whether the run came from a sweeper that samples a search space (Optuna...) rather than
+    the basic sweeper's grid, read from its ``.hydra/hydra.yaml``."""
+    try:
+        from omegaconf import OmegaConf
+        target = OmegaConf.load(Path(run_dir) / ".hydra" / "hydra.yaml").hydra.sweeper.get("_target_", "")
+    except Exception:  # no Hydra record (the Python API), or an unreadable one: a grid
+        return False
+    return bool(target) and not target.endswith("BasicSweeper")
+
+
+def sampled_settings(runs: pd.DataFrame) -> set[str]:
+    """The settings (of ``runs``: columns setting, path) that a sampling sweeper proposed."""
+    first = runs.drop_duplicates("setting")
+    return {row.setting for row in first.itertuples() if sampled_sweep(row.path)}
 
 
 def best_settings(sweep_dir: str | Path, metric: str | None = None, mode: str = "final") -> pd.DataFrame:
@@ -163,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         "Best setting per task x optimizer of a tuning sweep, scored on the validation split "
         "(mean over seeds; a diverged seed scores worst)."))
     parser.add_argument("sweep_dir")
-    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's validation "
-                        "metric, valid/<the task's metric>; tasks without it fall back to valid/loss)")
+    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's "
+                        "task.select_metric, else valid/<the task's metric>, else train/<the task's metric>; where none "
+                        "of them is logged, valid/loss, else train/loss)")
     parser.add_argument("--mode", choices=("final", "best"), default="final",
                         help="score a run by its final or its best evaluation (default %(default)s)")
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")

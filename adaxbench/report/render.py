@@ -405,7 +405,9 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         if multi.any():
             b = a[multi & a["is_best"]]
             tried = a[multi].groupby("optimizer").size()
-            warns = grid_edge_warnings(a[multi].rename(columns={"sel_mean": "score"}), rs.settings)
+            from .best import sampled_settings  # an Optuna search has no grid edge
+            grid = multi & ~a["setting"].isin(sampled_settings(rs.runs[rs.runs["setting"].isin(a["setting"])]))
+            warns = grid_edge_warnings(a[grid].rename(columns={"sel_mean": "score"}), rs.settings)
             all_warnings += warns
             blocks += [("h", 3, f"Best setting per optimizer on {name}"),
                        ("p", f"Selected by the {select} {task.select_metric}: mean over seeds, a diverged seed "

@@ -409,6 +409,7 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         kwargs, run.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         m.spec = (cls, kwargs)
         m.optimizer = cls(m.model.parameters(), **kwargs)
+        run.record_optimizer(m.optimizer)
         m.scheduler = LambdaLR(m.optimizer, lr_lambda)
         if resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler):
             log.info("resuming %s from epoch %d (step %d)", run.run_dir, run.epochs_done, run.step)

@@ -39,7 +39,8 @@ from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
 from .record import environment
-from .validate import ConfigError, check_config, choose_impl, name_optimizer, needs_closure, resolve_device
+from .validate import (UNSET, ConfigError, check_config, choose_impl, effective_hparams, name_optimizer, needs_closure,
+                       needs_create_graph, resolve_device)
 
 log = logging.getLogger("adaxbench")
 
@@ -155,6 +156,8 @@ class Run:
         self.stops: list[dict[str, Any]] = []
         self.stop_signals: StopSignals | None = None
         self._config_dict: dict[str, Any] | None = None
+        self.optimizer_class: str | None = None
+        self.optimizer_hparams: dict[str, Any] = {}
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -165,6 +168,8 @@ class Run:
             out.pop("hydra", None)
             if out.get("lr_schedule") is None and "task" in out:  # record the schedule actually used
                 out["lr_schedule"] = effective_schedule(self.cfg)
+            if isinstance(out.get("optimizer"), dict):  # keys left to the class's default (custom's lr)
+                out["optimizer"] = {k: v for k, v in out["optimizer"].items() if v != UNSET}
             self._config_dict = out
         return copy.deepcopy(self._config_dict)
 
@@ -195,7 +200,15 @@ class Run:
                       **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
                       **({"stops": self.stops} if self.stops else {})},
             final=self.final,
+            optimizer_class=self.optimizer_class,
+            optimizer_hparams=self.optimizer_hparams,
         ).write(self.run_dir)
+
+    def record_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """What run.json records of the optimizer that runs: its class, and every hyperparameter."""
+        cls = type(optimizer)
+        self.optimizer_class = f"{cls.__module__}.{cls.__qualname__}"
+        self.optimizer_hparams = effective_hparams(optimizer)
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -301,8 +314,11 @@ class Run:
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
+        self.record_optimizer(optimizer)
         # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch through a closure.
         closure_step = needs_closure(cls, kwargs)
+        # AdaHessian / SophiaH estimate the Hessian from the gradient's own graph.
+        create_graph = needs_create_graph(cls, kwargs, cfg.optimizer.get("create_graph"))
         # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)
@@ -325,10 +341,11 @@ class Run:
         bar = tqdm(total=steps_per_epoch * self.epochs_total, initial=self.step, disable=show, dynamic_ncols=True,
                    desc=desc, unit="step", leave=False)
         self.loggers = build_loggers(cfg.get("logger"), console=bar.disable, run_name=desc)  # console: bar is off
-        self.loggers.start(self.run_dir, self.config_dict(), self.step)
+        self.loggers.start(self.run_dir, {**self.config_dict(), "optimizer_hparams": self.optimizer_hparams}, self.step)
+        training_point(optimizer)  # a checkpoint holds the evaluation point (schedule-free optimizers)
         try:
             if self.epochs_done == 0 and self.step == 0:
-                with autocast():
+                with autocast(), evaluation_point(optimizer):
                     self.evaluate(task, forward, 0.0)
                 self.write()
             for epoch in range(self.epochs_done, self.epochs_total):
@@ -343,18 +360,19 @@ class Run:
                 for batch in batches:
                     if self.stop_signals is not None and self.stop_signals.received:
                         self.train_seconds += time.perf_counter() - t_epoch
-                        self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
+                        with evaluation_point(optimizer):
+                            self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
                     logging_step = (self.step + 1) % log_every == 0
                     with autocast():
                         loss, correct = task.loss(forward, batch)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward(create_graph=create_graph)
                     if logging_step:
                         grads = [p.grad for p in params if p.grad is not None]
                         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
                     lr = optimizer.param_groups[0]["lr"]
                     if closure_step:
-                        optimizer.step(_closure(task, forward, batch, optimizer, autocast))
+                        optimizer.step(_closure(task, forward, batch, optimizer, autocast, create_graph))
                     else:
                         optimizer.step()
                     # Diagnostics describe the step just taken (before the lr moves on).
@@ -386,13 +404,14 @@ class Run:
                     torch.cuda.synchronize(device)
                 self.train_seconds += time.perf_counter() - t_epoch
                 self.epochs_done = epoch + 1
-                with autocast():
-                    self.evaluate(task, forward, float(self.epochs_done))
-                # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
-                # between leaves extra rows, which the resume drops and replays).
-                self.write()
-                if tr.checkpoint:
-                    self.save_checkpoint(model, optimizer, scheduler)
+                with evaluation_point(optimizer):
+                    with autocast():
+                        self.evaluate(task, forward, float(self.epochs_done))
+                    # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
+                    # between leaves extra rows, which the resume drops and replays).
+                    self.write()
+                    if tr.checkpoint:
+                        self.save_checkpoint(model, optimizer, scheduler)
                 self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
             self.status = Status.COMPLETED
         except Diverged as e:
@@ -408,7 +427,7 @@ class Run:
         return RunResult(self.status.value, self.run_dir, self.error)
 
 
-def _closure(task, model, batch, optimizer, autocast):
+def _closure(task, model, batch, optimizer, autocast, create_graph: bool = False):
     """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
     ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
     @torch.enable_grad()
@@ -416,9 +435,30 @@ def _closure(task, model, batch, optimizer, autocast):
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             loss, _ = task.loss(model, batch)
-        loss.backward()
+        loss.backward(create_graph=create_graph)
         return loss
     return closure
+
+
+def training_point(optimizer: torch.optim.Optimizer) -> None:
+    """Put an optimizer with an evaluation point (``train()``/``eval()``: schedule-free
+    optimizers) at its training point; a no-op for the others."""
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()
+
+
+@contextlib.contextmanager
+def evaluation_point(optimizer: torch.optim.Optimizer):
+    """Evaluate and checkpoint at the optimizer's evaluation point: ``eval()`` before, ``train()``
+    after, for optimizers that have them (schedule-free ones swap in their averaged iterate)."""
+    if not callable(getattr(optimizer, "eval", None)):
+        yield
+        return
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        training_point(optimizer)
 
 
 def _first_line(e: BaseException) -> str:

@@ -65,6 +65,23 @@ def _target(obj: Any, what: str) -> str:
     return f"{obj.__module__}.{qualname}"
 
 
+def _hyperparameter(key: str, v: Any) -> Any:
+    """A hyperparameter as config: a class (SAM's ``base_optimizer=torch.optim.SGD``) becomes the
+    config the command line writes for it; anything a config cannot hold is one line."""
+    from .train.validate import ConfigError
+
+    if isinstance(v, type):
+        return {"_target_": "hydra.utils.get_class", "path": _target(v, f"hyperparameter {key}")}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return type(v)(_hyperparameter(key, x) for x in v)
+    if isinstance(v, dict):
+        return {k: _hyperparameter(f"{key}.{k}", x) for k, x in v.items()}
+    raise ConfigError(f"hyperparameter {key}={type(v).__name__} object cannot be recorded in a config; pass "
+                      "numbers, strings, lists, dicts or a class (e.g. base_optimizer=torch.optim.SGD)")
+
+
 def _default_run_dir() -> Path:
     """runs/DATE/TIME as on the command line; a suffix when several runs start in one second."""
     now = datetime.now()
@@ -130,6 +147,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     from .train.runner import Interrupted, run_in_dir
 
     overrides = [str(o) for o in overrides]
+    hyperparameters = {k: _hyperparameter(k, v) for k, v in hyperparameters.items()}
     extra: list[str] = []
     if isinstance(task, str):
         extra.append(f"task={task}")

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -319,6 +320,8 @@ class Run:
         closure_step = needs_closure(cls, kwargs)
         # AdaHessian / SophiaH estimate the Hessian from the gradient's own graph.
         create_graph = needs_create_graph(cls, kwargs, cfg.optimizer.get("create_graph"))
+        if create_graph:  # zero_grad(set_to_none=True) breaks the cycle torch warns of
+            warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
         # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)

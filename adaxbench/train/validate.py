@@ -18,6 +18,7 @@ import math
 import numbers
 import os
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -258,7 +259,9 @@ def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: b
     p = torch.ones(2, requires_grad=True)
     try:
         optimizer = cls([p], **kwargs)
-        (p ** 3).sum().backward(create_graph=create_graph)
+        with warnings.catch_warnings():  # torch's reference-cycle note: this dummy is dropped at once
+            warnings.simplefilter("ignore")
+            (p ** 3).sum().backward(create_graph=create_graph)
         optimizer.step()
     except RuntimeError as e:
         if not create_graph and "grad" in str(e):

@@ -87,7 +87,7 @@ def pack_key(cfg: DictConfig) -> str | None:
         return None
     # Users' code (a task, model, dataset or lr schedule by _target_) and live loggers run alone.
     if "_target_" in json.dumps(plain.get("task")) or "_target_" in effective_lr_schedule(plain) or \
-            (plain.get("logger") or {}).get("name", "none") != "none":
+            (plain.get("logger") or {"name": "none"}) != {"name": "none"}:
         return None
     for key in PER_MEMBER_KEYS:
         plain.pop(key, None)

@@ -128,8 +128,9 @@ class Run:
     """State of one run in its directory; ``execute`` trains it to an end status."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None,
-                 previous: dict[str, Any] | None = None):
+                 previous: dict[str, Any] | None = None, loggers: list | None = None):
         self.cfg = cfg
+        self.extra_loggers = list(loggers or [])  # RunLogger instances of the Python API
         self.run_dir = Path(run_dir)
         self.overrides = list(overrides or [])
         self.metrics = MetricsLog()
@@ -343,7 +344,8 @@ class Run:
         desc = f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}"
         bar = tqdm(total=steps_per_epoch * self.epochs_total, initial=self.step, disable=show, dynamic_ncols=True,
                    desc=desc, unit="step", leave=False)
-        self.loggers = build_loggers(cfg.get("logger"), console=bar.disable, run_name=desc)  # console: bar is off
+        self.loggers = build_loggers(self.config_dict().get("logger"), console=bar.disable, run_name=desc,
+                                     extra=self.extra_loggers)  # console: when the bar is off
         self.loggers.start(self.run_dir, {**self.config_dict(), "optimizer_hparams": self.optimizer_hparams}, self.step)
         training_point(optimizer)  # a checkpoint holds the evaluation point (schedule-free optimizers)
         try:
@@ -571,9 +573,10 @@ def check_previous(run_dir: Path, overrides: list[str] | None,
 
 
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
+               raise_config_errors: bool = True, loggers: list | None = None) -> RunResult:
     """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
 
+    ``loggers``: RunLogger instances besides those the config names (the Python API's).
     ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
     ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
     unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
@@ -581,17 +584,17 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     run_dir = Path(run_dir)
     lock = lock_run_dir(run_dir)
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, loggers)
     finally:
         lock.release()
 
 
 def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool) -> RunResult:
+                raise_config_errors: bool, loggers: list | None = None) -> RunResult:
     previous, finished = check_previous(run_dir, overrides, resume)
     if finished is not None:
         return finished
-    run = Run(cfg, run_dir, overrides, previous)
+    run = Run(cfg, run_dir, overrides, previous, loggers)
     try:
         optimizer_spec = check_config(cfg)
         name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name

@@ -200,6 +200,9 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
         d["status"] = Status(self.status).value
+        for k in ("optimizer_class", "optimizer_hparams"):  # older records have neither: round-trip them
+            if not d[k]:
+                del d[k]
         return {**d, **self.extra}
 
     def write(self, run_dir: str | os.PathLike) -> None:

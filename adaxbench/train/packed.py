@@ -95,14 +95,28 @@ def pack_key(cfg: DictConfig) -> str | None:
     return json.dumps(plain, sort_keys=True, default=str)
 
 
+def _elementwise(cfg: DictConfig) -> bool:
+    try:
+        return optimizer_kwargs(cfg.optimizer)[0] in ELEMENTWISE
+    except Exception:  # a config error: the runner reports it
+        return True
+
+
 def plan(configs: Sequence[DictConfig], max_pack: int) -> list[list[int]]:
     """Split jobs (by position) into groups: packs of equal ``pack_key``, at most ``max_pack``
     each, and single unpackable jobs; ordered by their first job."""
     groups: list[list[int]] = []
     open_packs: dict[str, list[int]] = {}
+    told: set[str] = set()
     for i, cfg in enumerate(configs):
         key = pack_key(cfg)
         if key is None:
+            target = str(cfg.optimizer.get("_target_"))
+            if target not in told and not _elementwise(cfg):
+                told.add(target)
+                log.info("%s runs unpacked: packs step their members' stacked tensors at once, which equals "
+                         "stepping each member only for optimizers known to update every coordinate from its own "
+                         "gradient and state (%s)", target, ", ".join(c.__name__ for c in ELEMENTWISE))
             groups.append([i])
             continue
         pack = open_packs.get(key)

@@ -131,3 +131,14 @@ def test_two_classes_of_one_name_are_told_apart(tmp_path):
     rs = load_runs([tmp_path])
     assert sorted(rs.runs["optimizer"]) == ["pytorch_optimizer.optimizer.lion.Lion", "third_party_user.Lion"]
     assert len(rs.notes) == 1 and "optimizer Lion names 2 different classes" in rs.notes[0]
+
+
+def test_packed_launcher_says_why_it_runs_them_unpacked(caplog):
+    from adaxbench.train.packed import plan
+
+    lion = compose_cfg(["optimizer=custom", "optimizer._target_=pytorch_optimizer.Lion", *QUICK])
+    adam = compose_cfg(["optimizer=adam", *QUICK])
+    with caplog.at_level("INFO", logger="adaxbench"):
+        assert plan([lion, lion, adam, adam], max_pack=8) == [[0], [1], [2, 3]]
+    told = [r.getMessage() for r in caplog.records if "runs unpacked" in r.getMessage()]
+    assert len(told) == 1 and told[0].startswith("pytorch_optimizer.Lion runs unpacked") and "AdaX" in told[0]

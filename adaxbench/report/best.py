@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ReportError(f"--seeds must be >= 1, got {args.seeds}")
         if args.write:
             _check_script_path(args.write)
-        best, excluded = select_best(load_runs([args.sweep_dir]), args.metric, args.mode)
+        rs = load_runs([args.sweep_dir])
+        best, excluded = select_best(rs, args.metric, args.mode)
         script = None
         if args.write:
             root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = f", {row.diverged} diverged" if row.diverged else ""
         print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
               f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
+    for note in rs.notes:  # e.g. two classes of one name, told apart
+        print(f"adaxbench best: note: {note}", file=sys.stderr)
     for w in best.attrs.get("warnings", []):
         print(f"adaxbench best: warning: {w}", file=sys.stderr)
     if len(excluded):

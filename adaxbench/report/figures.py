@@ -62,6 +62,8 @@ SCHEDULES = {"adam": "adam", "adamw": "adam", "amsgrad": "adam", "sched_adam": "
 def beta2_schedule(setting: dict[str, Any]) -> tuple[str, float | None, float] | None:
     """(schedule, β2, decay rate c) of a flattened optimizer setting, or None (sgd, rmsprop…)."""
     name = str(setting.get("optimizer.name", ""))
+    if not str(setting.get("optimizer._target_", "torch.optim")).startswith(("torch.optim", "adaxbench.optim")):
+        return None  # a user's class, whatever its name: no known β̂₂ schedule
     sched = SCHEDULES.get(name)
     if sched is None:
         return None

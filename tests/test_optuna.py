@@ -81,3 +81,10 @@ def test_bad_search_spaces_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "sweep").exists()  # nothing trained
+
+
+def test_the_preset_runs(tmp_path):
+    assert cli.main(["run", "-m", "experiment=lr_tuning_optuna", "optimizer=adam", "hydra.sweeper.n_trials=2", *QUICK,
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}"]) == 0
+    lrs = list(scores(tmp_path / "sweep"))
+    assert len(lrs) == 2 and all(1e-5 <= lr < 1.0 for lr in lrs)

@@ -28,6 +28,7 @@ from .augment import color_jitter, jitter_ranges, random_crop_flip
 from .base import TaskError
 from .datasets import load_dataset
 from .models import build_model, l2_parameters
+from .user import build_user_model, is_user_dataset, load_user_dataset
 
 # The validation split is drawn once with this fixed seed, so every run (whatever its
 # seed) holds out the same examples and validation numbers are comparable across runs.
@@ -43,7 +44,9 @@ class ImageClassificationTask:
         self.name = cfg["name"]
         self.device = device
         self.cfg = cfg
-        arrays = load_dataset(cfg["dataset"], data_cfg.get("root", "data"), bool(data_cfg.get("download", False)))
+        # The user's own dataset ({_target_: a dataset class} or a torch.save file) or one of ours.
+        load = load_user_dataset if is_user_dataset(cfg["dataset"]) else load_dataset
+        arrays = load(cfg["dataset"], data_cfg.get("root", "data"), bool(data_cfg.get("download", False)))
         self.source = arrays.source
         self.num_classes = arrays.num_classes
 
@@ -97,7 +100,9 @@ class ImageClassificationTask:
         self.in_channels, self.image_size = arrays.train_x.shape[1], arrays.train_x.shape[-1]
 
     def model(self) -> nn.Module:
-        model = build_model(self.cfg["model"], self.num_classes, self.in_channels, self.image_size).to(self.device)
+        spec = self.cfg["model"]  # one of MODELS, or {_target_: the user's nn.Module}
+        build = build_model if isinstance(spec, str) else build_user_model
+        model = build(spec, self.num_classes, self.in_channels, self.image_size).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model

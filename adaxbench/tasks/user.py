@@ -48,7 +48,7 @@ def _plain(cfg: Any) -> Any:
 def check_task(cfg: Mapping[str, Any]) -> None:
     """Up-front check of ``task._target_``: importable, a class or factory, arguments bind."""
     from ..plugins import arguments, check_arguments, locate
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     target = locate(cfg.get("_target_"), "task")
     if not callable(target):
@@ -122,7 +122,7 @@ def check_image_parts(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> No
     """Up-front check of an image task's own model (``task.model._target_``) and dataset
     (``task.dataset._target_`` or a ``torch.save`` file)."""
     from ..plugins import arguments, check_arguments, locate
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     model, dataset = cfg.get("model"), cfg.get("dataset")
     if isinstance(model, Mapping) and model.get("_target_") == "???":

@@ -28,7 +28,7 @@ from .augment import color_jitter, jitter_ranges, random_crop_flip
 from .base import TaskError
 from .datasets import load_dataset
 from .models import build_model, l2_parameters
-from .user import build_user_model, is_user_dataset, load_user_dataset
+from .user import build_user_model
 
 # The validation split is drawn once with this fixed seed, so every run (whatever its
 # seed) holds out the same examples and validation numbers are comparable across runs.
@@ -44,9 +44,7 @@ class ImageClassificationTask:
         self.name = cfg["name"]
         self.device = device
         self.cfg = cfg
-        # The user's own dataset ({_target_: a dataset class} or a torch.save file) or one of ours.
-        load = load_user_dataset if is_user_dataset(cfg["dataset"]) else load_dataset
-        arrays = load(cfg["dataset"], data_cfg.get("root", "data"), bool(data_cfg.get("download", False)))
+        arrays = load_dataset(cfg["dataset"], data_cfg.get("root", "data"), bool(data_cfg.get("download", False)))
         self.source = arrays.source
         self.num_classes = arrays.num_classes
 

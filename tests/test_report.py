@@ -17,7 +17,8 @@ from report_fixtures import write_run  # noqa: E402
 
 from adaxbench.report import build_report, performance_profile  # noqa: E402
 from adaxbench.report.cli import main  # noqa: E402
-from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn, beta2_schedule  # noqa: E402
+from adaxbench.report.divergence import beta2_schedule  # noqa: E402
+from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn  # noqa: E402
 
 NAN = float("nan")
 
@@ -78,24 +79,47 @@ def test_time_to_target(hand):
     assert agg.at["sgd", "median_to_target"] == math.inf
 
 
-def test_delta_welch_interval_by_hand(hand):
+def test_delta_paired_where_seeds_are_shared_by_hand(hand):
     _, agg, md = hand
     assert agg.at["adam", "is_baseline"]
-    # adax (0.90, 0.91, 0.89) − adam (0.80, 0.81, 0.79): Δ = 0.10; both s² = 1e-4, n = 3, so
-    # se = sqrt(2e-4 / 3) = 0.0081650, Welch df = 4, t(0.975, 4) = 2.7764451 -> ± 0.0226698.
+    # adax (0.90, 0.91, 0.89) − adam (0.80, 0.81, 0.79) on the same seeds 0, 1, 2: every pair differs
+    # by 0.10, so the difference is exact (no spread to test against) and better.
+    assert agg.at["adax", "test"] == "exact" and agg.at["adax", "pairs"] == 3
     assert agg.at["adax", "delta"] == pytest.approx(0.10)
-    assert agg.at["adax", "ci_lo"] == pytest.approx(0.10 - 0.0226698, abs=1e-6)
-    assert agg.at["adax", "ci_hi"] == pytest.approx(0.10 + 0.0226698, abs=1e-6)
-    assert agg.at["adax", "significant"]
-    # sgd (0.7, 0.9) − adam: Δ = 0; two seeds only -> an interval but never a star.
-    assert agg.at["sgd", "delta"] == pytest.approx(0.0, abs=1e-12)
-    assert agg.at["sgd", "ci_lo"] < -0.5 and agg.at["sgd", "ci_hi"] > 0.5  # df ≈ 1: very wide
-    assert not agg.at["sgd", "significant"]
+    assert math.isnan(agg.at["adax", "ci_lo"]) and agg.at["adax", "verdict"] == "better"
+    # sgd ran seeds 0, 1 (and a failed 2), each with its partner in adam's 0, 1, 2 (the diverged 3 is
+    # not completed): paired over 2 pairs, d = 0.7 − 0.80, 0.9 − 0.81 = −0.10, +0.09: mean −0.005,
+    # s_d = 0.19/√2, se = 0.095, t(0.975, 1) = 12.7062047 -> ± 1.2070894.
+    assert agg.at["sgd", "test"] == "paired t" and agg.at["sgd", "pairs"] == 2
+    assert agg.at["sgd", "delta"] == pytest.approx(-0.005)
+    assert agg.at["sgd", "ci_lo"] == pytest.approx(-0.005 - 1.2070894, abs=1e-6)
+    assert agg.at["sgd", "ci_hi"] == pytest.approx(-0.005 + 1.2070894, abs=1e-6)
+    assert not agg.at["sgd", "significant"] and agg.at["sgd", "verdict"] == "inconclusive"  # 2 pairs: no verdict
     row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "0.8 ± 0.01" in row["adam"] and "baseline" in row["adam"]
-    assert "+0.1 [+0.07733, +0.1227] *" in row["adax"] and row["adax"].count("*") == 1
+    assert "+0.1 (exact)" in row["adax"] and "| better (exact) |" in row["adax"]
+    assert "paired t, 2 pairs" in row["sgd"] and "inconclusive: fewer than 3 seeds" in row["sgd"]
     assert "*" not in row["sgd"] and "| 3/4 |" in row["adam"]
-    assert "Welch" in md
+    assert "no difference" not in md.lower()
+
+
+def test_delta_welch_where_seeds_differ_by_hand(tmp_path):
+    # adax on seeds 10, 11, 12 against adam on 0, 1, 2: no partners, Welch.  adax − adam: Δ = 0.10;
+    # both s² = 1e-4, n = 3: se = sqrt(2e-4 / 3) = 0.0081650, df = 4, t(0.975, 4) = 2.7764451 -> ± 0.0226698;
+    # t = 12.2474487; for 4 df P(T ≤ t) = 1/2 + (3/4) a (1 − a²/3) with a = t/√(4 + t²), so two-sided
+    # p = 2.5521675e-4: better, alone in its family (Holm changes nothing).
+    for s, v in enumerate([0.80, 0.81, 0.79]):
+        write_run(tmp_path / f"adam{s}", task="toy", optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, v]))
+    for s, v in enumerate([0.90, 0.91, 0.89]):
+        write_run(tmp_path / f"adax{s}", task="toy", optimizer="adax", seed=10 + s, evals=_acc([0.1, 0.5, 0.6, v]))
+    rep = build_report([tmp_path], out=tmp_path / "o", figures=False)
+    a = rep.aggregate.set_index("optimizer").loc["adax"]
+    assert a["test"] == "Welch t" and a["pairs"] == 0
+    assert (a["ci_lo"], a["ci_hi"]) == (pytest.approx(0.0773302, abs=1e-6), pytest.approx(0.1226698, abs=1e-6))
+    assert a["p_value"] == pytest.approx(2.5521675e-4, rel=1e-6) and a["p_holm"] == a["p_value"]
+    assert a["significant"] and a["verdict"] == "better"
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "+0.1 [+0.07733, +0.1227] *" in md and "| Welch t |" in md
 
 
 def test_performance_profile_by_hand():

@@ -212,7 +212,7 @@ def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styl
         label = f"{row['label']} (n={int(row['seeds'])})"
         # A single evaluation is a marker: a line through one point draws nothing.
         (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label,
-                          marker="o" if len(s) == 1 else None, ms=5)
+                          marker="o" if np.isfinite(s["mean"].to_numpy(float)).sum() == 1 else None, ms=5)
         line.set_gid(series.gid())
         if s["std"].notna().any():
             ax.fill_between(s["x"], s["mean"] - s["std"], s["mean"] + s["std"], color=color, alpha=0.18, lw=0)

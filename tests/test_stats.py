@@ -197,7 +197,6 @@ def test_identical_seeds_on_both_sides_get_no_interval_and_no_star():
 
 # --- paired tests, Holm, TOST, verdicts (issue 18 §1–3) --------------------------------------------
 
-from scipy import stats as sps  # noqa: E402
 from statsmodels.stats.weightstats import ttost_paired  # noqa: E402
 
 from adaxbench.report.aggregate import (compare, holm, pair_up, paired_diff, seeds_for_margin,  # noqa: E402

@@ -58,7 +58,7 @@ def beta2_schedule(setting: dict[str, Any]) -> Schedule | None:
     return sched, None, c
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)  # 16 MB per schedule at MAX_STEPS
 def _log_terms(schedule: Schedule, t_max: int) -> tuple[np.ndarray, np.ndarray]:
     """(ln(1 − β̂₂,k), C_k) for k = 1…t_max, where C_k = Σ_{j=2..k} ln β̂₂,j, from closed forms that
     never form β2^k or (1+β2)^k (see adaxbench.optim.beta2)."""

@@ -22,6 +22,7 @@ from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileB
                         best_run_times, grid_edge_warnings, iqm_across_tasks, label_settings, normalised_scores,
                         performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
                         task_infos, verdict_text)
+from ..rundir import effective_epochs, effective_lr_schedule
 from .load import ReportError, RunSet, load_runs
 from .references import load_references, references_for
 
@@ -284,9 +285,7 @@ def _vals(values: list) -> str:
     return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _fmt_num(v) for v in values)
 
 
-def _schedule_text(cfg: Any) -> str:
-    if not isinstance(cfg, dict):
-        return "constant"
+def _schedule_text(cfg: dict) -> str:
     rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in cfg.items() if k != "name")
     return str(cfg.get("name", "constant")) + (f" ({rest})" if rest else "")
 
@@ -300,11 +299,10 @@ def task_budget(rs: RunSet, scores: pd.DataFrame, task: str) -> Budget:
     distinct = lambda vals: list(dict.fromkeys(vals))  # noqa: E731
     steps = scores.reindex(ids)["final_step"].dropna()
     return Budget(
-        epochs=distinct(t.get("epochs") or k.get("epochs") for t, k in zip(tr, tk)),
-        protocol_epochs=distinct(k.get("epochs") for k in tk),
+        epochs=distinct(effective_epochs(c) for c in cfgs), protocol_epochs=distinct(k.get("epochs") for k in tk),
         steps=distinct(int(v) for v in steps), batch_size=distinct(k.get("batch_size") for k in tk),
         train_limit=distinct(t.get("train_limit") for t in tr), eval_limit=distinct(t.get("eval_limit") for t in tr),
-        lr_schedule=distinct(_schedule_text(c.get("lr_schedule") or k.get("lr_schedule")) for c, k in zip(cfgs, tk)))
+        lr_schedule=distinct(_schedule_text(effective_lr_schedule(c)) for c in cfgs))
 
 
 def setting_hparams(rs: RunSet, key: str) -> dict[str, Any]:

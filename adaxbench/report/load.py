@@ -24,6 +24,8 @@ from ..rundir import (FINISHED, METRICS_FILE, RUN_FILE, identity_config, optimiz
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
 READ_METRICS = tuple(s.value for s in FINISHED)
+# The run.json key holding the built optimizer's param-group hyperparameters (defaults included).
+RECORDED_HPARAMS = "optimizer_hparams"
 
 
 class ReportError(ValueError):
@@ -44,6 +46,9 @@ class RunSet:
     metrics: pd.DataFrame
     configs: list[dict]
     settings: dict[str, dict[str, Any]]
+    # Per run: the built optimizer's effective hyperparameters where run.json records them
+    # (RECORDED_HPARAMS), else {}.
+    recorded: list[dict] = field(default_factory=list)
     _index: dict | None = None
     notes: list[str] = field(default_factory=list)  # e.g. optimizers renamed to tell classes apart
 
@@ -95,13 +100,14 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         raise ReportError("no run dirs found (no run.json under the given paths)")
     records = [read_record(d) for d in dirs]
 
-    rows, configs, settings = [], [], {}
+    rows, configs, settings, recorded = [], [], {}, []
     for i, (d, (rec, problem)) in enumerate(zip(dirs, records)):
         if rec is None:  # listed under "Runs not included" with the reason
             rows.append({"run": i, "path": str(d), "status": "unreadable", "problem": problem, "error": "",
                          "task": "", "optimizer": "", "seed": None, "setting": "", "overrides": [],
                          "progress": "", "optimizer_class": None})
             configs.append({})
+            recorded.append({})
             continue
         cfg = rec.config
         key = setting_key(identity_config(rec))
@@ -114,6 +120,7 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "progress": _progress(rec.progress), "optimizer_class": optimizer_identity(rec),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
+        recorded.append(_recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)))
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     notes = _tell_classes_apart(runs)
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
@@ -139,7 +146,8 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                                 [("run", "int32"), ("step", "int64"), ("epoch", "float64"),
                                  ("time", "float64"), ("split", "category"), ("metric", "category"),
                                  ("value", "float64")]})
-    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, notes=notes)
+    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, recorded=recorded,
+                  notes=notes)
 
 
 def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
@@ -154,6 +162,14 @@ def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
             notes.append(f"optimizer {name} names {len(found)} different classes ({', '.join(sorted(found))}): "
                          "each is reported under its module-qualified name")
     return notes
+
+
+def _recorded_hparams(v: Any) -> dict:
+    """The recorded param-group hyperparameters as one flat dict: a dict as it is, a list of param
+    groups as its first group (the groups of one run share them unless a test varied them)."""
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        v = v[0]
+    return {k: x for k, x in v.items() if k != "params"} if isinstance(v, dict) else {}
 
 
 def _progress(p: Any) -> str:

@@ -197,7 +197,7 @@ def _logger_class(cfg: Mapping[str, Any], key: str) -> type:
 
 def check_logger(cfg: Mapping[str, Any], key: str = "logger") -> None:
     """One-line ``ConfigError`` for an unknown logger or a missing package."""
-    from .validate import ConfigError
+    from ..errors import ConfigError
 
     if "_target_" in cfg:
         _logger_class(cfg, key)

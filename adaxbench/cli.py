@@ -58,17 +58,9 @@ def run_job(cfg):
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return status
+    from .report.best import sweep_score  # what an optimizing sweeper (Optuna) is told
+
     return sweep_score(hc.runtime.output_dir, hc.sweeper)
-
-
-def sweep_score(run_dir, sweeper) -> float:
-    """What a sweep job returns to its sweeper: the run's selection score (``best``'s), the worst
-    value for the sweeper's ``direction`` where the run diverged or failed (Optuna's study goes on).
-    The basic sweeper ignores it."""
-    from .report.best import run_score
-
-    direction = sweeper.get("direction") if "direction" in sweeper else None
-    return run_score(run_dir, str(direction) if isinstance(direction, str) else None)
 
 
 def cmd_run(args: list[str]) -> int:

@@ -96,6 +96,14 @@ def run_score(run_dir: str | Path, direction: str | None = None) -> float:
     return score if math.isfinite(score) else worst_value(maximize)
 
 
+def sweep_score(run_dir: str | Path, sweeper: Any) -> float:
+    """What a sweep job returns to its sweeper (``hydra.sweeper`` config): the run's selection score,
+    the worst value for the sweeper's ``direction`` where the run diverged or failed (Optuna's study
+    goes on).  The basic sweeper ignores it."""
+    direction = sweeper.get("direction") if "direction" in sweeper else None
+    return run_score(run_dir, str(direction) if isinstance(direction, str) else None)
+
+
 def sampled_sweep(run_dir: str | Path) -> bool:
     """Whether the run came from a sweeper that samples a search space (Optuna...) rather than
     the basic sweeper's grid, read from its ``.hydra/hydra.yaml``."""

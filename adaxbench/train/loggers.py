@@ -184,8 +184,8 @@ def sweep_group() -> str | None:
 
 
 def _logger_class(cfg: Mapping[str, Any], key: str) -> type:
+    from ..errors import ConfigError
     from ..plugins import arguments, check_arguments, locate
-    from .validate import ConfigError
 
     cls = locate(cfg["_target_"], key)
     if not (isinstance(cls, type) and issubclass(cls, RunLogger)):

@@ -40,7 +40,7 @@ class PackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from adaxbench.cli import sweep_score
+        from adaxbench.report.best import sweep_score
         from adaxbench.train.packed import launch
 
         returns = launch(self, job_overrides, initial_job_idx)

@@ -191,7 +191,7 @@ class RunRecord:
     # The optimizer that ran: its class (module.qualname, however the config named it) and the
     # hyperparameters of its built param groups, class defaults included (absent in older records).
     optimizer_class: str | None = None
-    optimizer_hparams: dict[str, Any] = field(default_factory=dict)
+    optimizer_hparams: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     FIELDS = ("status", "error", "config", "overrides", "env", "timing", "throughput", "progress", "final",
@@ -225,7 +225,9 @@ class RunRecord:
                 "a list of strings", overrides)
         _expect(d.get("optimizer_class") is None or isinstance(d["optimizer_class"], str), "optimizer_class",
                 "a string or null", d.get("optimizer_class"))
-        for name in ("env", "timing", "throughput", "progress", "final", "optimizer_hparams"):
+        hparams = d.get("optimizer_hparams")  # an object; a list of param groups is read as its first
+        _expect(hparams is None or isinstance(hparams, (dict, list)), "optimizer_hparams", "an object", hparams)
+        for name in ("env", "timing", "throughput", "progress", "final"):
             v = d.get(name, {})
             _expect(v is None or isinstance(v, dict), name, "an object", v)
         cfg = d["config"]

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..optim.schedules import SCHEDULES
@@ -150,13 +149,9 @@ def optimizer_class(opt_cfg: Mapping[str, Any]) -> type:
         which = f"optimizer {name!r}" if name else "this optimizer config"
         raise ConfigError(f"optimizer._target_ is not set ({which}); give the class, e.g. "
                           "optimizer=custom optimizer._target_=torch.optim.SGD (any torch.optim.Optimizer subclass)")
-    try:
-        cls = get_class(target)
-    except Exception as e:
-        cause = e.__cause__ or e
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"optimizer._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+    from ..plugins import locate  # the one target policy (plugins imports this module)
+
+    cls = locate(target, "optimizer")
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ConfigError(f"optimizer._target_={target!r} is not a torch.optim.Optimizer subclass")
     return cls

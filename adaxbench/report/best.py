@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..rundir import RUN_FILE, Status, setting_overrides, umask, write_text
+from ..rundir import RUN_FILE, Status, WriteError, setting_overrides, umask, write_text
 from .aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
 from .load import ReportError, RunSet, load_runs
 
@@ -230,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         except ReportError as e:
             print(f"adaxbench best: error: {e}", file=sys.stderr)
             return 2
-        except OSError as e:
-            print(f"adaxbench best: error: cannot write {args.write}: {e.strerror or e}", file=sys.stderr)
+        except OSError as e:  # a WriteError names the file
+            print(f"adaxbench best: error: {e if isinstance(e, WriteError) else f'cannot write {args.write}: {e.strerror or e}'}",
+                  file=sys.stderr)
             return 2
         print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
     return 0

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..rundir import atomic_write, write_text
 from . import figures as F
 from .aggregate import (LEVEL, MIN_SEEDS_STAR, N_BOOT, aggregate, best_run_times, grid_edge_warnings,
                         iqm_across_tasks, label_settings, normalised_scores, performance_profile_band,
@@ -302,7 +303,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         img = fig("iqm", F.iqm_figure(iqm, colors) if figures and len(iqm) else (None, 0))
         if img:
             blocks.append(("img", img, "interquartile mean across tasks"))
-        iqm.to_csv(outdir / "iqm.csv", index=False)
+        atomic_write(outdir / "iqm.csv", lambda tmp: iqm.to_csv(tmp, index=False))
         rep.files.append(outdir / "iqm.csv")
         times = profile_times(agg, list(tasks))
         finite = times.to_numpy()[np.isfinite(times.to_numpy())]
@@ -326,7 +327,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         if img:
             blocks.append(("img", img, "performance profiles"))
         rep.files.append(outdir / "performance_profiles.csv")
-        prof.to_csv_frame().to_csv(outdir / "performance_profiles.csv")
+        atomic_write(outdir / "performance_profiles.csv", prof.to_csv_frame().to_csv)
         s_taus = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), norm["score"].to_numpy(float)]))
         sprof = score_profile_band(norm, s_taus)
         blocks += [("h", 3, "Score distributions"),
@@ -340,7 +341,7 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         if img:
             blocks.append(("img", img, "score distributions"))
         rep.files.append(outdir / "score_profiles.csv")
-        sprof.to_csv_frame().to_csv(outdir / "score_profiles.csv")
+        atomic_write(outdir / "score_profiles.csv", sprof.to_csv_frame().to_csv)
 
     for name, task in tasks.items():
         a = agg[agg["task"] == name]
@@ -446,18 +447,18 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(scores.add_prefix("report."), how="left")
     cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
     summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
-    summ.to_csv(outdir / "summary.csv", index=False)
+    atomic_write(outdir / "summary.csv", lambda tmp: summ.to_csv(tmp, index=False))
     agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
                          _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)
-    agg_out.to_csv(outdir / "aggregate.csv", index=False)
+    atomic_write(outdir / "aggregate.csv", lambda tmp: agg_out.to_csv(tmp, index=False))
     rep.files += [outdir / "summary.csv", outdir / "aggregate.csv"]
     rep.summary, rep.aggregate = summ, agg
 
     if "md" in formats:
-        (outdir / "report.md").write_text(to_markdown(blocks))
+        write_text(outdir / "report.md", to_markdown(blocks))
         rep.files.append(outdir / "report.md")
     if "html" in formats:
-        (outdir / "report.html").write_text(to_html(blocks, outdir))
+        write_text(outdir / "report.html", to_html(blocks, outdir))
         rep.files.append(outdir / "report.html")
     rep.warnings = all_warnings
     rep.seconds = time.perf_counter() - t0

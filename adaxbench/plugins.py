@@ -63,6 +63,7 @@ def locate(target: Any, key: str) -> Any:
     """The object a dotted path names, or a one-line ``ConfigError``.  Every ``_target_``
     adaxbench resolves itself comes here and passes one policy: Hydra's ``instantiate`` target
     policy plus ``DENIED_TARGETS`` / ``DENIED_MODULES`` (no shell commands, no code from strings)."""
+    from hydra._internal.utils import _locate
     from hydra.errors import InstantiationException
 
     if target == "???":  # left open in configs/task/custom*.yaml
@@ -77,15 +78,16 @@ def locate(target: Any, key: str) -> Any:
         obj = _hydra_resolve(target, key)
     except Exception as e:
         if isinstance(e, InstantiationException) and e.__cause__ is None:  # Hydra's own verdict
-            if "Expected a callable target" in str(e):
-                raise ConfigError(f"{key}._target_={target!r} is not a class or function") from None
-            raise ConfigError(refused) from None
-        cause = e
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+            if "Expected a callable target" not in str(e):
+                raise ConfigError(refused) from None
+            obj = _locate(target)  # authorized, but not callable: the caller says what it expected
+        else:
+            cause = e
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
+                              "is its module on PYTHONPATH?") from None
     identity = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
     if _denied(identity):
         raise ConfigError(refused)

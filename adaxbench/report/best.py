@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"adaxbench best: error: {e}", file=sys.stderr)
             return 2
         except OSError as e:  # a WriteError names the file
-            print(f"adaxbench best: error: {e if isinstance(e, WriteError) else f'cannot write {args.write}: {e.strerror or e}'}",
-                  file=sys.stderr)
+            reason = e if isinstance(e, WriteError) else f"cannot write {args.write}: {e.strerror or e}"
+            print(f"adaxbench best: error: {reason}", file=sys.stderr)
             return 2
         print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
     return 0

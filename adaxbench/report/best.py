@@ -130,13 +130,13 @@ def override_problem(override: str, config: dict[str, Any], allow_targets: bool 
         return "a sweep job records single values, not sweeps"
     if "${" in override:
         return "interpolations are not rerun"
-    if not _is_config_path(ov.key_or_group, config):
-        return f"{ov.key_or_group} is not a key of the run's config"
     if not allow_targets:
         if "_target_" in override:
             return "it sets a _target_ (code to import and call)"
         if isinstance(ov.value(), (dict, list)):
             return "its value is a dict or list literal, which can carry a _target_"
+    if not _is_config_path(ov.key_or_group, config):
+        return f"{ov.key_or_group} is not a key of the run's config"
     return None
 
 

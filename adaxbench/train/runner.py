@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import itertools
 import logging
 import math
@@ -435,9 +436,12 @@ class Run:
 
 
 def _torch_save(state: dict[str, Any], path: str) -> None:
-    # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's opaque RuntimeError.
+    # Serialized in memory, then written by Python: a full disk is then an OSError (ENOSPC), not
+    # torch's opaque RuntimeError ("unexpected pos") from a short write inside its zip writer.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with open(path, "wb") as f:
-        torch.save(state, f)
+        f.write(buffer.getbuffer())
 
 
 def _closure(task, model, batch, optimizer, autocast):

@@ -87,7 +87,8 @@ class WriteError(OSError):
     message is one line naming the file.  The previous version of the file is left as it was."""
 
     def __init__(self, path: str | os.PathLike, cause: OSError):
-        reason = cause.strerror or (os.strerror(cause.errno) if cause.errno else _first_line(cause))
+        # pyarrow's strerror is a paragraph; the errno's own text is the one line wanted here.
+        reason = os.strerror(cause.errno) if cause.errno else cause.strerror or _first_line(cause)
         super().__init__(cause.errno, f"cannot write {path}: {reason}")
         self.path = Path(path)
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adaxbench.report.cli import main as report_main
@@ -216,3 +217,43 @@ def test_orphan_temporary_files_are_removed_on_the_next_open(tmp_path, straight)
         (run_dir / name).write_bytes(b"\0" * 1000)
     assert run_in_dir(compose_cfg(TASK), run_dir, TASK).status == "completed"
     assert sorted(p.name for p in run_dir.glob(".*.tmp")) == [".notes.tmp"]  # a file that is not ours stays
+
+
+def test_a_full_disk_fails_a_pack_with_what_each_member_saved_and_it_resumes(disk, tmp_path, monkeypatch):
+    from adaxbench.train.packed import Member, train
+    from adaxbench.train.runner import Run
+    from adaxbench.train.validate import check_config
+
+    quick = ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.05", "trainer.epochs=3", "trainer.log_every=2",
+             "trainer.progress=false", "trainer.device=cpu"]
+    runs = [[*quick, f"seed={seed}"] for seed in (0, 1)]
+
+    def members() -> list[Member]:
+        return [Member(Run(compose_cfg(o), disk / f"packed{k}", o), int(compose_cfg(o).seed), check_config(compose_cfg(o)))
+                for k, o in enumerate(runs)]
+
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    original, saved = Run.save_checkpoint, []
+
+    def save_then_fill(self, *args):  # the disk fills up once every member saved epoch 1
+        original(self, *args)
+        saved.append(self.run_dir)
+        if len(saved) == len(runs):
+            fill(disk)
+
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_fill)
+    pack = members()
+    train(pack)
+    for m in pack:
+        assert m.run.status == "failed" and "No space left on device" in m.run.error
+        assert "epochs up to 1 are saved" in m.run.error
+    monkeypatch.setattr(Run, "save_checkpoint", original)
+    (disk / "filler").unlink()
+    train(members())
+    for k in range(len(runs)):
+        info, rows = read_run(disk / f"packed{k}")
+        assert info["status"] == "completed" and info["progress"]["resumed_from_epoch"] == 1
+        alone = comparable(read_run(tmp_path / f"alone{k}")[1])  # a pack equals its runs alone to rounding
+        assert comparable(rows).drop(columns="value").equals(alone.drop(columns="value"))
+        np.testing.assert_allclose(rows["value"], alone["value"], rtol=1e-6)

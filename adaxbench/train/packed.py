@@ -58,7 +58,7 @@ from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record, threads
 from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
-from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
+from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
                      StopSignals, check_previous, effective_schedule, epoch_generator, lock_run_dir,
                      seed_everything, torch_beta2_hat)
 from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
@@ -410,10 +410,20 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         m.spec = (cls, kwargs)
         m.optimizer = cls(m.model.parameters(), **kwargs)
         m.scheduler = LambdaLR(m.optimizer, lr_lambda)
-        if resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler):
+        try:
+            resumed = resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler)
+        except CheckpointError as e:  # as alone: this run's files stay as they are, the user decides
+            run.status, run.error, m.active = Status.FAILED, str(e), False
+            log.error("%s", e)
+            continue
+        if resumed:
             log.info("resuming %s from epoch %d (step %d)", run.run_dir, run.epochs_done, run.step)
+        run.take_over(resumed)  # as Run.execute: from here the member's files follow its memory
         m.rng = _rng_state()  # what the run's checkpoints hold: nothing draws from it after init
         run.write()
+    members = [m for m in members if m.active]
+    if not members:
+        return
     if not _packable_model(members[0].model):
         log.info("%s has dropout: its %d jobs run one by one", cfg.task.name, len(members))
         for m in members:

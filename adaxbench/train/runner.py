@@ -34,7 +34,7 @@ from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
 from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
                       RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
-                      result_line, setting_overrides, write_json)
+                      record_problem, result_line, setting_key, setting_overrides, write_json)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -58,6 +58,10 @@ class Interrupted(BaseException):
 
 class CheckpointError(Exception):
     """checkpoint.pt (or the metrics it continues) cannot be read: nothing is written, the user decides."""
+
+
+class FalseRecord(RuntimeError):
+    """A write would have recorded what did not happen (see ``rundir.record_problem``)."""
 
 
 class RunLocked(Exception):
@@ -136,6 +140,9 @@ class Run:
         # then changes only status and error of that record, and never touches metrics.parquet.
         self.previous = previous
         self.owns_files = previous is None
+        # A run restarted from the start over recorded rows (no checkpoint to continue): the old
+        # record stands until this run has passed its step (or ended), see ``take_over``.
+        self.replay_to: int | None = None
         self.status = Status.RUNNING
         self.error: str | None = None
         self.step = 0
@@ -168,16 +175,30 @@ class Run:
             self._config_dict = out
         return copy.deepcopy(self._config_dict)
 
+    def take_over(self, resumed: bool) -> None:
+        """Memory now holds the run (its checkpoint loaded, or a fresh start): the files follow it.
+        A fresh start over a record with training in it keeps that record until it passes it."""
+        recorded = int(((self.previous or {}).get("progress") or {}).get("step") or 0)
+        if resumed or recorded == 0:
+            self.owns_files = True
+            return
+        self.replay_to = recorded
+        log.warning("%s has no checkpoint to continue (trainer.checkpoint=false, or killed before its first): "
+                    "training it again from the start; its recorded %d steps stay until this run passes them",
+                    self.run_dir, recorded)
+
     def write(self) -> None:
         """Rewrite metrics.parquet and run.json (atomically each); see ``owns_files``."""
+        if not self.owns_files and self.replay_to is not None and \
+                (self.step >= self.replay_to or Status(self.status).finished):
+            self.owns_files, self.replay_to = True, None
         if not self.owns_files:
             if self.previous is not None:
-                write_json(self.run_dir / RUN_FILE, {**self.previous, "status": Status(self.status).value,
-                                                     "error": self.error})
+                self._write_record({**self.previous, "status": Status(self.status).value, "error": self.error})
             return
         self.metrics.save(self.run_dir / METRICS_FILE)
         samples = self.step * self.batch_size
-        RunRecord(
+        self._write_record(RunRecord(
             status=Status(self.status),
             error=self.error,
             config=self.config_dict(),
@@ -195,15 +216,29 @@ class Run:
                       **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
                       **({"stops": self.stops} if self.stops else {})},
             final=self.final,
-        ).write(self.run_dir)
+        ).to_json())
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Write run.json, unless it would say what did not happen: then record the run ``failed``
+        with the reason, and raise (a bug in adaxbench, never a result)."""
+        problem = record_problem(record)
+        if problem is not None:
+            self.status, self.error = Status.FAILED, f"internal error, refused to record: {problem}"
+            write_json(self.run_dir / RUN_FILE, {**record, "status": self.status.value, "error": self.error})
+            raise FalseRecord(self.error)
+        write_json(self.run_dir / RUN_FILE, record)
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
                  "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
-                 "stops": self.stops}
+                 "stops": self.stops, "identity": self.identity()}
         atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+
+    def identity(self) -> dict[str, Any]:
+        """Which run a checkpoint belongs to: the setting (``setting_key``) and the seed."""
+        return {"setting": setting_key(self.config_dict()), "seed": int(self.cfg.seed)}
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
         """Continue from checkpoint.pt if there is one; CheckpointError (nothing written) if it or
@@ -219,6 +254,12 @@ class Run:
         except Exception as e:  # torch's messages for a damaged file suggest unsafe loading: not shown
             raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(e).__name__}; "
                                   f"damaged or not written by adaxbench); restore it from a copy, or {restart}") from None
+        theirs = state.get("identity") if isinstance(state, dict) else None
+        if theirs is not None and theirs != self.identity():  # earlier checkpoints carry none
+            seed = theirs.get("seed") if isinstance(theirs, dict) else None
+            what = f"seed {seed}, this run is seed {self.cfg.seed}" if seed != self.cfg.seed else "another setting"
+            raise CheckpointError(f"cannot resume from {path}: it belongs to another run ({what}); "
+                                  f"put back this run's own checkpoint, or {restart}")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -307,10 +348,10 @@ class Run:
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)
         forward = torch.compile(model) if tr.compile else model
-        if resume and self.load_checkpoint(model, optimizer, scheduler):
+        resumed = resume and self.load_checkpoint(model, optimizer, scheduler)
+        if resumed:
             log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
-        # From here on memory holds everything (loaded, or a fresh start): the files follow it.
-        self.owns_files = True
+        self.take_over(resumed)
         self.write()
         if self.stop_signals is not None:  # from here a signal stops the run at a step boundary
             self.stop_signals.deferred = True

@@ -389,6 +389,16 @@ def setting_key(config: Mapping[str, Any]) -> str:
     return json.dumps(setting_of(config), sort_keys=True, default=str)
 
 
+def setting_changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How config ``now`` trains otherwise than ``before`` (its setting and seed), one
+    ``key: old -> new`` each; a key ``before`` lacks counts only where ``now`` sets it."""
+    old, new = setting_of(before), setting_of(now)
+    old["seed"], new["seed"] = before.get("seed"), now.get("seed")
+    missing = object()
+    return [f"{k}: {old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k, missing) != new.get(k, missing) and not (k not in old and new[k] is None)]
+
+
 def override_key(override: str) -> str:
     """``+trainer.epochs=3`` -> ``trainer.epochs``; ``hydra/launcher=joblib`` -> ``hydra/launcher``."""
     return override.lstrip("+~").partition("=")[0]

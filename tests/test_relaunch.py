@@ -176,3 +176,130 @@ def test_a_run_that_would_record_completed_short_is_recorded_failed(tmp_path):
     with pytest.raises(FalseRecord):
         run.write()
     assert read_run(tmp_path)[0]["status"] == "failed"
+
+
+# ---- what a resume checks ------------------------------------------------------------------------
+QUICK = ["task=quadratic_deep", "trainer.epochs=3", "trainer.log_every=2", "trainer.progress=false",
+         "trainer.device=cpu"]
+
+
+def files_of(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run dir (.hydra/ included) but the lock and Hydra's log file."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name not in (".lock", "adaxbench.log")}
+
+
+def cli(capsys, *args: str) -> tuple[int, str]:
+    from adaxbench.cli import main
+
+    code = main(["run", *args])
+    return code, capsys.readouterr().err
+
+
+def sigterm_after_first_checkpoint(monkeypatch) -> None:
+    save = Run.save_checkpoint
+
+    def save_then_signal(self, *args):
+        save(self, *args)
+        if self.epochs_done == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(Run, "save_checkpoint", save_then_signal)
+
+
+def test_a_changed_config_or_another_run_is_refused_with_nothing_written(tmp_path, monkeypatch, capsys):
+    """The same overrides over an edited --config-dir file: refused (one line, exit 2), as is a
+    launch of another run into the dir or while another process trains it; none writes a byte."""
+    config_dir, run_dir = tmp_path / "conf", tmp_path / "run"
+    (config_dir / "optimizer").mkdir(parents=True)
+    mine = config_dir / "optimizer" / "mine.yaml"
+    mine.write_text("name: mine\n_target_: torch.optim.Adam\nlr: 0.05\n")
+    args = ["--config-dir", str(config_dir), *QUICK, "optimizer=mine", f"hydra.run.dir={run_dir}"]
+    with monkeypatch.context() as m:
+        sigterm_after_first_checkpoint(m)
+        code, err = cli(capsys, *args)
+    assert code == 128 + signal.SIGTERM and read_run(run_dir)[0]["status"] == "interrupted", err
+    before = files_of(run_dir)
+    assert ".hydra/config.yaml" in before and "checkpoint.pt" in before
+
+    mine.write_text("name: mine\n_target_: torch.optim.Adam\nlr: 0.5\n")
+    code, err = cli(capsys, *args, "resume=true")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "was started with another config (optimizer.lr: 0.05 -> 0.5)" in err and "hydra.run.dir" in err
+    assert files_of(run_dir) == before
+
+    code, err = cli(capsys, *args, "optimizer.lr=0.3", "resume=true")  # another run
+    assert code == 2 and err.count("\n") == 1 and "holds a different run" in err, err
+    assert "hydra.run.dir" in err and "sweep" not in err
+    assert files_of(run_dir) == before
+
+    mine.write_text("name: mine\n_target_: torch.optim.Adam\nlr: 0.05\n")
+    from filelock import FileLock
+    with FileLock(run_dir / ".lock"):  # another live process trains it
+        code, err = cli(capsys, *args, "resume=true")
+    assert code == 2 and "another live process" in err and "hydra.run.dir" in err, err
+    assert files_of(run_dir) == before
+
+    code, err = cli(capsys, *args, "resume=true")  # as it was started: resumes to the end
+    assert code == 0, err
+    info, _ = read_run(run_dir)
+    assert info["status"] == "completed" and info["progress"]["resumed_from_epoch"] == 1
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):
+    """Seed 1's checkpoint copied into seed 0's run dir: refused in one line, nothing written."""
+    for seed in (0, 1):
+        overrides = [*QUICK, "optimizer=adam", f"seed={seed}", "trainer.keep_checkpoint=true"]
+        assert run_in_dir(compose_cfg(overrides), tmp_path / str(seed), overrides).status == "completed"
+    record = json.loads((tmp_path / "0" / "run.json").read_text())
+    (tmp_path / "0" / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (tmp_path / "0" / "checkpoint.pt").write_bytes((tmp_path / "1" / "checkpoint.pt").read_bytes())
+    before = files_of(tmp_path / "0")
+    overrides = [*QUICK, "optimizer=adam", "seed=0"]
+    with pytest.raises(ConfigError, match=r"checkpoint.pt: it belongs to another run \(seed 1, this run is seed 0\)"):
+        run_in_dir(compose_cfg(overrides), tmp_path / "0", overrides, resume=True)
+    assert files_of(tmp_path / "0") == before
+    assert torch_load(tmp_path / "1" / "checkpoint.pt")["identity"]["seed"] == 1
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
+def test_a_run_without_checkpoint_keeps_its_rows_until_the_rerun_passes_them(tmp_path, monkeypatch, caplog):
+    """``resume=true`` on a run interrupted with trainer.checkpoint=false trains it again from the
+    start, says so, and leaves the recorded rows in place until it has passed them."""
+    overrides = [*QUICK, "optimizer=adam", "trainer.checkpoint=false"]
+    run_dir = tmp_path / "run"
+    write = Run.write
+
+    def write_then_stop(self):
+        write(self)
+        if self.epochs_done == 2 and self.status == Status.RUNNING:
+            os.kill(os.getpid(), signal.SIGTERM)  # stops at the next step
+    with monkeypatch.context() as m:
+        m.setattr(Run, "write", write_then_stop)
+        with pytest.raises(runner.Interrupted):
+            run_in_dir(compose_cfg(overrides), run_dir, overrides)
+    info, rows = read_run(run_dir)
+    assert info["status"] == "interrupted" and info["progress"]["epoch"] == 2
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    seen = []  # what is on disk at each of the rerun's writes
+
+    def write_and_look(self):
+        write(self)
+        seen.append((self.epochs_done, len(read_run(run_dir)[1])))
+    with monkeypatch.context() as m:
+        m.setattr(Run, "write", write_and_look)
+        assert run_in_dir(compose_cfg(overrides), run_dir, overrides, resume=True).status == "completed"
+    assert "no checkpoint to continue" in caplog.text and "training it again from the start" in caplog.text
+    assert all(n >= len(rows) for _, n in seen), (len(rows), seen)  # never fewer rows than recorded
+    assert [n for e, n in seen if e < 2] == [len(rows)] * len([e for e, _ in seen if e < 2])  # untouched
+    straight = tmp_path / "straight"
+    run_in_dir(compose_cfg(overrides), straight, overrides)
+    info, rows = read_run(run_dir)
+    want_info, want_rows = read_run(straight)
+    assert info["status"] == "completed" and info["progress"]["step"] == want_info["progress"]["step"]
+    pd.testing.assert_frame_equal(comparable(rows), comparable(want_rows))

@@ -34,6 +34,7 @@ the global RNG), ``trainer.compile``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -58,10 +59,10 @@ from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record, threads
 from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
-from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
-                     StopSignals, check_previous, effective_schedule, epoch_generator, lock_run_dir,
-                     seed_everything, torch_beta2_hat)
-from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
+from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, StopSignals, _first_line,
+                     _rng_state, _set_rng_state, check_previous, check_same_config, effective_schedule,
+                     epoch_generator, lock_run_dir, save_hydra_files, seed_everything, torch_beta2_hat)
+from .validate import ConfigError, check_config, choose_impl, name_optimizer, optimizer_kwargs, resolve_device
 
 log = logging.getLogger("adaxbench")
 
@@ -599,7 +600,7 @@ def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
 
 def prepare_job(cfg: DictConfig) -> Member | RunResult:
     """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
-    dir and .hydra/): ``run_in_dir``'s checks, without the training."""
+    dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -611,7 +612,7 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return RunResult("locked", run_dir, str(e))
     try:
-        previous, finished = check_previous(run_dir, overrides, resume=True)
+        previous, finished = check_previous(run_dir, overrides, resume=True, dir_key="hydra.sweep.dir")
     except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does
         lock.release()
         print(f"adaxbench: error: {e}", file=sys.stderr)
@@ -619,14 +620,23 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     if finished is not None:
         lock.release()
         return finished
+    composed = copy.deepcopy(cfg)
     run = Run(cfg, run_dir, overrides, previous)
     try:
         spec = check_config(cfg)
+        name_optimizer(cfg, spec[0])
     except ConfigError as e:
         run.status, run.error = Status.FAILED, str(e)
         run.write()
         lock.release()
         return RunResult("failed", run_dir, str(e))
+    try:
+        check_same_config(run, "hydra.sweep.dir")
+    except ConfigError as e:  # as a run dir of another sweep
+        lock.release()
+        print(f"adaxbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    save_hydra_files(composed, run_dir)
     return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
 
 

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
 from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
                       RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
-                      record_problem, result_line, setting_key, setting_overrides, write_json)
+                      record_problem, result_line, setting_changes, setting_key, setting_overrides,
+                      write_json)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -547,46 +548,81 @@ def lock_run_dir(run_dir: Path) -> FileLock:
     return lock
 
 
-def check_previous(run_dir: Path, overrides: list[str] | None,
-                   resume: bool) -> tuple[dict[str, Any] | None, RunResult | None]:
+def check_previous(run_dir: Path, overrides: list[str] | None, resume: bool,
+                   dir_key: str = "hydra.run.dir") -> tuple[dict[str, Any] | None, RunResult | None]:
     """The run.json already in ``run_dir`` (None if none) and, where that run finished, its result
-    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false."""
+    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false;
+    the message names ``dir_key`` (``hydra.sweep.dir`` for a sweep's job)."""
     previous = _read_previous(run_dir)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
                 setting_overrides(previous["overrides"], keep_seed=True) != \
                 setting_overrides(list(overrides), keep_seed=True):
             # Never overwrite another run's record, not even inside a sweep: stop here.
+            again = "relaunch the same sweep" if dir_key == "hydra.sweep.dir" else "relaunch it with its own overrides"
             raise ConfigError(f"{run_dir} holds a different run ({' '.join(previous['overrides']) or 'no overrides'});"
-                              " relaunch the same sweep, or use a new hydra.sweep.dir")
+                              f" {again}, or choose another {dir_key} (nothing was written)")
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run (status {previous.get('status')}); "
-                              "pass resume=true to continue it, or choose another hydra.run.dir")
+                              f"pass resume=true to continue it, or choose another {dir_key} (nothing was written)")
         if previous.get("status") in FINISHED:
             log.info("skipping %s: already %s", run_dir, previous["status"])
             return previous, RunResult(previous["status"], run_dir, previous.get("error"))
     return previous, None
 
 
+def check_same_config(run: Run, dir_key: str) -> None:
+    """A resumed run trains what it was started with: the composed config (an edited
+    ``--config-dir`` file, another adaxbench's defaults) may not have changed since.  Raises
+    ConfigError (nothing written) naming the first change."""
+    if run.previous is None or run.previous.get("status") in FINISHED:
+        return
+    changes = setting_changes(run.previous["config"], run.config_dict())
+    if changes:
+        more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
+        raise ConfigError(f"{run.run_dir} was started with another config ({changes[0]}{more}), though with the "
+                          "same overrides (an edited --config-dir file or another adaxbench version?); resume it "
+                          f"with the config it was started with, or choose another {dir_key} (nothing was written)")
+
+
+def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """Hydra's record of the job in ``run_dir/.hydra`` (config.yaml, hydra.yaml, overrides.yaml), as
+    Hydra's ``run_job`` writes it.  adaxbench's config sets ``hydra.output_subdir`` to null and
+    writes it here, once the launch is accepted: a refused launch leaves the dir as it was."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.instance().cfg
+    if hydra_cfg.hydra.output_subdir is not None:  # the user asked Hydra to write it (and where)
+        return
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
+        text = OmegaConf.to_yaml(part)
+        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
+               raise_config_errors: bool = True, dir_key: str = "hydra.run.dir",
+               accepted: Callable[[], None] | None = None) -> RunResult:
     """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
 
     ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
     ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
-    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
+    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).  A run
+    dir that holds another run, or a run whose config has changed, is refused (ConfigError) with
+    nothing written.  ``accepted()`` is called once the launch passed these checks, before training.
     """
     run_dir = Path(run_dir)
     lock = lock_run_dir(run_dir)
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted)
     finally:
         lock.release()
 
 
 def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool) -> RunResult:
-    previous, finished = check_previous(run_dir, overrides, resume)
+                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None) -> RunResult:
+    previous, finished = check_previous(run_dir, overrides, resume, dir_key)
     if finished is not None:
         return finished
     run = Run(cfg, run_dir, overrides, previous)
@@ -599,6 +635,9 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
         if raise_config_errors:
             raise
         return RunResult("failed", run_dir, str(e))
+    check_same_config(run, dir_key)
+    if accepted is not None:
+        accepted()
     stop = run.stop_signals = StopSignals()
     with stop.installed():
         try:
@@ -660,8 +699,11 @@ def main_from_hydra(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     resume = bool(cfg.get("resume", False)) or multirun
+    composed = copy.deepcopy(cfg)  # .hydra/config.yaml: the config as Hydra composed it
     try:
-        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun)
+        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun,
+                            dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
+                            accepted=lambda: save_hydra_files(composed, run_dir))
     except ConfigError as e:  # single runs: any config error; sweeps: a run dir of another sweep
         print(f"adaxbench: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -248,7 +248,11 @@ class RunRecord:
         return {**d, **self.extra}
 
     def write(self, run_dir: str | os.PathLike) -> None:
-        write_json(Path(run_dir) / RUN_FILE, self.to_json())
+        record = self.to_json()
+        problem = record_problem(record)
+        if problem is not None:
+            raise RecordError(f"refused to write {Path(run_dir) / RUN_FILE}: {problem}")
+        write_json(Path(run_dir) / RUN_FILE, record)
 
     @classmethod
     def from_json(cls, d: Any) -> "RunRecord":
@@ -286,6 +290,16 @@ class RunRecord:
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What makes a run.json about to be written say what did not happen (None: nothing).
+    Checked at every write: a run is never ``completed`` short of its epochs."""
+    progress = record.get("progress") or {}
+    epoch, total = progress.get("epoch"), progress.get("epochs_total")
+    if record.get("status") == Status.COMPLETED.value and _is_number(epoch) and _is_number(total) and epoch < total:
+        return f"status completed at epoch {epoch:g} of {total:g}"
+    return None
 
 
 def read_json(path: str | os.PathLike) -> tuple[Any, str]:
@@ -423,6 +437,16 @@ def setting_of(config: Mapping[str, Any]) -> dict[str, Any]:
 def setting_key(config: Mapping[str, Any]) -> str:
     """One canonical string per setting: runs with equal keys differ at most in BOOKKEEPING."""
     return json.dumps(setting_of(config), sort_keys=True, default=str)
+
+
+def setting_changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How config ``now`` trains otherwise than ``before`` (its setting and seed), one
+    ``key: old -> new`` each; a key ``before`` lacks counts only where ``now`` sets it."""
+    old, new = setting_of(before), setting_of(now)
+    old["seed"], new["seed"] = before.get("seed"), now.get("seed")
+    missing = object()
+    return [f"{k}: {old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k, missing) != new.get(k, missing) and not (k not in old and new[k] is None)]
 
 
 def override_key(override: str) -> str:

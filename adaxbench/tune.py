@@ -277,27 +277,13 @@ class Tuning:
         if report_main(args) != 0:
             raise TuneError(f"the report of {self.out / 'eval'} failed (see above); rerun: adaxbench report {' '.join(args)}")
         self.state["report"] = "report/report.md"
-        scored = []
-        for task, t in self.state["tasks"].items():
-            best, _ = self._scored([self.out / s for s in t["sweeps"]])
-            scored.append(best)
+        scored = [self.select([self.out / s for s in t["sweeps"]])[0].attrs["scored"] for t in self.state["tasks"].values()]
         import pandas as pd
 
-        from .report.aggregate import higher_is_better
-
-        settings = pd.concat(scored, ignore_index=True)
-        hb = {t: higher_is_better(m) for t, m in zip(settings["task"], settings["metric"])}
-        files = write_effort(effort_curves(settings, hb), self.out)
+        files = write_effort(effort_curves(pd.concat(scored, ignore_index=True)), self.out)
         self.state["effort"] = [str(f.relative_to(self.out)) for f in files]
         self.state["stage"] = "done"
         self.write_state()
-
-    def _scored(self, dirs: list[Path]):
-        from .report.best import select_best
-        from .report.load import load_runs
-
-        best, excluded = select_best(load_runs(dirs), self.p["metric"], self.p["mode"])
-        return best.attrs["scored"], excluded
 
     # ---- the record -----------------------------------------------------------------------------
     def write_state(self) -> None:
@@ -374,13 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     try:
         protocol = protocol_of(a)
+        if a.baseline is not None and a.baseline not in protocol["optimizers"]:
+            raise TuneError(f"--baseline {a.baseline} is not one of --optimizers {','.join(protocol['optimizers'])}")
         _resume_check(out, protocol)
         _check_names(protocol, a.overrides)
         out.mkdir(parents=True, exist_ok=True)
         # Launcher and other Hydra overrides reach every sweep but are no part of the protocol.
         tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline)
-        if tuning.baseline not in protocol["optimizers"]:
-            raise TuneError(f"--baseline {tuning.baseline} is not one of --optimizers {','.join(protocol['optimizers'])}")
         for task in protocol["tasks"]:
             tuning.tune_task(task)
         tuning.report(tuning.evaluate())

@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from adaxbench.report.best import best_settings, main
@@ -112,3 +113,15 @@ def test_best_with_a_diverged_runner_up_does_not_weigh_noise(tmp_path, capsys):
     (tmp_path / "0.01_1" / "run.json").write_text(json.dumps(info))
     assert main([str(tmp_path)]) == 0
     assert "a seed diverged, so the margin is not weighed against the noise" in capsys.readouterr().out
+
+
+def test_best_writes_effort_curves_of_the_grid(tmp_path, capsys):
+    # adam's grid scores 0.82, 0.71 and a diverged point, valued at the task's worst finite score,
+    # sgd's 0.60: one trial drawn from adam's grid expects (0.82 + 0.71 + 0.60) / 3.
+    _grid(tmp_path / "sweep")
+    assert main([str(tmp_path / "sweep"), "--effort", str(tmp_path / "effort")]) == 0
+    curves = pd.read_csv(tmp_path / "effort" / "effort.csv").set_index(["optimizer", "k"])
+    assert curves.loc[("adam", 1), "expected_best"] == pytest.approx((0.82 + 0.71 + 0.60) / 3)
+    assert curves.loc[("adam", 1), "p_all_diverged"] == pytest.approx(1 / 3)
+    assert curves.loc[("sgd", 2), "expected_best"] == pytest.approx(0.60 / 4 + 0.65 * 3 / 4)
+    assert (tmp_path / "effort" / "effort.png").exists() and "effort.csv" in capsys.readouterr().out

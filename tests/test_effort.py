@@ -47,7 +47,7 @@ def test_curves_per_task_and_optimizer_rise_to_the_grid_best():
     settings = pd.DataFrame({
         "task": ["t"] * 5, "optimizer": ["a", "a", "a", "b", "b"], "metric": ["valid/accuracy"] * 5,
         "score": [0.5, 0.8, -np.inf, 0.7, 0.6], "diverged": [0, 0, 1, 0, 0]})
-    curves = effort_curves(settings, {"t": True})
+    curves = effort_curves(settings)
     a = curves[curves["optimizer"] == "a"]
     assert list(a["grid_size"].unique()) == [3] and list(a["k"]) == [1, 2, 3]
     # the diverged point of a takes the task's worst finite score, 0.5

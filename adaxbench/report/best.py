@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per rerun (default %(default)s)")
     parser.add_argument("--rerun-dir", default=None, help="sweep dir root of the reruns (default SWEEP_DIR_best)")
+    parser.add_argument("--effort", metavar="DIR", help="write tuning-effort curves (expected best score after k "
+                        "grid points drawn, Dodge et al. 2019) to DIR/effort.csv and DIR/effort.png")
     args = parser.parse_args(argv)
     try:
         if not Path(args.sweep_dir).is_dir():
@@ -274,4 +276,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"adaxbench best: error: cannot write {args.write}: {e.strerror or e}", file=sys.stderr)
             return 2
         print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
+    if args.effort:
+        from .effort import effort_curves, write_effort
+
+        try:
+            files = write_effort(effort_curves(best.attrs["scored"]), Path(args.effort))
+        except OSError as e:
+            print(f"adaxbench best: error: cannot write to {args.effort}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        print(f"wrote {', '.join(map(str, files))}")
     return 0

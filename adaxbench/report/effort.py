@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..rundir import atomic_write
+from .aggregate import higher_is_better
 
 
 def expected_max(values: np.ndarray, k: int) -> float:
@@ -49,13 +50,14 @@ def effort_curve(scores: np.ndarray, diverged: np.ndarray, higher_better: bool, 
                          "p_all_diverged": (d / n) ** ks})
 
 
-def effort_curves(settings: pd.DataFrame, higher_better: dict[str, bool]) -> pd.DataFrame:
+def effort_curves(settings: pd.DataFrame) -> pd.DataFrame:
     """Curves per task x optimizer from ``settings``: one row per tuned grid point with task,
-    optimizer, metric, score (mean over tuning seeds; ±inf where a seed diverged) and diverged."""
+    optimizer, metric, score (mean over tuning seeds; ±inf where a seed diverged) and diverged,
+    as ``best``'s ``select_best(...)[0].attrs["scored"]`` holds them."""
     out = []
     for task, g in settings.groupby("task", sort=True):
         finite = g["score"][np.isfinite(g["score"])]
-        hb = higher_better[task]
+        hb = higher_is_better(g["metric"].iloc[0])
         floor = (finite.min() if hb else finite.max()) if len(finite) else math.nan
         for opt, h in g.groupby("optimizer", sort=True):
             bad = (h["diverged"] > 0) | ~np.isfinite(h["score"])

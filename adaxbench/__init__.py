@@ -10,7 +10,7 @@ The Python API (see README, "Python API"); imported lazily, so ``import adaxbenc
 __version__ = "0.1.0"
 
 _API = {"run": "api", "load_runs": "api", "report": "api", "compose": "api", "RunOutcome": "api",
-        "ConfigError": "train.validate"}
+        "ConfigError": "errors"}
 __all__ = ["__version__", *_API]
 
 

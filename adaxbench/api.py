@@ -203,7 +203,7 @@ def _lists_as_tuples(d: Any) -> Any:
 def report(*paths: str | os.PathLike, out: str | os.PathLike = "report", **options: Any):
     """Write the comparison report of the runs under ``paths`` into ``out``, as
     ``adaxbench report PATH... --out OUT`` does.  ``options``: ``metric``, ``x``, ``target``,
-    ``baseline``, ``formats``, ``select``, ``figures`` (the CLI's flags).  Returns the
+    ``baseline``, ``formats``, ``select``, ``figures``, ``margin``, ``family`` (the CLI's flags).  Returns the
     ``Report`` (``out``, ``files``, ``summary``, ``aggregate``, ``excluded``)."""
     from .report.render import build_report
 

@@ -28,6 +28,7 @@ from .augment import color_jitter, jitter_ranges, random_crop_flip
 from .base import TaskError
 from .datasets import load_dataset
 from .models import build_model, l2_parameters
+from .user import build_user_model
 
 # The validation split is drawn once with this fixed seed, so every run (whatever its
 # seed) holds out the same examples and validation numbers are comparable across runs.
@@ -97,7 +98,9 @@ class ImageClassificationTask:
         self.in_channels, self.image_size = arrays.train_x.shape[1], arrays.train_x.shape[-1]
 
     def model(self) -> nn.Module:
-        model = build_model(self.cfg["model"], self.num_classes, self.in_channels, self.image_size).to(self.device)
+        spec = self.cfg["model"]  # one of MODELS, or {_target_: the user's nn.Module}
+        build = build_model if isinstance(spec, str) else build_user_model
+        model = build(spec, self.num_classes, self.in_channels, self.image_size).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model

@@ -141,7 +141,7 @@ def cmd_best(args: list[str]) -> int:
 def cmd_tune(args: list[str]) -> int:
     from .tune import main as tune_main
 
-    return tune_main(args)
+    return tune_main(args, run=cmd_run, config_options=config_options)
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "best": cmd_best, "tune": cmd_tune}

@@ -22,7 +22,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -129,9 +129,7 @@ def protocol_of(a: argparse.Namespace) -> dict[str, Any]:
             "max_widenings": a.max_widenings, "widen_points": a.widen_points, "metric": a.metric, "mode": a.mode}
 
 
-def _check_names(protocol: dict[str, Any], overrides: list[str]) -> None:
-    from .cli import config_options
-
+def _check_names(protocol: dict[str, Any], overrides: list[str], config_options: Callable[..., list[str]]) -> None:
     for group, names in (("task", protocol["tasks"]), ("optimizer", protocol["optimizers"])):
         known = config_options(group, overrides)
         unknown = [n for n in names if n not in known]
@@ -142,8 +140,9 @@ def _check_names(protocol: dict[str, Any], overrides: list[str]) -> None:
 class Tuning:
     """One tuning dir: its protocol, the sweeps it launches and the record of its choices."""
 
-    def __init__(self, out: Path, protocol: dict[str, Any], launch_overrides: list[str], baseline: str | None):
-        self.out, self.p = out, protocol
+    def __init__(self, out: Path, protocol: dict[str, Any], launch_overrides: list[str], baseline: str | None,
+                 run: Callable[..., int]):
+        self.out, self.p, self.run = out, protocol, run
         self.launch_overrides = launch_overrides  # the protocol's overrides plus Hydra's (launcher, ...)
         self.baseline = baseline or protocol["optimizers"][0]
         self.failed = 0
@@ -152,7 +151,6 @@ class Tuning:
     # ---- sweeps ---------------------------------------------------------------------------------
     def sweep(self, sweep_dir: Path, overrides: list[str], runs: int) -> None:
         """``adaxbench run -m OVERRIDES hydra.sweep.dir=SWEEP_DIR``, unless all ``runs`` finished."""
-        from .cli import cmd_run
         from .rundir import FINISHED
         from .train import sweep
 
@@ -163,7 +161,7 @@ class Tuning:
                 print(f"tune: {sweep_dir}: all {runs} runs finished", flush=True)
                 return
         print(f"tune: {sweep_dir}: {runs} runs", flush=True)
-        code = cmd_run(["-m", *overrides, *self.launch_overrides, f"hydra.sweep.dir={sweep_dir}"], print_best=False)
+        code = self.run(["-m", *overrides, *self.launch_overrides, f"hydra.sweep.dir={sweep_dir}"], print_best=False)
         if code == 2 or sweep.LAST_SUMMARY is None:
             raise TuneError(f"the sweep into {sweep_dir} did not start (see above)")
         if sweep.LAST_SUMMARY[sweep.ELSEWHERE]:
@@ -349,7 +347,9 @@ def _resume_check(out: Path, protocol: dict[str, Any]) -> None:
                         " relaunch it with the same arguments, or use a new --out")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str], run: Callable[..., int], config_options: Callable[..., list[str]]) -> int:
+    """``adaxbench tune ARGS``.  ``run``: the CLI's ``adaxbench run`` (``run(args, print_best=False)``),
+    ``config_options``: its group listing; the CLI passes them in, as it sits a layer above."""
     from .report.load import ReportError
 
     parser = _parser()
@@ -363,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.baseline is not None and a.baseline not in protocol["optimizers"]:
             raise TuneError(f"--baseline {a.baseline} is not one of --optimizers {','.join(protocol['optimizers'])}")
         _resume_check(out, protocol)
-        _check_names(protocol, a.overrides)
+        _check_names(protocol, a.overrides, config_options)
         out.mkdir(parents=True, exist_ok=True)
         # Launcher and other Hydra overrides reach every sweep but are no part of the protocol.
-        tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline)
+        tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline, run)
         for task in protocol["tasks"]:
             tuning.tune_task(task)
         tuning.report(tuning.evaluate())

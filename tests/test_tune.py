@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adaxbench.tune import lr_at, main
+from adaxbench.cli import main
+from adaxbench.tune import lr_at
 
 from conftest import ROOT, adaxbench
 
@@ -102,7 +103,7 @@ def test_tune_end_to_end_survives_kills_and_resumes_without_retraining(tmp_path)
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--baseline", "sgd"], "--baseline sgd is not one of"),
 ])
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
-    assert main([*args, "--out", str(tmp_path / "t")]) == 2
+    assert main(["tune", *args, "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "t" / "tuning").exists()  # nothing trained
@@ -112,6 +113,6 @@ def test_tune_refuses_to_resume_a_dir_of_another_protocol(tmp_path, capsys):
     out = tmp_path / "t"
     out.mkdir()
     (out / "tune.json").write_text(json.dumps({"protocol": {"tasks": ["quadratic_deep"]}}))
-    assert main(["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--out", str(out)]) == 2
+    assert main(["tune", "--tasks", "rosenbrock_2d", "--optimizers", "adam", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds a tuning with other tasks" in err and "use a new --out" in err

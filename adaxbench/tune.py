@@ -160,7 +160,7 @@ class Tuning:
             if len(statuses) == runs and set(statuses.values()) <= finished:
                 print(f"tune: {sweep_dir}: all {runs} runs finished", flush=True)
                 return
-        print(f"tune: {sweep_dir}: {runs} runs", flush=True)
+        print(f"tune: {sweep_dir}: {runs} run(s)", flush=True)
         code = self.run(["-m", *overrides, *self.launch_overrides, f"hydra.sweep.dir={sweep_dir}"], print_best=False)
         if code == 2 or sweep.LAST_SUMMARY is None:
             raise TuneError(f"the sweep into {sweep_dir} did not start (see above)")
@@ -365,6 +365,8 @@ def main(argv: list[str], run: Callable[..., int], config_options: Callable[...,
         _resume_check(out, protocol)
         _check_names(protocol, a.overrides, config_options)
         out.mkdir(parents=True, exist_ok=True)
+        if len(protocol["tuning_seeds"]) < 2:
+            print("adaxbench tune: warning: one tuning seed: every choice is noise-limited", file=sys.stderr)
         # Launcher and other Hydra overrides reach every sweep but are no part of the protocol.
         tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline, run)
         for task in protocol["tasks"]:

@@ -143,7 +143,7 @@ class Tuning:
     def __init__(self, out: Path, protocol: dict[str, Any], launch_overrides: list[str], baseline: str | None,
                  run: Callable[..., int]):
         self.out, self.p, self.run = out, protocol, run
-        self.launch_overrides = launch_overrides  # the protocol's overrides plus Hydra's (launcher, ...)
+        self.launch_overrides = launch_overrides  # Hydra's and bookkeeping overrides (launcher, threads): no part of a setting
         self.baseline = baseline or protocol["optimizers"][0]
         self.failed = 0
         self.state: dict[str, Any] = {"protocol": protocol, "stage": "tuning", "tasks": {}}
@@ -184,7 +184,7 @@ class Tuning:
         best, _ = select_best(rs, self.p["metric"], self.p["mode"])
         return best.set_index("optimizer"), rs.settings
 
-    def tune_task(self, task: str) -> dict[str, Any]:
+    def tune_task(self, task: str) -> None:
         p, per = self.p, self.p["per_decade"]
         half = round(p["lr_decades"] * per)
         grids = {o: list(range(-half, half + 1)) for o in p["optimizers"]}
@@ -236,7 +236,6 @@ class Tuning:
                 self.tuning_sweep(d, task, [o], lrs)
                 dirs.append(d)
                 grids[o] += new
-        return best
 
     @staticmethod
     def _winner(row: Any, win_lr: float, labels: dict[str, str]) -> dict[str, Any]:

@@ -116,3 +116,16 @@ def test_tune_refuses_to_resume_a_dir_of_another_protocol(tmp_path, capsys):
     assert main(["tune", "--tasks", "rosenbrock_2d", "--optimizers", "adam", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds a tuning with other tasks" in err and "use a new --out" in err
+
+
+def test_tune_passes_the_packed_launcher_to_every_sweep(tmp_path):
+    out = tmp_path / "tune"
+    adaxbench("tune", "--tasks", "quadratic_deep", "--optimizers", "adam", "--lr-centre", "1e-2", "--lr-decades", "0.25",
+              "--eval-seeds", "2", "--max-widenings", "0", "--out", str(out), "trainer.epochs=1", "hydra/launcher=packed",
+              cwd=ROOT, env={"OMP_NUM_THREADS": "1"}, check=True)
+    records = {f.parent.relative_to(out): json.loads(f.read_text()) for f in out.rglob("run.json")}
+    assert len(records) == 3 * 2 + 2 and all(r["status"] == "completed" for r in records.values())
+    packs = {str(d.parent): r["env"].get("packed", {}).get("members") for d, r in records.items()}
+    assert packs == {"tuning/quadratic_deep/grid": 6, "eval/quadratic_deep/adam": 2}
+    state = json.loads((out / "tune.json").read_text())
+    assert state["stage"] == "done" and state["protocol"]["overrides"] == ["trainer.epochs=1"]  # the launcher is no setting

@@ -46,8 +46,13 @@ def _lr_text(lr: float) -> str:
     return f"{lr:g}"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        self.exit(2, f"adaxbench tune: error: {message} (see adaxbench tune --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adaxbench tune", description=(
+    p = _Parser(prog="adaxbench tune", description=(
         "Tune the learning rate of each optimizer on each task (DeepOBS's protocol): a log-spaced grid "
         "with several tuning seeds, widened while the winner sits on its edge, then the winners with "
         "fresh evaluation seeds, the report and tuning-effort curves.  Relaunch the same command to "

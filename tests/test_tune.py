@@ -94,6 +94,8 @@ def test_tune_end_to_end_survives_kills_and_resumes_without_retraining(tmp_path)
 
 
 @pytest.mark.parametrize("args, message", [
+    (["--optimizers", "adam"], "the following arguments are required: --tasks"),
+    (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--eval-seeds", "x"], "invalid int value: 'x'"),
     (["--tasks", "rosenbrock_2d,nope", "--optimizers", "adam"], "unknown task nope; available:"),
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam,adam"], "give distinct comma-separated names"),
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "optimizer.lr=0.1"], "tune sets optimizer.lr itself"),

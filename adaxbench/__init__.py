@@ -1,6 +1,6 @@
 """adaxbench: which adaptive optimizer trains better, settled by experiment.
 
-The Python API (see README, "Python API"); imported lazily, so ``import adaxbench`` stays light:
+The Python API (see docs/how-to/python-api.md); imported lazily, so ``import adaxbench`` stays light:
 
 * ``adaxbench.run(optimizer, overrides, **hyperparameters)``: one run, recorded like ``adaxbench run``;
 * ``adaxbench.load_runs(*paths)``: the runs under ``paths`` as one pandas DataFrame;

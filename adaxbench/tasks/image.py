@@ -3,7 +3,7 @@
 The whole dataset sits on the device as uint8; a batch is an index slice of a seeded
 per-epoch permutation, cropped/flipped, converted to float in [0, 1], colour-jittered and
 normalised on the device.  No DataLoader, no per-sample Python.  The protocol keys of a
-task config (see PROTOCOLS.md for each task's values and their sources):
+task config (see docs/protocols.md for each task's values and their sources):
 
 - ``augment``: random crop (``crop_padding`` px of zero padding) + horizontal flip, then
   ``color_jitter`` if set; training batches only.

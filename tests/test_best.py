@@ -125,3 +125,10 @@ def test_best_writes_effort_curves_of_the_grid(tmp_path, capsys):
     assert curves.loc[("adam", 1), "p_all_diverged"] == pytest.approx(1 / 3)
     assert curves.loc[("sgd", 2), "expected_best"] == pytest.approx(0.60 / 4 + 0.65 * 3 / 4)
     assert (tmp_path / "effort" / "effort.png").exists() and "effort.csv" in capsys.readouterr().out
+
+
+def test_best_calls_two_settings_with_equal_seed_scores_tied(tmp_path):
+    # Every seed scores the same at both lrs (a problem where the lr does not matter): SE 0, margin 0.
+    _two_lrs(tmp_path, [0, 1], [0, 1], low=(0.8, 0.8), high=(0.8, 0.8))
+    row = best_settings(tmp_path).iloc[0]
+    assert row["margin"] == 0 and row["noise"] == 0 and row["verdict"] == "tied"

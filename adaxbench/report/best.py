@@ -64,17 +64,15 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
     if df.empty:
         raise ReportError("no run with a finite selection score")
     df["overrides"] = df["overrides"].map(setting_overrides)
-    scored = score_settings(df, {t: higher_is_better(i.metric) for t, i in infos.items()})
-
     hb = {t: higher_is_better(i.metric) for t, i in infos.items()}
+    scored = score_settings(df, hb)
     seed_scores = df["sel"].where(df["status"] == Status.COMPLETED.value, df["task"].map(lambda t: worst_value(hb[t])))
     rows = []
     for (task, opt), per_setting in scored.groupby(["task", "optimizer"], sort=True):
         win = per_setting[per_setting["is_best"]].iloc[0]
         first = df.index[(df["task"] == task) & (df["setting"] == win["setting"])][0]
-        ranked = per_setting.sort_values("score", ascending=not hb[task], kind="stable")
-        ranked = pd.concat([ranked[ranked["is_best"]], ranked[~ranked["is_best"]]])
-        runner = ranked.iloc[1] if len(ranked) > 1 else None
+        rest = per_setting[~per_setting["is_best"]]["score"]
+        runner = per_setting.loc[rest.idxmax() if hb[task] else rest.idxmin()] if len(rest) else None
 
         def by_seed(setting: str) -> pd.Series:
             sel = (df["task"] == task) & (df["setting"] == setting)
@@ -125,7 +123,7 @@ def margin_over_runner_up(win: pd.Series, runner: pd.Series | None) -> dict[str,
         noise = d.std(ddof=1) / np.sqrt(len(d))
     else:
         noise = np.sqrt(win.var(ddof=1) / len(win) + runner.var(ddof=1) / len(runner))
-    out.update(noise=float(noise), paired=paired, verdict="tied" if out["margin"] < TIE_SE * noise else "clear")
+    out.update(noise=float(noise), paired=paired, verdict="tied" if out["margin"] < TIE_SE * noise or out["margin"] == 0 else "clear")
     return out
 
 

@@ -21,7 +21,7 @@ WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-2}
 ARMS=(sched_adam sched_adax sched_adafactor sched_adax_nobc)
 MARGINS="test/accuracy=0.005"             # the pre-registered margin of the accuracy tasks
 PICK="python scripts/beta2_ablation_v2_pick.py"
-CONF=$PWD/$ROOT/conf                      # the evaluation arms as config files (arm = optimizer + its tuned lr)
+CONF=$(realpath -m "$ROOT")/conf                    # the evaluation arms as config files (arm = optimizer + its tuned lr)
 
 if [ -z "${GPU_TASKS:-}" ]; then
   GPU_TASKS="fmnist_mlp fmnist_2c2d"
@@ -53,20 +53,22 @@ arm_config() {  # arm_config NAME OPTIMIZER LR: the evaluation arm +v2arm=NAME
 
 run_task() {
   local task=$1 tune=$ROOT/tune/$1 arm lr next round widen_arms widen_lrs
+  declare -A tuned
   sweep "$tune/grid" task="$task" optimizer="$(join "${ARMS[@]}")" optimizer.lr="$(grid "$task")" seed="$TUNE_SEEDS"
   for ((round = 1; round <= WIDEN_ROUNDS; round++)); do
     widen_arms=() widen_lrs=()
-    for arm in "${ARMS[@]}"; do
-      read -r lr next <<< "$($PICK "$tune" "$arm")"
-      [ -n "${next:-}" ] && widen_arms+=("$arm") widen_lrs+=("$next") && echo "$task $arm: best lr $lr on the edge, widening to $next" | tee -a "$ROOT/log/widen.txt"
-    done
+    while read -r arm lr next; do
+      [ -n "${next:-}" ] && widen_arms+=("$arm") widen_lrs+=("$next") \
+        && echo "$task $arm: best lr $lr on the edge, widening to $next" | tee -a "$ROOT/log/widen.txt"
+    done <<< "$($PICK "$tune")"
     [ ${#widen_arms[@]} -eq 0 ] && break
     # One pack: every arm on an edge with every new lr (each a quarter-decade point of the lattice).
     sweep "$tune/widen_$round" task="$task" optimizer="$(join "${widen_arms[@]}")" optimizer.lr="$(join "${widen_lrs[@]}")" seed="$TUNE_SEEDS"
   done
-  for arm in "${ARMS[@]}"; do arm_config "${task}_$arm" "$arm" "$($PICK "$tune" "$arm" | cut -d' ' -f1)"; done
-  arm_config "${task}_adam" adam "$($PICK "$tune" sched_adam | cut -d' ' -f1)"        # harness checks, untuned
-  arm_config "${task}_adax" adax "$($PICK "$tune" sched_adax_nobc | cut -d' ' -f1)"
+  while read -r arm lr next; do tuned[$arm]=$lr; done <<< "$($PICK "$tune")"
+  for arm in "${ARMS[@]}"; do arm_config "${task}_$arm" "$arm" "${tuned[$arm]}"; done
+  arm_config "${task}_adam" adam "${tuned[sched_adam]}"        # the harness checks, untuned
+  arm_config "${task}_adax" adax "${tuned[sched_adax_nobc]}"
   sweep "$ROOT/eval/$task" task="$task" "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
 }
 

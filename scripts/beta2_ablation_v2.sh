@@ -46,7 +46,7 @@ sweep() {  # sweep DIR OVERRIDE...: one sweep into its own dir
   adaxbench run -m experiment=beta2_ablation_v2 "$@" $EXTRA hydra.sweep.dir="$dir" >> "$ROOT/log/runs.log" 2>&1 \
     || { echo "sweep $dir failed: see $ROOT/log/runs.log" >&2; exit 1; }
 }
-tuned_lr() { $PICK "$ROOT/tune/$1/$2" | cut -d' ' -f1; }
+tuned_lr() { $PICK "$ROOT/tune/$1/$2" | cut -d' ' -f2; }
 
 tune() {
   local task=$1 arm d lr next round
@@ -55,7 +55,7 @@ tune() {
     # shellcheck disable=SC2046
     sweep "$d/grid" task="$task" optimizer="$arm" optimizer.lr="$(grid "$task")" seed="$(tune_seeds "$task")" $(budget "$task")
     for ((round = 1; round <= WIDEN_ROUNDS; round++)); do
-      read -r lr next <<< "$($PICK "$d")"
+      read -r _ lr next <<< "$($PICK "$d")"
       [ -z "${next:-}" ] && break
       echo "$task $arm: best lr $lr on the grid's edge, widening to $next" | tee -a "$ROOT/log/widen.txt"
       # shellcheck disable=SC2046

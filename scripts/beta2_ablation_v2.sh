@@ -100,12 +100,19 @@ sensitivity() {  # each family at two more β2 (c), at its tuned lr; renamed so 
 }
 
 present() { local p; for p in "$@"; do [ -d "$p" ] && echo "$p"; done; true; }
+margins_for() {  # the pre-registered margins of the tasks named in the paths (report refuses others)
+  local m out=()
+  for m in ${MARGINS//,/ }; do [[ " $* " == *"${m%%=*}"* ]] && out+=("$m"); done
+  local IFS=,; echo "${out[*]}"
+}
 report() {  # report OUT_SUBDIR PATH... -- REPORT_OPTION...: one report over the paths that exist
-  local out=$1 paths=(); shift
+  local out=$1 paths=() margins; shift
   while [ "$1" != -- ]; do [ -d "$1" ] && paths+=("$1"); shift; done; shift
   [ ${#paths[@]} -eq 0 ] && return 0
+  margins=$(margins_for "${paths[@]}")
   mkdir -p "$OUT/$out"
-  adaxbench report "${paths[@]}" --out "$OUT/$out" --margin "$MARGINS" "$@" > "$OUT/$out/report.log" 2>&1
+  adaxbench report "${paths[@]}" --out "$OUT/$out" ${margins:+--margin "$margins"} "$@" > "$OUT/$out/report.log" 2>&1 \
+    || { echo "report $out failed:" >&2; tail -3 "$OUT/$out/report.log" >&2; exit 1; }
 }
 publish() {
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives

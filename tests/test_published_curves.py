@@ -90,6 +90,11 @@ def test_spread_line_on_a_hand_built_run_set(tmp_path):
     line = spread_line(rs, "fmnist_2c2d", "test/accuracy", list(rs.settings), curves=hand_curves())
     assert line.startswith("Per epoch against DeepOBS_Baselines v1.1 (test/accuracy): adam lr 0.000251: 4 of 4 epochs "
                            "inside DeepOBS's 10-seed range (mean of our 2 seeds) — not DeepOBS-TF's conditions")
+    # On an edge up to float32 rounding (1e-6 relative) is inside; beyond it, outside.
+    edge = (0.10 * (1 - 5e-7), 0.86, 0.89 * (1 + 5e-7), 0.90 * (1 + 3e-6))
+    rs = load_runs([_runs(tmp_path / "edge", DEEPOBS_ADAM_LR, 0, means=edge)])
+    line = spread_line(rs, "fmnist_2c2d", "test/accuracy", list(rs.settings), curves=hand_curves())
+    assert "3 of 4 epochs inside" in line and "outside: epoch 3 0.9 above [0.88, 0.9]." in line
     # Another lr is not DeepOBS's setting: no line.
     rs = load_runs([_runs(tmp_path / "other", 1e-3, 0)])
     assert spread_line(rs, "fmnist_2c2d", "test/accuracy", list(rs.settings), curves=hand_curves()) is None

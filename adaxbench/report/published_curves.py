@@ -22,6 +22,9 @@ from .references import DATA_DIR
 
 CURVES_FILE = DATA_DIR / "deepobs_curves.csv"
 SOURCE = "DeepOBS_Baselines v1.1"
+# A value on the range's edge up to float32 rounding counts as inside: DeepOBS logged float32 losses (stored to
+# 8 significant digits), so quadratic_deep's initial loss 353.44676 equals ours (353.4468) only to ~1e-7.
+ROUNDING = 1e-6
 
 
 @lru_cache(maxsize=2)
@@ -64,8 +67,9 @@ def spread_line(rs: RunSet, task: str, metric: str, setting_keys: Iterable[str],
             mean = rows.groupby("epoch")["value"].mean()
             band = ref.groupby("epoch")["value"].agg(["min", "max", "size"])
             mean = mean[mean.index.isin(band.index)]
-            outside = [(int(e), v, band.at[e, "min"], band.at[e, "max"]) for e, v in mean.items()
-                       if not band.at[e, "min"] <= v <= band.at[e, "max"]]
+            outside = [(int(e), v, lo, hi) for e, v in mean.items()
+                       for lo, hi in [(band.at[e, "min"], band.at[e, "max"])]
+                       if not lo - ROUNDING * abs(lo) <= v <= hi + ROUNDING * abs(hi)]
             seeds = int(band["size"].min())
             cfg = rs.settings[key]
             label = opt if math.isnan(momentum) else f"{opt} momentum {momentum:g}"

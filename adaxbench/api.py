@@ -118,7 +118,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     ``optimizer``: a config name (``"adax"``) or a ``torch.optim.Optimizer`` subclass;
     ``hyperparameters`` (``lr=1e-3``, ``betas=(0.9, 0.99)``...) are its constructor arguments.
     ``overrides``: anything else, as on the command line (``["task=quadratic_deep", "seed=1"]``).
-    ``task``: a task config name, or your own task class (see README, "Bring your own task").
+    ``task``: a task config name, or your own task class (see docs/how-to/your-task.md).
     ``name``: the optimizer's recorded name (default: the config name or the class name).
     ``run_dir``: default ``runs/DATE/TIME``; ``resume=True`` continues a run dir.
 
@@ -149,7 +149,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
             cfg.optimizer = OmegaConf.create({"name": name or optimizer.__name__, "_target_": target,
                                               **{k: list(v) if isinstance(v, tuple) else v
                                                  for k, v in hyperparameters.items()}})
-        # The command line that gives the same config (`optimizer=custom`, see README).
+        # The command line that gives the same config (`optimizer=custom`, see docs/tutorials/your-optimizer.md).
         extra = ["optimizer=custom", f"optimizer._target_={target}"] + extra
     recorded = extra + overrides
 

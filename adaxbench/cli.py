@@ -58,6 +58,12 @@ def cmd_run(args: list[str]) -> int:
     from .train.preflight import flags_first, full_error, hydra_error_line, preflight
 
     register_packed_launcher()
+    if any(len(flag) > 2 and "--experimental-rerun".startswith(flag.partition("=")[0]) for flag in args):
+        # Hydra's --experimental-rerun unpickles the file it is given (code runs on load), and
+        # adaxbench never writes the config.pickle it reads: relaunch with the overrides instead.
+        print("adaxbench: error: --experimental-rerun is not supported (it loads a pickle); relaunch with the "
+              "run's overrides (run.json 'overrides'), adding resume=true to continue it", file=sys.stderr)
+        return 2
     args = flags_first(args)
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts

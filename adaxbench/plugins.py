@@ -2,8 +2,11 @@
 
 A ``_target_`` (Hydra's convention) is a dotted import path: ``mypkg.MyTask``,
 ``torch.optim.lr_scheduler.StepLR``.  Everything the run config names this way is
-imported and its signature checked by ``check`` before any data is read, so a typo or a
-wrong argument is one line and exit status 2, not a traceback halfway through a run.
+imported and its signature checked before any data is read, so a typo or a wrong argument
+is one line and exit status 2, not a traceback halfway through a run.  This module is the
+resolver only and knows no layer above it: each layer checks the targets it owns with the
+helpers here (``tasks.user`` the task, model and dataset, ``optim.schedules`` the lr
+schedule, ``train.loggers`` the logger), and ``train.validate.check_config`` calls them.
 
 Some arguments are not configuration but facts only the runner knows (the device, the
 number of classes, the total number of steps).  The runner fills in such a *context*
@@ -19,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .train.validate import ConfigError
+from .errors import ConfigError
 
 # Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
 META_KEYS = ("_target_", "name")
@@ -27,21 +30,71 @@ META_KEYS = ("_target_", "name")
 BUILTIN_PACKAGES = ("adaxbench", "torch", "torchvision")
 
 
-def locate(target: Any, key: str) -> Any:
-    """The object a dotted path names, or a one-line ``ConfigError``."""
+# Refused whatever Hydra's version: targets that run a command or code named by the config
+# (checked on the name given and on the object's own module.qualname, so aliases such as
+# logging.os.system are caught).  Hydra's instantiate policy, where installed, is applied too.
+DENIED_TARGETS = ("builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "builtins.open",
+                  "builtins.breakpoint", "os.system", "os.popen", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
+                  "os.kill", "os.remove", "os.unlink", "os.rmdir", "os.rename", "os.replace", "os.truncate",
+                  "os.chmod", "os.chown", "os.putenv", "shutil.rmtree", "shutil.move", "importlib.import_module")
+DENIED_MODULES = ("subprocess", "pty", "runpy", "code", "codeop", "ctypes", "pickle", "_pickle", "marshal", "shelve",
+                  "multiprocessing", "pdb", "webbrowser")
+
+
+def _denied(name: str) -> bool:
+    if name.startswith(("posix.", "nt.")):
+        name = "os." + name.partition(".")[2]
+    return name.startswith(DENIED_TARGETS) or name.split(".")[0] in DENIED_MODULES
+
+
+def _hydra_resolve(target: str, key: str) -> Any:
+    """``_locate(target)`` under the target policy Hydra's ``instantiate`` applies (Hydra 1.3.8+;
+    plain ``_locate`` before).  Raises ``InstantiationException`` (refused; no ``__cause__``)
+    or an import error."""
     from hydra._internal.utils import _locate  # get_object without its multi-line error log
+    try:
+        from hydra._internal.instantiate._instantiate2 import _resolve_target
+        from hydra._internal.target_policy import (_EXPECTED_TARGET_POLICY_DIGEST, _target_policy_context,
+                                                   _validated_target_policy)
+    except ImportError:  # a Hydra without a target policy: adaxbench's own list still applies
+        return _locate(target)
+    with _target_policy_context(_validated_target_policy(_EXPECTED_TARGET_POLICY_DIGEST)):
+        return _resolve_target(target, key)
+
+
+def locate(target: Any, key: str) -> Any:
+    """The object a dotted path names, or a one-line ``ConfigError``.  Every ``_target_``
+    adaxbench resolves itself comes here and passes one policy: Hydra's ``instantiate`` target
+    policy plus ``DENIED_TARGETS`` / ``DENIED_MODULES`` (no shell commands, no code from strings)."""
+    from hydra._internal.utils import _locate
+    from hydra.errors import InstantiationException
 
     if target == "???":  # left open in configs/task/custom*.yaml
         raise ConfigError(f"{key}._target_ is missing: give {key}._target_=mypkg.MyClass (your own class)")
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{key}._target_ must be a dotted import path such as mypkg.MyClass, got {target!r}")
+    refused = f"{key}._target_={target!r} is refused: it could run commands or code named by a config " \
+              "(see docs/records-and-safety.md); use a class or function of your own"
+    if _denied(target):
+        raise ConfigError(refused)
     try:
-        return _locate(target)
+        obj = _hydra_resolve(target, key)
     except Exception as e:
-        cause = e.__cause__ or e
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+        if isinstance(e, InstantiationException) and e.__cause__ is None:  # Hydra's own verdict
+            if "Expected a callable target" not in str(e):
+                raise ConfigError(refused) from None
+            obj = _locate(target)  # authorized, but not callable: the caller says what it expected
+        else:
+            cause = e
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
+                              "is its module on PYTHONPATH?") from None
+    identity = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+    if _denied(identity):
+        raise ConfigError(refused)
+    return obj
 
 
 def accepts(fn: Callable, name: str) -> bool:
@@ -91,31 +144,6 @@ def arguments(cfg: Mapping[str, Any], meta: tuple[str, ...] = META_KEYS) -> dict
     """Constructor arguments of a ``_target_`` config: every key but the bookkeeping ones;
     lists become tuples (as torch's betas=(0.9, 0.999))."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k not in meta}
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def check(cfg: Mapping[str, Any]) -> None:
-    """Check every user ``_target_`` of a run config (a plain dict): the task, its model and
-    dataset, and the lr schedule. Raises ``ConfigError`` (one line).  The optimizer is checked
-    by ``validate.optimizer_kwargs``.  Called by ``validate.check_config``."""
-    task = cfg.get("task")
-    if isinstance(task, Mapping):
-        if "_target_" in task:
-            from .tasks.user import check_task
-            check_task(task)
-        else:
-            from .tasks.user import check_image_parts
-            check_image_parts(task, cfg.get("data") or {})
-    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
-    if isinstance(sched, Mapping) and "_target_" in sched:
-        from .optim.schedules import check_schedule_target
-        check_schedule_target(sched)
-    logger = cfg.get("logger")
-    if isinstance(logger, Mapping):
-        from .train.loggers import check_logger
-        check_logger(logger)
 
 
 # -------------------------------------------------------------------------------- provenance

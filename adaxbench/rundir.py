@@ -15,6 +15,7 @@ reads runs without it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,9 @@ METRICS_FILE = "metrics.parquet"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 ERROR_LOG = "error.log"
+# The files the writers below put into a run dir, and the suffix of their temporary files.
+RUN_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE, ERROR_LOG)
+TMP_SUFFIX = ".tmp"
 
 METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
 METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
@@ -78,22 +82,68 @@ def umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission, read-only file system); the
+    message is one line naming the file.  The previous version of the file is left as it was."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError):
+        # pyarrow's strerror is a paragraph; the errno's own text is the one line wanted here.
+        reason = os.strerror(cause.errno) if cause.errno else cause.strerror or _first_line(cause)
+        super().__init__(cause.errno, f"cannot write {path}: {reason}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any], mode: int | None = None) -> None:
     """Call ``write(tmp_path)`` and move the result over ``path`` in one step.
 
-    mkstemp creates 0600 files; they get 0666 & ~umask before the rename, as ``open`` would give.
+    ``path`` is replaced, never written through: a symlink planted there is replaced by the file,
+    not followed.  mkstemp creates 0600 files; they get ``mode`` (default 0666 & ~umask, as
+    ``open`` would give) before the rename.  An OSError (disk full, no permission) is a
+    ``WriteError`` naming ``path``; the temporary file is removed and ``path`` left as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise WriteError(path, e) from e
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
+        os.chmod(tmp, 0o666 & ~umask() if mode is None else mode)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e) from e
         raise
+
+
+def write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """``Path.write_text``, atomically and without following a link at ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write, mode)
+
+
+def remove_orphan_tmp(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of writes that were killed before their rename (``.NAME.*.tmp``
+    of this module's writers); call it only while holding the run dir's lock."""
+    removed = []
+    for p in Path(run_dir).glob(f".*{TMP_SUFFIX}"):
+        if p.name.startswith(tuple(f".{name}." for name in RUN_FILES)) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -8,7 +8,9 @@ rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch s
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import stat
 import sys
 from importlib import resources
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..rundir import RUN_FILE, Status, setting_overrides, umask
+from ..rundir import RUN_FILE, Status, WriteError, setting_overrides, umask, write_text
 from .aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
 from .load import ReportError, RunSet, load_runs
 
@@ -107,9 +109,12 @@ def _is_config_path(key: str, config: dict[str, Any]) -> bool:
     return group.is_dir()
 
 
-def override_problem(override: str, config: dict[str, Any]) -> str | None:
+def override_problem(override: str, config: dict[str, Any], allow_targets: bool = False) -> str | None:
     """Why ``override`` may not go into a rerun script, or None for a plain ``key=value`` (or
-    ``+key=value``) override of this config with a single literal value, as sweep jobs record."""
+    ``+key=value``) override of this config with a single literal value, as sweep jobs record.
+
+    A run.json is data anyone with write access to the sweep dir can edit; a ``_target_`` or a
+    dict/list value in it names code the script would run, so those need ``allow_targets``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
@@ -125,21 +130,28 @@ def override_problem(override: str, config: dict[str, Any]) -> str | None:
         return "a sweep job records single values, not sweeps"
     if "${" in override:
         return "interpolations are not rerun"
+    if not allow_targets:
+        if "_target_" in override:
+            return "it sets a _target_ (code to import and call)"
+        if isinstance(ov.value(), (dict, list)):
+            return "its value is a dict or list literal, which can carry a _target_"
     if not _is_config_path(ov.key_or_group, config):
         return f"{ov.key_or_group} is not a key of the run's config"
     return None
 
 
-def check_rerun_overrides(best: pd.DataFrame) -> None:
+def check_rerun_overrides(best: pd.DataFrame, allow_targets: bool = False) -> None:
     """ReportError naming the run.json whose overrides cannot be written into a script."""
     for row in best.itertuples():
         for o in row.overrides:
-            if (why := override_problem(o, row.config)) is not None:
-                raise ReportError(f"{row.run_json}: refusing to write override {o!r} into a script: {why}")
+            if (why := override_problem(o, row.config, allow_targets)) is not None:
+                hint = ("; check that run.json, then pass --allow-targets to write it anyway"
+                        if not allow_targets and override_problem(o, row.config, True) is None else "")
+                raise ReportError(f"{row.run_json}: refusing to write override {o!r} into a script: {why}{hint}")
 
 
-def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:
-    check_rerun_overrides(best)
+def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str, allow_targets: bool = False) -> str:
+    check_rerun_overrides(best, allow_targets)
     lines = ["#!/usr/bin/env bash", "# Rerun the best setting per task x optimizer with more seeds "
              "(written by `adaxbench best`).", "set -euo pipefail"]
     seed_list = ",".join(str(s) for s in range(seeds))
@@ -156,6 +168,19 @@ def _check_script_path(path: str) -> None:
         raise ReportError(f"--write {path} is a directory; give a file name, e.g. {p / 'rerun.sh'}")
     if not p.parent.is_dir():
         raise ReportError(f"--write {path}: folder {p.parent} does not exist")
+    if p.is_symlink() or (p.exists() and not stat.S_ISREG(p.lstat().st_mode)):
+        raise ReportError(f"--write {path} exists and is not a regular file (a link, device or pipe); "
+                          "give the path of a new or a regular file")
+
+
+def write_script(path: str, script: str) -> None:
+    """Write ``script`` atomically: a new file is executable as far as the umask allows; an
+    existing file keeps its mode (never widened)."""
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o777 & ~umask()
+    write_text(path, script, mode=mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per rerun (default %(default)s)")
     parser.add_argument("--rerun-dir", default=None, help="sweep dir root of the reruns (default SWEEP_DIR_best)")
+    parser.add_argument("--allow-targets", action="store_true", help="let --write copy overrides that set a _target_ "
+                        "or a dict/list value from the runs' run.json into the script (check those files first)")
     args = parser.parse_args(argv)
     try:
         if not Path(args.sweep_dir).is_dir():
@@ -182,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         script = None
         if args.write:
             root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
-            script = rerun_script(best, args.seeds, root)
+            script = rerun_script(best, args.seeds, root, args.allow_targets)
     except ReportError as e:
         print(f"adaxbench best: error: {e}", file=sys.stderr)
         return 2
@@ -198,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row.path}: {row.reason}")
     if script is not None:
         try:
-            Path(args.write).write_text(script)
-            Path(args.write).chmod(0o777 & ~umask())  # executable, as far as the umask allows
-        except OSError as e:
-            print(f"adaxbench best: error: cannot write {args.write}: {e.strerror or e}", file=sys.stderr)
+            _check_script_path(args.write)  # again: the path may have changed while the runs were read
+            write_script(args.write, script)
+        except ReportError as e:
+            print(f"adaxbench best: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # a WriteError names the file
+            reason = e if isinstance(e, WriteError) else f"cannot write {args.write}: {e.strerror or e}"
+            print(f"adaxbench best: error: {reason}", file=sys.stderr)
             return 2
         print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
     return 0

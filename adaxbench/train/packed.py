@@ -57,7 +57,8 @@ from ..optim.schedules import build_lr_lambda
 from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record, threads
-from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
+from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, Status, WriteError, effective_lr_schedule, read_record, result_line,
+                      write_text)
 from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
                      StopSignals, check_previous, effective_schedule, epoch_generator, lock_run_dir,
                      seed_everything, torch_beta2_hat)
@@ -442,9 +443,13 @@ def _guarded(fn, members: list[Member]) -> None:
         error = _first_line(e)
         for m in members:
             if m.run.status == "running":
-                m.run.status, m.run.error = "failed", error
-                (m.run.run_dir / "error.log").write_text(traceback.format_exc())
-                m.run.write()
+                # A full disk or unwritable dir: what each member has saved, and no traceback to keep.
+                m.run.status = "failed"
+                m.run.error = f"{e}; {m.run.saved_note()}" if isinstance(e, WriteError) else error
+                if not isinstance(e, WriteError):
+                    with contextlib.suppress(OSError):  # must not hide the pack's own error
+                        write_text(m.run.run_dir / ERROR_LOG, traceback.format_exc())
+                m.run.record_failure()
         log.error("pack failed: %s", error)
 
 
@@ -600,6 +605,9 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return RunResult("locked", run_dir, str(e))
+    except ConfigError as e:  # a planted .lock link
+        print(f"adaxbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
         previous, finished = check_previous(run_dir, overrides, resume=True)
     except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does

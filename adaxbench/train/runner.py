@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import itertools
 import logging
 import math
@@ -32,9 +33,9 @@ from tqdm.auto import tqdm
 
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
-from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
-                      RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
-                      result_line, setting_overrides, write_json)
+from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
+                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule, read_json,
+                      read_record, remove_orphan_tmp, result_line, setting_overrides, write_json, write_text)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -155,6 +156,8 @@ class Run:
         self.stops: list[dict[str, Any]] = []
         self.stop_signals: StopSignals | None = None
         self._config_dict: dict[str, Any] | None = None
+        # The last epoch a resume continues from (the last checkpoint written or loaded).
+        self.saved_epoch: int | None = None
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -203,7 +206,8 @@ class Run:
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
                  "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
                  "stops": self.stops}
-        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: _torch_save(state, tmp))
+        self.saved_epoch = self.epochs_done
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
         """Continue from checkpoint.pt if there is one; CheckpointError (nothing written) if it or
@@ -244,6 +248,7 @@ class Run:
         self.train_seconds, self.eval_seconds = seconds
         self.stops = stops
         self.resumed_from, self.resumed_from_step = self.epochs_done, self.step
+        self.saved_epoch = self.epochs_done
         return True
 
     def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
@@ -259,6 +264,28 @@ class Run:
         if checkpoint:
             self.write()  # metrics first: a checkpoint never refers to rows that are not on disk
             self.save_checkpoint(model, optimizer, scheduler)
+
+    def saved_note(self) -> str:
+        """What a resume would continue from, for the message of a failed write."""
+        if self.saved_epoch is None:
+            return "no epoch is saved for a resume; free space and launch it again"
+        return f"epochs up to {self.saved_epoch} are saved; free space and resume"
+
+    def record_failure(self) -> None:
+        """Write this failed run's record; where the disk is full or the dir unwritable, at least
+        the status and error in the run.json already on disk; where not even that, say so."""
+        try:
+            self.write()
+            return
+        except OSError:
+            pass
+        on_disk, _ = read_json(self.run_dir / RUN_FILE)
+        if not isinstance(on_disk, dict):
+            return
+        try:
+            write_json(self.run_dir / RUN_FILE, {**on_disk, "status": Status(self.status).value, "error": self.error})
+        except OSError as e:
+            self.error += f" ({RUN_FILE} still says {on_disk.get('status')}: {e})"
 
     def stalled(self) -> bool:
         """The last two stops came at the same step: a requeue would not progress either."""
@@ -408,6 +435,15 @@ class Run:
         return RunResult(self.status.value, self.run_dir, self.error)
 
 
+def _torch_save(state: dict[str, Any], path: str) -> None:
+    # Serialized in memory, then written by Python: a full disk is then an OSError (ENOSPC), not
+    # torch's opaque RuntimeError ("unexpected pos") from a short write inside its zip writer.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
 def _closure(task, model, batch, optimizer, autocast):
     """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
     ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
@@ -496,13 +532,19 @@ class StopSignals:
 def lock_run_dir(run_dir: Path) -> FileLock:
     """Create ``run_dir`` and take its lock: one live process per run dir.  An OS lock (flock)
     dies with its process, so the lock of a killed run is simply taken over; a live holder
-    raises RunLocked.  The caller releases it when the run has ended."""
+    raises RunLocked.  The caller releases it when the run has ended.  Temporary files that
+    killed writes left behind are removed once the lock is held."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / LOCK_FILE)
+    lock_path = run_dir / LOCK_FILE
+    if lock_path.is_symlink() or (lock_path.exists() and not lock_path.is_file()):
+        raise ConfigError(f"{lock_path} is not a regular file (a link?); adaxbench locks a run dir with a file of "
+                          f"its own there: remove {lock_path} and launch again")
+    lock = FileLock(lock_path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
+        raise RunLocked(f"another live process is training it (it holds {lock_path})") from None
+    remove_orphan_tmp(run_dir)
     return lock
 
 
@@ -601,11 +643,19 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
             run.write()
             raise
+        except WriteError as e:  # disk full, or the run dir became unwritable: no traceback to keep
+            run.status, run.error = Status.FAILED, f"{e}; {run.saved_note()}"
+            run.record_failure()
+            return RunResult("failed", run_dir, run.error)
         except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
             run.status, run.error = Status.FAILED, _first_line(e)
-            (run_dir / "error.log").write_text(traceback.format_exc())
-            log.error("run failed: %s (traceback in %s)", run.error, run_dir / "error.log")
-            run.write()
+            try:
+                write_text(run_dir / ERROR_LOG, traceback.format_exc())
+                where = f"traceback in {run_dir / ERROR_LOG}"
+            except OSError as why:  # must not hide the run's own error
+                where = f"no traceback saved: {why}"
+            log.error("run failed: %s (%s)", run.error, where)
+            run.record_failure()
             return RunResult("failed", run_dir, run.error)
 
 
@@ -630,6 +680,12 @@ def main_from_hydra(cfg: DictConfig) -> str:
             return "locked"
         print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # the run dir cannot be created or written (a full disk, no permission)
+        reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
+        print(f"adaxbench: error: {reason}", file=sys.stderr)
+        if multirun:
+            return Status.FAILED.value
+        sys.exit(1)
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)
         if multirun:

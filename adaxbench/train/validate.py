@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..errors import ConfigError
 from ..optim.schedules import SCHEDULES
+from ..plugins import locate
 from . import schema as S
 from . import threads
 
@@ -37,10 +38,6 @@ OPTIMIZER_META = ("name", "_target_")
 BUILTIN_OPTIMIZER_MODULES = ("torch.optim", "adaxbench.optim")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem (one line)."""
 
 
 def _plain(cfg: Any) -> Any:
@@ -150,13 +147,7 @@ def optimizer_class(opt_cfg: Mapping[str, Any]) -> type:
         which = f"optimizer {name!r}" if name else "this optimizer config"
         raise ConfigError(f"optimizer._target_ is not set ({which}); give the class, e.g. "
                           "optimizer=custom optimizer._target_=torch.optim.SGD (any torch.optim.Optimizer subclass)")
-    try:
-        cls = get_class(target)
-    except Exception as e:
-        cause = e.__cause__ or e
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"optimizer._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+    cls = locate(target, "optimizer")  # the one target policy
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ConfigError(f"optimizer._target_={target!r} is not a torch.optim.Optimizer subclass")
     return cls
@@ -426,6 +417,28 @@ def check_task(task: Any) -> None:
         check_schedule(task["lr_schedule"], "task.lr_schedule")
 
 
+def check_targets(cfg: Mapping[str, Any]) -> None:
+    """Check every user ``_target_`` of a run config (a plain dict), each by the layer that
+    owns it: the task, its model and dataset (``tasks.user``), the lr schedule
+    (``optim.schedules``), the logger (``train.loggers``).  The optimizer is checked by
+    ``optimizer_kwargs``."""
+    task = cfg.get("task")
+    if isinstance(task, Mapping):
+        from ..tasks import user
+        if "_target_" in task:
+            user.check_task(task)
+        else:
+            user.check_image_parts(task, cfg.get("data") or {})
+    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
+    if isinstance(sched, Mapping) and "_target_" in sched:
+        from ..optim.schedules import check_schedule_target
+        check_schedule_target(sched)
+    logger = cfg.get("logger")
+    if isinstance(logger, Mapping):
+        from .loggers import check_logger
+        check_logger(logger)
+
+
 def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Validate the parts of the run config the runner consumes (raises ConfigError).
     Returns the optimizer class and constructor kwargs it resolved on the way."""
@@ -446,8 +459,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
     optimizer = optimizer_kwargs(opt)
-    from ..plugins import check as check_plugins
-    check_plugins(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
+    check_targets(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
 
     if cfg.get("lr_schedule") is not None:
         check_schedule(cfg["lr_schedule"], "lr_schedule")

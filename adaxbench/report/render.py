@@ -24,6 +24,7 @@ from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileB
                         task_infos, verdict_text)
 from ..rundir import atomic_write, effective_epochs, effective_lr_schedule, write_text
 from .load import ReportError, RunSet, load_runs
+from .published_curves import spread_line
 from .references import load_references, references_for
 
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
@@ -573,6 +574,8 @@ def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> 
                             "sources below; their protocol may differ from these runs'."
                             + ("" if budget.full else f" Ours: {budget.ours()}: not comparable numbers.")))
         blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
+    if (line := spread_line(rs, name, task.metric, a["setting"])) is not None:
+        blocks.append(("p", line))
     if not has_base:
         blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
     blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "

@@ -92,7 +92,6 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
     best = pd.DataFrame(rows)
     # A sampled search (Optuna) tries continuous values: "the largest tried" says nothing of a grid.
     best.attrs["warnings"] = grid_edge_warnings(scored[~scored["setting"].isin(sampled_settings(df))], rs.settings)
-
     best.attrs["scored"] = scored.assign(metric=scored["task"].map(lambda t: infos[t].metric))
     best.attrs["labels"] = {k: v for _, g in scored.groupby("task") for k, v in setting_labels(g, rs.settings).items()}
     return best, excluded

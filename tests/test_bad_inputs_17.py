@@ -1,0 +1,157 @@
+"""Issue 17 §5: crafted bad input, each ending in one line and exit 2 with nothing left behind
+(``run``, the Python API), or listed under "Runs not included" without a crash or a hang
+(``report``, ``best``).  Each test fails if its hole reopens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from adaxbench.cli import main
+
+from test_validation import TINY, assert_one_line_error, cli
+
+
+# ------------------------------------------------------------------------------------ run
+
+RUN_CATALOGUE = [
+    ([*TINY, "seed=9300000000000"], "seed must be an integer in [0, "),
+    ([*TINY, "+lr_schedule._target_=os.getcwd"], "lr_schedule._target_='os.getcwd' does not take the step"),
+    (["task=custom", "task._target_=builtins.dict"], "task._target_='builtins.dict' is not a task class: it lacks "
+                                                     "batches, loss, evaluate"),
+    ([*TINY, "optimizer=adafactor", "trainer.optimizer_impl=fused"],
+     "trainer.optimizer_impl=fused is not supported by Adafactor"),
+    ([*TINY, "optimizer.lr=1e\u22123"], "'\u2212' (U+2212 MINUS SIGN) in optimizer.lr=1e\u22123 is not part of"),
+    ([*TINY, "optimizer.eps=[1e-8]"], "optimizer.eps must be a number >= 0, got [1e-08]"),
+]
+
+
+@pytest.mark.parametrize("args, expected", RUN_CATALOGUE, ids=[" ".join(a) for a, _ in RUN_CATALOGUE])
+def test_run_bad_input(args, expected, tmp_path, capsys):
+    code, _, err = cli(capsys, "run", f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep", *args)
+    assert_one_line_error(code, err, expected)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_empty_run_dir_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "run", "hydra.run.dir=", *TINY)
+    assert_one_line_error(code, err, "hydra.run.dir is empty")
+    code, _, err = cli(capsys, "run", "hydra.run.dir=''", *TINY)
+    assert_one_line_error(code, err, "hydra.run.dir is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_dir_under_proc(capsys):
+    code, _, err = cli(capsys, "run", "hydra.run.dir=/proc/adaxbench_run", *TINY)
+    assert_one_line_error(code, err, "hydra.run.dir=/proc/adaxbench_run cannot be created")
+    code, _, err = cli(capsys, "run", "-m", "hydra.sweep.dir=/proc/adaxbench_sweep", "seed=0,1", *TINY)
+    assert_one_line_error(code, err, "hydra.sweep.dir=/proc/adaxbench_sweep cannot be created")
+
+
+def test_largest_seed_trains(tmp_path, capsys):
+    """The largest seed the check lets through trains (its data-order generator seed fits)."""
+    from adaxbench.train.validate import MAX_SEED
+
+    code, _, err = cli(capsys, "run", f"hydra.run.dir={tmp_path}/run", *TINY, "trainer.epochs=1", f"seed={MAX_SEED}")
+    assert code == 0, err
+    code, _, err = cli(capsys, "run", f"hydra.run.dir={tmp_path}/run2", *TINY, f"seed={MAX_SEED + 1}")
+    assert_one_line_error(code, err, f"seed must be an integer in [0, {MAX_SEED}]")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"ADAXBENCH_SLURM_TIME_MIN": "abc"}, "hydra.launcher.timeout_min must be an integer >= 1, got 'abc' (ADAXBENCH_SLURM_TIME_MIN)"),
+    ({"ADAXBENCH_SLURM_CPUS": "0"}, "hydra.launcher.cpus_per_task must be an integer >= 1, got 0 (ADAXBENCH_SLURM_CPUS)"),
+])
+def test_slurm_environment(env, expected, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code, _, err = cli(capsys, "run", "-m", "hydra/launcher=slurm_gpu", f"hydra.sweep.dir={tmp_path}/sweep",
+                       "seed=0,1", *TINY)
+    assert_one_line_error(code, err, expected)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_joblib_zero_jobs(tmp_path, capsys):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    code, _, err = cli(capsys, "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",
+                       f"hydra.sweep.dir={tmp_path}/sweep", "seed=0,1", *TINY)
+    assert_one_line_error(code, err, "hydra.launcher.n_jobs must be a non-zero integer (-1: all cores), got 0")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_garbage_pt_dataset_before_the_run_dir(tmp_path, capsys):
+    data = tmp_path / "data.pt"
+    data.write_bytes(b"this is not a torch.save file\n" * 10)
+    code, _, err = cli(capsys, "run", "task=custom_image", f"task.dataset={data}", "task.model=mlp",
+                       f"hydra.run.dir={tmp_path}/run", "trainer.progress=false")
+    assert_one_line_error(code, err, f"task.dataset={data} is not a readable torch.save file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_sweep_dir_that_is_a_file_is_refused_before_composing_jobs(tmp_path, capsys, monkeypatch):
+    """500 jobs pointed at a file: the sweep dir is checked first, not after composing every job."""
+    from adaxbench.train import preflight
+
+    (tmp_path / "file").write_text("x")
+    composed = []
+    real = preflight._check_job
+    monkeypatch.setattr(preflight, "_check_job", lambda cfg: composed.append(1) or real(cfg))
+    seeds = ",".join(map(str, range(500)))
+    t0 = time.perf_counter()
+    code, _, err = cli(capsys, "run", "-m", f"hydra.sweep.dir={tmp_path}/file", f"seed={seeds}", *TINY)
+    assert_one_line_error(code, err, f"hydra.sweep.dir={tmp_path}/file is a file")
+    assert composed == [] and time.perf_counter() - t0 < 20
+
+
+# ------------------------------------------------------------------------- user config files
+
+@pytest.fixture
+def config_dir(tmp_path):
+    (tmp_path / "conf" / "optimizer").mkdir(parents=True)
+    return tmp_path / "conf"
+
+
+def _run_with(config_dir, tmp_path, capsys, option):
+    return cli(capsys, "run", "--config-dir", str(config_dir), f"optimizer={option}",
+               f"hydra.run.dir={tmp_path}/run", *TINY)
+
+
+def test_optimizer_yaml_that_is_a_list(config_dir, tmp_path, capsys):
+    (config_dir / "optimizer" / "listy.yaml").write_text("- name: listy\n- lr: 0.1\n")
+    code, _, err = _run_with(config_dir, tmp_path, capsys, "listy")
+    assert_one_line_error(code, err, "optimizer/listy.yaml is a list; a config file must be a mapping")
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_utf8_yaml_names_the_file(config_dir, tmp_path, capsys):
+    path = config_dir / "optimizer" / "latin.yaml"
+    path.write_bytes("name: caf\u00e9\n_target_: torch.optim.SGD\nlr: 0.1\n".encode("latin-1"))
+    code, _, err = _run_with(config_dir, tmp_path, capsys, "latin")
+    assert_one_line_error(code, err, f"{path} is not UTF-8 text")
+    assert not (tmp_path / "run").exists()
+
+
+def test_self_including_yaml(config_dir, tmp_path, capsys):
+    (config_dir / "optimizer" / "loop.yaml").write_text("defaults:\n  - loop\nname: loop\n")
+    code, _, err = _run_with(config_dir, tmp_path, capsys, "loop")
+    assert_one_line_error(code, err, "includes itself")
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_alias_bomb_is_bounded(config_dir, tmp_path, capsys):
+    lines = ["_target_: torch.optim.SGD", "name: bomb", "lr: 0.1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = config_dir / "optimizer" / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    t0 = time.perf_counter()
+    code, _, err = _run_with(config_dir, tmp_path, capsys, "bomb")
+    assert_one_line_error(code, err, f"{path} expands to more than")
+    assert time.perf_counter() - t0 < 20
+    assert not (tmp_path / "run").exists()

@@ -155,3 +155,71 @@ def test_yaml_alias_bomb_is_bounded(config_dir, tmp_path, capsys):
     assert_one_line_error(code, err, f"{path} expands to more than")
     assert time.perf_counter() - t0 < 20
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------ Python API
+
+QUICK = ["task=quadratic_deep", "task.train_size=256", "trainer.epochs=1", "trainer.progress=false"]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"lr": "fast"}, "optimizer.lr must be a number > 0, got 'fast'"),
+    ({"lr": float("nan")}, "optimizer.lr must be a finite number > 0, got nan"),
+    ({"lrr": 0.1}, "optimizer.lrr is not a hyperparameter of torch.optim.Adam (did you mean optimizer.lr?)"),
+    ({"betas": (0.9,)}, "optimizer.betas must be a list of two numbers in [0, 1), got [0.9]"),
+], ids=["lr-str", "lr-nan", "unknown", "betas"])
+def test_api_config_error_leaves_the_run_dir_usable(kwargs, expected, tmp_path):
+    import adaxbench
+
+    with pytest.raises(adaxbench.ConfigError) as e:
+        adaxbench.run("adam", QUICK, run_dir=tmp_path / "run", **kwargs)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+    assert adaxbench.run("adam", QUICK, run_dir=tmp_path / "run", lr=0.01).status == "completed"
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda a, d: a.run(dict, QUICK, run_dir=d), "optimizer must be a config name (e.g. 'adax') or a "
+                                                 "torch.optim.Optimizer subclass, got <class 'dict'>"),
+    (lambda a, d: a.run(123, QUICK, run_dir=d), "optimizer must be a config name"),
+    (lambda a, d: a.run("adam", "seed=1", run_dir=d), "overrides must be a list of strings such as ['seed=1', "),
+    (lambda a, d: a.run("adam", ["trainer.progress=false"], task=int, run_dir=d), "task._target_='builtins.int' is not a task class"),
+    (lambda a, d: a.run("adam", QUICK, task=5, run_dir=d), "task must be a task config name"),
+    (lambda a, d: a.run("adam", QUICK, run_dir=d, config_dir=d.parent / "nope"), "config_dir "),
+], ids=["class-dict", "int", "str-overrides", "task-int", "task-5", "config-dir"])
+def test_api_misuse(call, expected, tmp_path):
+    import adaxbench
+
+    with pytest.raises(adaxbench.ConfigError) as e:
+        call(adaxbench, tmp_path / "run")
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_api_run_dir_that_is_a_file(tmp_path):
+    import adaxbench
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(adaxbench.ConfigError, match="run_dir=.*file is a file, not a directory"):
+        adaxbench.run("adam", QUICK, run_dir=tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_api_name_is_recorded_literally(tmp_path, monkeypatch):
+    import adaxbench
+    from torch.optim import SGD
+
+    monkeypatch.setenv("ADAXBENCH_TEST_SECRET", "leaked")
+    for i, opt in enumerate(("sgd", SGD)):
+        out = adaxbench.run(opt, QUICK, lr=0.01, name="my${oc.env:ADAXBENCH_TEST_SECRET}", run_dir=tmp_path / str(i))
+        assert json.loads((out.run_dir / "run.json").read_text())["config"]["optimizer"]["name"] == \
+            "my${oc.env:ADAXBENCH_TEST_SECRET}"
+
+
+def test_api_report_formats_as_a_string(tmp_path):
+    import adaxbench
+
+    adaxbench.run("adam", QUICK, lr=0.01, run_dir=tmp_path / "runs" / "a")
+    rep = adaxbench.report(tmp_path / "runs", out=tmp_path / "rep", formats="md", figures=False)
+    assert (tmp_path / "rep" / "report.md").exists() and not (tmp_path / "rep" / "report.html").exists()
+    assert rep.out == tmp_path / "rep"

@@ -151,7 +151,8 @@ def test_yaml_alias_bomb_is_bounded(config_dir, tmp_path, capsys):
     path = config_dir / "optimizer" / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n")
     t0 = time.perf_counter()
-    code, _, err = _run_with(config_dir, tmp_path, capsys, "bomb")
+    with _Alarm(60):
+        code, _, err = _run_with(config_dir, tmp_path, capsys, "bomb")
     assert_one_line_error(code, err, f"{path} expands to more than")
     assert time.perf_counter() - t0 < 20
     assert not (tmp_path / "run").exists()
@@ -223,3 +224,167 @@ def test_api_report_formats_as_a_string(tmp_path):
     rep = adaxbench.report(tmp_path / "runs", out=tmp_path / "rep", formats="md", figures=False)
     assert (tmp_path / "rep" / "report.md").exists() and not (tmp_path / "rep" / "report.html").exists()
     assert rep.out == tmp_path / "rep"
+
+
+# ----------------------------------------------------------------------------- report, best
+
+from adaxbench.report.best import main as best_main  # noqa: E402
+from adaxbench.report.cli import main as report_main  # noqa: E402
+
+from report_fixtures import write_run  # noqa: E402
+
+EVALS = {"valid/accuracy": [0.1, 0.5, 0.8], "test/accuracy": [0.1, 0.5, 0.8], "test/loss": [2.0, 1.0, 0.5]}
+
+
+class _Alarm:
+    """Fails the test instead of hanging it (a FIFO, a seed list without end)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        def boom(*_):
+            raise TimeoutError(f"still running after {self.seconds} s")
+        self.old = signal.signal(signal.SIGALRM, boom)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def _sweep(root: Path) -> Path:
+    for i, (opt, lr) in enumerate((("adam", 1e-3), ("adam", 1e-2), ("sgd", 0.1))):
+        write_run(root / f"good{i}", task="t", optimizer=opt, opt={"lr": lr}, epochs=2, evals=EVALS)
+    return root
+
+
+def _crafted(root: Path) -> dict[str, str]:
+    """Run dirs no reader may choke on, and the reason each must be listed with."""
+    reasons = {}
+    fifo = root / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "run.json")
+    reasons["fifo"] = "run.json is not a regular file"
+    good = json.loads((root / "good0" / "run.json").read_text())
+    huge = root / "huge_int"
+    huge.mkdir()
+    (huge / "run.json").write_text(json.dumps(good).replace('"seed": 0', '"seed": ' + "1" + "0" * 400))
+    reasons["huge_int"] = "an integer of 401 digits"
+    deep = root / "deep"
+    deep.mkdir()
+    (deep / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    reasons["deep"] = "nested too deeply"
+    fifo_metrics = write_run(root / "fifo_metrics", task="t", optimizer="adam", seed=7, epochs=2, evals=EVALS,
+                             metrics=False)
+    os.mkfifo(fifo_metrics / "metrics.parquet")
+    reasons["fifo_metrics"] = "metrics.parquet is not a regular file"
+    write_run(root / "inf", task="t", optimizer="adam", opt={"lr": 1e-3}, seed=5, epochs=2,
+              evals={**EVALS, "test/accuracy": [0.1, 0.5, float("inf")], "valid/accuracy": [0.1, 0.5, float("inf")]})
+    reasons["inf"] = "final test/accuracy is inf"
+    write_run(root / "long_error", task="t", optimizer="adam", seed=6, status="failed", error="x" * 1_000_000,
+              epochs=2, evals=EVALS)
+    reasons["long_error"] = "x" * 300 + "…"
+    return reasons
+
+
+def _names(root: Path) -> None:
+    """Runs whose names are crafted: long, TeX, colliding slugs, markdown, formulas, escapes."""
+    names = [("T" * 300, "adam"), ("a b", "adam"), ("a/b", "adam"), ("t", "$\\frac{1}{$"), ("t", "[x](http://evil.example/)"),
+             ("t", "![i](http://evil.example/i.png)"), ("t", "=HYPERLINK(\"http://evil.example\")"), ("t", "\x1b[2J\x1b]0;pwn\x07")]
+    for i, (task, opt) in enumerate(names):
+        accuracy = [0.1, 0.4, 0.6] if task == "a b" else [0.1, 0.3, 0.9] if task == "a/b" else [0.1, 0.5, 0.7]
+        write_run(root / f"named{i}", task=task, optimizer="adam", opt={"name": opt, "lr": 1e-3 * (i + 1)}, epochs=2,
+                  evals={**EVALS, "test/accuracy": accuracy, "valid/accuracy": accuracy})
+
+
+def test_report_lists_every_crafted_run_dir_and_escapes_names(tmp_path, capsys):
+    root = _sweep(tmp_path / "sweep")
+    reasons = _crafted(root)
+    _names(root)
+    with _Alarm(240):
+        code = report_main([str(root), "--out", str(tmp_path / "rep"), "--format", "md,html"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    excluded = md[md.index("## Runs not included"):]
+    for name, reason in reasons.items():
+        line = next(l for l in excluded.splitlines() if l.startswith(f"| {name} ") or f"/{name} |" in l)
+        assert reason in line, line
+    assert "x" * 301 not in md and (tmp_path / "rep" / "report.md").stat().st_size < 200_000
+    # names stay text: no live link or image, no formula, no escape sequence
+    assert "](http://evil" not in md.replace("\\](http://evil", "")
+    assert "\x1b" not in md and "x1b" in md
+    summary = (tmp_path / "rep" / "summary.csv").read_text()
+    assert "\n=" not in summary and ",=" not in summary and "'=HYPERLINK" in summary
+    # one figure per task name, no two tasks under one file
+    curves = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("*_curves.png"))
+    assert len(curves) == len(set(curves)) == 4 and all(len(c) < 100 for c in curves)
+    ab = [c for c in curves if c.startswith("a_b")]
+    assert len(ab) == 2
+
+
+def test_best_lists_crafted_runs_and_prints_names_safely(tmp_path, capsys):
+    root = _sweep(tmp_path / "sweep")
+    reasons = {**_crafted(root), "inf": "no finite valid/accuracy (final) logged"}
+    _names(root)
+    with _Alarm(120):
+        code = best_main([str(root), "--metric", "valid/accuracy"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "\x1b" not in out + err and "\\x1b[2J" in out
+    for name, reason in reasons.items():
+        assert any(l.startswith(f"  {root.resolve() / name}: ") and reason in l for l in out.splitlines()), name
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--target", "nan"], "bad --target 'nan': expected a finite number"),
+    (["--target", "t=inf"], "bad --target 't=inf'"),
+    (["--format", ""], "bad --format ''"),
+    (["--format", ","], "bad --format ''"),
+])
+def test_report_bad_flags(args, expected, tmp_path, capsys):
+    root = _sweep(tmp_path / "sweep")
+    code = report_main([str(root), "--out", str(tmp_path / "rep"), "--no-figures", *args])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_best_huge_seed_count_is_refused_at_once(tmp_path, capsys):
+    root = _sweep(tmp_path / "sweep")
+    with _Alarm(30):
+        code = best_main([str(root), "--seeds", "99999999999", "--write", str(tmp_path / "rerun.sh")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--seeds must be in [1, 10000], got 99999999999" in err
+    assert not (tmp_path / "rerun.sh").exists()
+
+
+def test_best_metric_a_task_lacks_is_not_swapped(tmp_path, capsys):
+    root = _sweep(tmp_path / "sweep")
+    code = best_main([str(root), "--metric", "valid/loss"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no run with a finite selection score (no run logs valid/loss)" in err, out + err
+    write_run(root / "other", task="u", optimizer="adam", epochs=2,
+              evals={"valid/loss": [2.0, 1.0, 0.5], "test/loss": [2.0, 1.0, 0.5]})
+    code = best_main([str(root), "--metric", "valid/loss"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "valid/accuracy" not in out and "test/" not in out.split("Runs not included")[0]
+    assert "no finite valid/loss (final) logged" in out  # task t's runs, listed with the reason
+
+
+def test_rerun_script_quotes_a_comma_and_keeps_names_inside_the_root(tmp_path, capsys):
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    root = tmp_path / "sweep"
+    write_run(root / "r0", task="../../escape", optimizer="adam", epochs=2, evals=EVALS)
+    rerun_root = str(tmp_path / "a,b c")
+    code = best_main([str(root), "--seeds", "2", "--rerun-dir", rerun_root, "--write", str(tmp_path / "rerun.sh")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    line = (tmp_path / "rerun.sh").read_text().splitlines()[-1]
+    override = next(w for w in shlex.split(line) if w.startswith("hydra.sweep.dir="))
+    sweep_dir = Path(OverridesParser.create().parse_override(override).value())
+    assert sweep_dir.parent == Path(rerun_root) and ".." not in sweep_dir.parts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,8 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         settings.setdefault(key, setting_of(cfg))
         err = rec.error
         rows.append({"run": i, "path": str(d), "status": rec.status.value, "problem": "",
-                     "error": "" if not err else err.splitlines()[0],
-                     "task": cfg["task"]["name"], "optimizer": cfg["optimizer"]["name"],
+                     "error": "" if not err else printable(err.splitlines()[0])[:MAX_ERROR] + ("…" if len(err) > MAX_ERROR else ""),
+                     "task": clean_name(cfg["task"]["name"]), "optimizer": clean_name(cfg["optimizer"]["name"]),
                      "seed": cfg.get("seed"), "setting": key, "overrides": list(rec.overrides),
                      "progress": _progress(rec.progress),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
@@ -137,6 +138,22 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                                  ("time", "float64"), ("split", "category"), ("metric", "category"),
                                  ("value", "float64")]})
     return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings)
+
+
+# The longest error line a report shows of a run (the full text stays in its run.json).
+MAX_ERROR = 300
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape sequences, newlines) shown as escapes."""
+    return "".join(c if unicodedata.category(c)[0] != "C" else repr(c)[1:-1] for c in text)
+
+
+def clean_name(name: str) -> str:
+    """A task or optimizer name as every output may show it: printable, and never read as a
+    formula by a spreadsheet opening summary.csv (a leading ``=``, ``+``, ``-``, ``@`` gets a ``'``)."""
+    name = printable(name)
+    return "'" + name if name[:1] in ("=", "+", "-", "@") else name
 
 
 def _progress(p: Any) -> str:

@@ -231,9 +231,14 @@ def test_api_report_formats_as_a_string(tmp_path):
 from adaxbench.report.best import main as best_main  # noqa: E402
 from adaxbench.report.cli import main as report_main  # noqa: E402
 
+from conftest import adaxbench  # noqa: E402
 from report_fixtures import write_run  # noqa: E402
 
 EVALS = {"valid/accuracy": [0.1, 0.5, 0.8], "test/accuracy": [0.1, 0.5, 0.8], "test/loss": [2.0, 1.0, 0.5]}
+
+
+class _Hang(BaseException):
+    """Not an Exception: no ``except Exception`` on the way may swallow it."""
 
 
 class _Alarm:
@@ -244,7 +249,7 @@ class _Alarm:
 
     def __enter__(self):
         def boom(*_):
-            raise TimeoutError(f"still running after {self.seconds} s")
+            raise _Hang(f"still running after {self.seconds} s")
         self.old = signal.signal(signal.SIGALRM, boom)
         signal.alarm(self.seconds)
 
@@ -302,10 +307,9 @@ def test_report_lists_every_crafted_run_dir_and_escapes_names(tmp_path, capsys):
     root = _sweep(tmp_path / "sweep")
     reasons = _crafted(root)
     _names(root)
-    with _Alarm(240):
-        code = report_main([str(root), "--out", str(tmp_path / "rep"), "--format", "md,html"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
+    # In a subprocess: a reader blocked on a FIFO in a thread cannot be interrupted, only killed.
+    proc = adaxbench("report", str(root), "--out", str(tmp_path / "rep"), "--format", "md,html", timeout=240)
+    assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     excluded = md[md.index("## Runs not included"):]
     for name, reason in reasons.items():
@@ -328,10 +332,9 @@ def test_best_lists_crafted_runs_and_prints_names_safely(tmp_path, capsys):
     root = _sweep(tmp_path / "sweep")
     reasons = {**_crafted(root), "inf": "no finite valid/accuracy (final) logged"}
     _names(root)
-    with _Alarm(120):
-        code = best_main([str(root), "--metric", "valid/accuracy"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
+    proc = adaxbench("best", str(root), "--metric", "valid/accuracy", timeout=120)
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 0, err
     assert "\x1b" not in out + err and "\\x1b[2J" in out
     for name, reason in reasons.items():
         assert any(l.startswith(f"  {root.resolve() / name}: ") and reason in l for l in out.splitlines()), name

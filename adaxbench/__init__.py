@@ -1,6 +1,6 @@
 """adaxbench: which adaptive optimizer trains better, settled by experiment.
 
-The Python API (see README, "Python API"); imported lazily, so ``import adaxbench`` stays light:
+The Python API (see docs/how-to/python-api.md); imported lazily, so ``import adaxbench`` stays light:
 
 * ``adaxbench.run(optimizer, overrides, **hyperparameters)``: one run, recorded like ``adaxbench run``;
 * ``adaxbench.load_runs(*paths)``: the runs under ``paths`` as one pandas DataFrame;
@@ -10,7 +10,7 @@ The Python API (see README, "Python API"); imported lazily, so ``import adaxbenc
 __version__ = "0.1.0"
 
 _API = {"run": "api", "load_runs": "api", "report": "api", "compose": "api", "RunOutcome": "api",
-        "ConfigError": "train.validate"}
+        "ConfigError": "errors"}
 __all__ = ["__version__", *_API]
 
 

@@ -135,7 +135,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     ``optimizer``: a config name (``"adax"``) or a ``torch.optim.Optimizer`` subclass;
     ``hyperparameters`` (``lr=1e-3``, ``betas=(0.9, 0.99)``...) are its constructor arguments.
     ``overrides``: anything else, as on the command line (``["task=quadratic_deep", "seed=1"]``).
-    ``task``: a task config name, or your own task class (see README, "Bring your own task").
+    ``task``: a task config name, or your own task class (see docs/how-to/your-task.md).
     ``name``: the optimizer's recorded name (default: the config name or the class name).
     ``run_dir``: default ``runs/DATE/TIME``; ``resume=True`` continues a run dir.
 
@@ -173,7 +173,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         with open_dict(cfg):
             cfg.optimizer = OmegaConf.create(_literal({"name": name or optimizer.__name__, "_target_": target,
                                                        **hyperparameters}))
-        # The command line that gives the same config (`optimizer=custom`, see README).
+        # The command line that gives the same config (`optimizer=custom`, see docs/tutorials/your-optimizer.md).
         extra = ["optimizer=custom", f"optimizer._target_={target}"] + extra
     recorded = extra + overrides
 
@@ -237,7 +237,7 @@ def _lists_as_tuples(d: Any) -> Any:
 def report(*paths: str | os.PathLike, out: str | os.PathLike = "report", **options: Any):
     """Write the comparison report of the runs under ``paths`` into ``out``, as
     ``adaxbench report PATH... --out OUT`` does.  ``options``: ``metric``, ``x``, ``target``,
-    ``baseline``, ``formats``, ``select``, ``figures`` (the CLI's flags).  Returns the
+    ``baseline``, ``formats``, ``select``, ``figures``, ``margin``, ``family`` (the CLI's flags).  Returns the
     ``Report`` (``out``, ``files``, ``summary``, ``aggregate``, ``excluded``)."""
     from .report.render import build_report
 

@@ -2,8 +2,11 @@
 
 A ``_target_`` (Hydra's convention) is a dotted import path: ``mypkg.MyTask``,
 ``torch.optim.lr_scheduler.StepLR``.  Everything the run config names this way is
-imported and its signature checked by ``check`` before any data is read, so a typo or a
-wrong argument is one line and exit status 2, not a traceback halfway through a run.
+imported and its signature checked before any data is read, so a typo or a wrong argument
+is one line and exit status 2, not a traceback halfway through a run.  This module is the
+resolver only and knows no layer above it: each layer checks the targets it owns with the
+helpers here (``tasks.user`` the task, model and dataset, ``optim.schedules`` the lr
+schedule, ``train.loggers`` the logger), and ``train.validate.check_config`` calls them.
 
 Some arguments are not configuration but facts only the runner knows (the device, the
 number of classes, the total number of steps).  The runner fills in such a *context*
@@ -19,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .train.validate import ConfigError
+from .errors import ConfigError
 
 # Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
 META_KEYS = ("_target_", "name")
@@ -91,31 +94,6 @@ def arguments(cfg: Mapping[str, Any], meta: tuple[str, ...] = META_KEYS) -> dict
     """Constructor arguments of a ``_target_`` config: every key but the bookkeeping ones;
     lists become tuples (as torch's betas=(0.9, 0.999))."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k not in meta}
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def check(cfg: Mapping[str, Any]) -> None:
-    """Check every user ``_target_`` of a run config (a plain dict): the task, its model and
-    dataset, and the lr schedule. Raises ``ConfigError`` (one line).  The optimizer is checked
-    by ``validate.optimizer_kwargs``.  Called by ``validate.check_config``."""
-    task = cfg.get("task")
-    if isinstance(task, Mapping):
-        if "_target_" in task:
-            from .tasks.user import check_task
-            check_task(task)
-        else:
-            from .tasks.user import check_image_parts
-            check_image_parts(task, cfg.get("data") or {})
-    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
-    if isinstance(sched, Mapping) and "_target_" in sched:
-        from .optim.schedules import check_schedule_target
-        check_schedule_target(sched)
-    logger = cfg.get("logger")
-    if isinstance(logger, Mapping):
-        from .train.loggers import check_logger
-        check_logger(logger)
 
 
 # -------------------------------------------------------------------------------- provenance

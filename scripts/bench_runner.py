@@ -80,7 +80,7 @@ def bare(cfg, arrays, steps: int, device) -> float:
     bs = cfg.task.batch_size
     x_all, y_all = arrays.train_x[: steps * bs].to(device), arrays.train_y[: steps * bs].to(device)
     c = x_all.shape[1]
-    # The task's own protocol (PROTOCOLS.md): crop padding, colour jitter, normalisation.
+    # The task's own protocol (docs/protocols.md): crop padding, colour jitter, normalisation.
     pad, jitter_cfg = cfg.task.crop_padding, cfg.task.get("color_jitter")
     jitter = jitter_ranges(**OmegaConf.to_container(jitter_cfg)) if jitter_cfg else None
     mean, std = image.normalization(OmegaConf.to_container(cfg.task).get("normalize", "dataset"), arrays)

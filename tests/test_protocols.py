@@ -1,4 +1,4 @@
-"""The protocols pinned to their sources (PROTOCOLS.md): step counts, lr milestones, input
+"""The protocols pinned to their sources (docs/protocols.md): step counts, lr milestones, input
 ranges, augmentation parameters, normalisation constants and regularisation, checked on the
 real composed configs and the task's real code path (fake images of the exact shapes).
 

@@ -17,7 +17,7 @@ from report_fixtures import write_run  # noqa: E402
 
 from adaxbench.report import build_report, performance_profile  # noqa: E402
 from adaxbench.report.cli import main  # noqa: E402
-from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn, beta2_schedule  # noqa: E402
+from adaxbench.report.figures import _beta2_hat_reference, beta2_hat_fn  # noqa: E402
 
 NAN = float("nan")
 
@@ -78,24 +78,47 @@ def test_time_to_target(hand):
     assert agg.at["sgd", "median_to_target"] == math.inf
 
 
-def test_delta_welch_interval_by_hand(hand):
+def test_delta_paired_where_seeds_are_shared_by_hand(hand):
     _, agg, md = hand
     assert agg.at["adam", "is_baseline"]
-    # adax (0.90, 0.91, 0.89) − adam (0.80, 0.81, 0.79): Δ = 0.10; both s² = 1e-4, n = 3, so
-    # se = sqrt(2e-4 / 3) = 0.0081650, Welch df = 4, t(0.975, 4) = 2.7764451 -> ± 0.0226698.
+    # adax (0.90, 0.91, 0.89) − adam (0.80, 0.81, 0.79) on the same seeds 0, 1, 2: every pair differs
+    # by 0.10, so the difference is exact (no spread to test against) and better.
+    assert agg.at["adax", "test"] == "exact" and agg.at["adax", "pairs"] == 3
     assert agg.at["adax", "delta"] == pytest.approx(0.10)
-    assert agg.at["adax", "ci_lo"] == pytest.approx(0.10 - 0.0226698, abs=1e-6)
-    assert agg.at["adax", "ci_hi"] == pytest.approx(0.10 + 0.0226698, abs=1e-6)
-    assert agg.at["adax", "significant"]
-    # sgd (0.7, 0.9) − adam: Δ = 0; two seeds only -> an interval but never a star.
-    assert agg.at["sgd", "delta"] == pytest.approx(0.0, abs=1e-12)
-    assert agg.at["sgd", "ci_lo"] < -0.5 and agg.at["sgd", "ci_hi"] > 0.5  # df ≈ 1: very wide
-    assert not agg.at["sgd", "significant"]
+    assert math.isnan(agg.at["adax", "ci_lo"]) and agg.at["adax", "verdict"] == "better"
+    # sgd ran seeds 0, 1 (and a failed 2), each with its partner in adam's 0, 1, 2 (the diverged 3 is
+    # not completed): paired over 2 pairs, d = 0.7 − 0.80, 0.9 − 0.81 = −0.10, +0.09: mean −0.005,
+    # s_d = 0.19/√2, se = 0.095, t(0.975, 1) = 12.7062047 -> ± 1.2070894.
+    assert agg.at["sgd", "test"] == "paired t" and agg.at["sgd", "pairs"] == 2
+    assert agg.at["sgd", "delta"] == pytest.approx(-0.005)
+    assert agg.at["sgd", "ci_lo"] == pytest.approx(-0.005 - 1.2070894, abs=1e-6)
+    assert agg.at["sgd", "ci_hi"] == pytest.approx(-0.005 + 1.2070894, abs=1e-6)
+    assert not agg.at["sgd", "significant"] and agg.at["sgd", "verdict"] == "inconclusive"  # 2 pairs: no verdict
     row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "0.8 ± 0.01" in row["adam"] and "baseline" in row["adam"]
-    assert "+0.1 [+0.07733, +0.1227] *" in row["adax"] and row["adax"].count("*") == 1
+    assert "+0.1 (exact)" in row["adax"] and "| better (exact) |" in row["adax"]
+    assert "paired t, 2 pairs" in row["sgd"] and "inconclusive: fewer than 3 seeds" in row["sgd"]
     assert "*" not in row["sgd"] and "| 3/4 |" in row["adam"]
-    assert "Welch" in md
+    assert "no difference" not in md.lower()
+
+
+def test_delta_welch_where_seeds_differ_by_hand(tmp_path):
+    # adax on seeds 10, 11, 12 against adam on 0, 1, 2: no partners, Welch.  adax − adam: Δ = 0.10;
+    # both s² = 1e-4, n = 3: se = sqrt(2e-4 / 3) = 0.0081650, df = 4, t(0.975, 4) = 2.7764451 -> ± 0.0226698;
+    # t = 12.2474487; for 4 df P(T ≤ t) = 1/2 + (3/4) a (1 − a²/3) with a = t/√(4 + t²), so two-sided
+    # p = 2.5521675e-4: better, alone in its family (Holm changes nothing).
+    for s, v in enumerate([0.80, 0.81, 0.79]):
+        write_run(tmp_path / f"adam{s}", task="toy", optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, v]))
+    for s, v in enumerate([0.90, 0.91, 0.89]):
+        write_run(tmp_path / f"adax{s}", task="toy", optimizer="adax", seed=10 + s, evals=_acc([0.1, 0.5, 0.6, v]))
+    rep = build_report([tmp_path], out=tmp_path / "o", figures=False)
+    a = rep.aggregate.set_index("optimizer").loc["adax"]
+    assert a["test"] == "Welch t" and a["pairs"] == 0
+    assert (a["ci_lo"], a["ci_hi"]) == (pytest.approx(0.0773302, abs=1e-6), pytest.approx(0.1226698, abs=1e-6))
+    assert a["p_value"] == pytest.approx(2.5521675e-4, rel=1e-6) and a["p_holm"] == a["p_value"]
+    assert a["significant"] and a["verdict"] == "better"
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "+0.1 [+0.07733, +0.1227] *" in md and "| Welch t |" in md
 
 
 def test_performance_profile_by_hand():
@@ -249,16 +272,6 @@ def test_beta2_curves_match_hand_values():
         assert fn("adax", 2, beta2=1e-4) == pytest.approx(1 - 1 / 2.0001, rel=1e-12)
         assert fn("adax", 10**9, beta2=1e-4) == 1.0
         assert fn("adafactor", 100, decay_rate=0.8) == pytest.approx(1 - 10**-1.6, rel=1e-12)
-
-
-def test_beta2_schedule_of_each_optimizer():
-    assert beta2_schedule({"optimizer.name": "adam", "optimizer.betas": [0.9, 0.99]}) == ("adam", 0.99, 0.8)
-    assert beta2_schedule({"optimizer.name": "amsgrad", "optimizer.betas": [0.9, 0.999]})[:2] == ("adam", 0.999)
-    assert beta2_schedule({"optimizer.name": "adaxw", "optimizer.betas": [0.9, 1e-3]})[:2] == ("adax", 1e-3)
-    assert beta2_schedule({"optimizer.name": "sched_adax"})[:2] == ("adax", 1e-4)
-    assert beta2_schedule({"optimizer.name": "adafactor", "optimizer.beta2_decay": -0.5}) == ("adafactor", None, 0.5)
-    assert beta2_schedule({"optimizer.name": "sched_adafactor", "optimizer.decay_rate": 0.7})[2] == 0.7
-    assert beta2_schedule({"optimizer.name": "sgd", "optimizer.lr": 0.1}) is None
 
 
 # --- figures: inspected as matplotlib Figure objects ---------------------------------------------
@@ -456,3 +469,113 @@ def test_iqm_figure_title_inside_the_figure():
     b, box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer()), fig.bbox
     assert box.x0 <= b.x0 and b.x1 <= box.x1 and b.y1 <= box.y1, "title outside the figure"
     _inside_and_apart(fig)
+
+
+# --- reports that say what was run (issue 18 §6) ------------------------------------------------
+
+def _reduced_fmnist_2c2d(root: Path) -> Path:
+    """3 epochs on 4,096 images of a task whose own budget (and target, and DeepOBS's numbers) is 100
+    epochs; adam's runs record the built optimizer's param groups (defaults included)."""
+    kw = dict(task="fmnist_2c2d", target=0.91, task_extra={"epochs": 100},
+              trainer_extra={"train_limit": 4096, "eval_limit": 1000})
+    for s in range(3):
+        d = write_run(root / f"adam{s}", optimizer="adam", seed=s, evals=_acc([0.1, 0.6, 0.7, 0.80 + 0.01 * s]), **kw)
+        info = json.loads((d / "run.json").read_text())
+        info["optimizer_hparams"] = [{"params": [0, 1], "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
+                                      "weight_decay": 0.0, "amsgrad": False, "maximize": False}]
+        (d / "run.json").write_text(json.dumps(info))
+        write_run(root / f"sgd{s}", optimizer="sgd", seed=s, evals=_acc([0.1, 0.5, 0.6, 0.75 + 0.01 * s]), **kw)
+    return root
+
+
+def test_report_states_budget_hyperparameters_and_labels_other_budgets(tmp_path):
+    rep = build_report([_reduced_fmnist_2c2d(tmp_path / "r")], out=tmp_path / "o", formats=["md"])
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert ("Budget: 3 epochs, 30 optimizer steps, batch 128, the first 4,096 training examples (trainer.train_limit), "
+            "evaluated on 1,000 examples per evaluation split (trainer.eval_limit), lr schedule constant "
+            "(warmup_steps=0) (the task's own budget is 100 epochs on the whole training split).") in md
+    assert ("target 0.91 (from task config), set for the task's own budget of 100 epochs; ours is 3 epochs on "
+            "4,096 training examples, so it is not drawn on the curves") in md
+    # Shared hyperparameters once, the rest per row; adam's from its recorded param groups (maximize is
+    # a torch default no config names).
+    assert "Hyperparameters of every row: weight_decay=0." in md
+    row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| amsgrad=False, betas=(0.9,0.999), eps=1e-08, lr=0.001, maximize=False |" in row["adam"]
+    assert "| dampening=0, lr=0.1, momentum=0.9, nesterov=False |" in row["sgd"]
+    assert "0.9234 DeepOBS (lr 0.000251, 10 seeds), 100 epochs; ours 3 epochs on 4,096 training examples" in row["adam"]
+    svg = (tmp_path / "o" / "figures" / "fmnist_2c2d_curves.svg").read_text()
+    assert "target 0.91" not in svg  # the target is for 100 epochs; the curves span 3
+    assert "(published, 100 epochs; ours 3 epochs on 4,096 training examples)" in svg
+    assert rep.aggregate["steps"].tolist() == [30.0, 30.0]
+
+
+def test_one_point_series_draw_a_marker_and_empty_panels_say_why(tmp_path):
+    for s in range(2):  # accuracy evaluated once (a NaN before it), test loss never finite
+        write_run(tmp_path / f"a{s}", optimizer="adam", seed=s, epochs=1,
+                  evals={"test/accuracy": [NAN, 0.8 + 0.01 * s], "test/loss": [NAN, NAN]})
+    rs, tasks, agg, colors = _figure_inputs(tmp_path)
+    fig, n = F.curves_figure(rs, agg, tasks["fmnist_mlp"], "epoch", colors)
+    (line,) = [ln for ln in fig.axes[0].get_lines() if (ln.get_gid() or "").startswith("series-")]
+    assert line.get_marker() == "o"
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no finite test loss\nin any completed run"]
+
+
+def _two_tasks(root: Path, margin_b=None) -> Path:
+    """Task A: adax ~0.1 above adam on every seed (better); task B: within 2e-4 (equivalent at 0.005)."""
+    arms = {"A": ([0.80, 0.81, 0.79], [0.90, 0.905, 0.893]), "B": ([0.80, 0.81, 0.79], [0.8001, 0.8099, 0.7902])}
+    for task, (adam, adax) in arms.items():
+        extra = {"equivalence_margin": margin_b} if task == "B" and margin_b is not None else None
+        for s in range(3):
+            write_run(root / f"{task}adam{s}", task=task, optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, adam[s]]),
+                      task_extra=extra)
+            write_run(root / f"{task}adax{s}", task=task, optimizer="adax", seed=s, evals=_acc([0.1, 0.5, 0.6, adax[s]]),
+                      task_extra=extra)
+    return root
+
+
+def test_cross_task_caption_counts_verdicts_and_no_empty_profile(tmp_path):
+    rep = build_report([_two_tasks(tmp_path / "r")], out=tmp_path / "o", formats=["md"], figures=False)
+    v = rep.aggregate.set_index(["task", "optimizer"])["verdict"]
+    assert (v[("A", "adax")], v[("B", "adax")]) == ("better", "equivalent")
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "1 better, 0 worse, 1 equivalent, 0 inconclusive (of 2 comparisons)" in md.split("## Task A")[0]
+    assert "No performance profile: no optimizer reached the target of any task" in md
+    assert "equivalent within ±0.005" in md and "no difference" not in md.lower()
+
+
+def test_family_and_margins(tmp_path):
+    root = _two_tasks(tmp_path / "r")
+    table = build_report([root], out=tmp_path / "o1", figures=False).aggregate.set_index(["task", "optimizer"])
+    task = build_report([root], out=tmp_path / "o2", figures=False, family="task").aggregate.set_index(["task", "optimizer"])
+    # Holm over the two comparisons: the smaller p (task A's) doubles; alone in its task it stays.
+    pa, pb = table.at[("A", "adax"), "p_value"], table.at[("B", "adax"), "p_value"]
+    assert pa < pb and table.at[("A", "adax"), "p_holm"] == pytest.approx(2 * pa)
+    assert task.at[("A", "adax"), "p_holm"] == pytest.approx(pa)
+    csv = pd.read_csv(tmp_path / "o1" / "aggregate.csv")
+    assert {"p_value", "p_holm", "p_tost", "p_tost_holm", "test", "pairs", "verdict", "margin", "seeds_needed",
+            "schedule_tv"} <= set(csv.columns)
+    # A margin too tight for 3 seeds: inconclusive, with the seeds it would need.
+    agg = build_report([root], out=tmp_path / "o3", figures=False, margin="test/accuracy=0.0001").aggregate
+    b = agg.set_index(["task", "optimizer"]).loc[("B", "adax")]
+    assert b["verdict"] == "inconclusive" and b["margin"] == 0.0001 and b["seeds_needed"] > 3
+    # The task's own key, and a task-named --margin over it.
+    agg = build_report([_two_tasks(tmp_path / "r2", margin_b=0.0001)], out=tmp_path / "o4", figures=False).aggregate
+    b = agg.set_index(["task", "optimizer"]).loc[("B", "adax")]
+    assert (b["margin"], b["margin_source"], b["verdict"]) == (0.0001, "task config", "inconclusive")
+    agg = build_report([tmp_path / "r2"], out=tmp_path / "o5", figures=False, margin="B=0.01").aggregate
+    b = agg.set_index(["task", "optimizer"]).loc[("B", "adax")]
+    assert (b["margin"], b["margin_source"], b["verdict"]) == (0.01, "--margin", "equivalent")
+
+
+def test_bad_margin_and_family_are_one_line_exit_2(tmp_path, capsys):
+    root = _two_tasks(tmp_path / "r")
+    cases = {"--margin test/foo=0.1": "no task is compared on it", "--margin test/accuracy=-0.01": "not a positive number",
+             "--margin test/accuracy=abc": "not a positive number", "--margin =0.1": "expected METRIC=VALUE",
+             "--margin accuracy=0.1": "no task is compared on it", "--family everything": "invalid choice"}
+    for argv, why in cases.items():
+        assert main([str(root), "--out", str(tmp_path / "o"), "--no-figures", *argv.split()]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("adaxbench report: error:") and why in err, (argv, err)
+    bad = _two_tasks(tmp_path / "bad", margin_b=-1)
+    assert main([str(bad), "--out", str(tmp_path / "o"), "--no-figures"]) == 2
+    assert "task B: equivalence_margin -1 for test/accuracy is not a positive number" in capsys.readouterr().err

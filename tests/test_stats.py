@@ -193,3 +193,167 @@ def test_identical_seeds_on_both_sides_get_no_interval_and_no_star():
     # Stacks of groups: only the degenerate comparison loses its interval.
     _, lo, _, _, sig = welch_diff(np.array([[1.0, 1.0, 1.0], [1.0, 1.1, 1.2]]), np.array([[0.0, 0.0, 0.0], [0.0, 0.1, 0.2]]))
     assert np.isnan(lo[0]) and not sig[0] and sig[1]
+
+
+# --- paired tests, Holm, TOST, verdicts (issue 18 §1–3) --------------------------------------------
+
+from statsmodels.stats.weightstats import ttost_paired  # noqa: E402
+
+from adaxbench.report.aggregate import (compare, holm, pair_up, paired_diff, seeds_for_margin,  # noqa: E402
+                                        verdict, verdict_text)
+
+
+def test_paired_interval_by_hand():
+    # d = a − b = 0.5, 0, 1, 1: mean 0.625, s_d² = 0.6875/3, se = s_d/2 = 0.2393568,
+    # t(0.975, 3) = 3.1824463 -> ± 0.7617401.
+    d, lo, hi, p = paired_diff([1, 2, 3, 4], [0.5, 2, 2, 3])
+    assert d == pytest.approx(0.625)
+    assert (lo, hi) == (pytest.approx(0.625 - 0.7617401, abs=1e-6), pytest.approx(0.625 + 0.7617401, abs=1e-6))
+    # t = 2.6111648; for 3 df P(T ≤ t) = 1/2 + (1/π)[(t/√3)/(1 + t²/3) + atan(t/√3)].
+    t = 0.625 / 0.2393568
+    cdf = 0.5 + ((t / math.sqrt(3)) / (1 + t * t / 3) + math.atan(t / math.sqrt(3))) / math.pi
+    assert p == pytest.approx(2 * (1 - cdf), rel=1e-5)
+    # Every pair differs by the same amount: exact, no interval.
+    assert math.isnan(paired_diff([1.0, 2.0, 3.0], [0.9, 1.9, 2.9])[1])
+
+
+def test_pairing_needs_every_seed_of_one_arm_in_the_other():
+    assert pair_up([2, 0, 1], [0, 1, 2, 3]) == ([1, 2, 0], [0, 1, 2])  # in seed order
+    assert pair_up([0, 1, 2], [1, 2, 3]) is None  # 0 and 3 have no partner
+    assert pair_up([0, 0, 1], [0, 1]) is None  # a repeated seed: which is the partner?
+    assert pair_up([0, None], [0, 1]) is None
+    # compare() says which test it used and over how many pairs.
+    c = compare(np.array([0.9, 0.8, 0.7]), np.array([0.85, 0.8, 0.72, 0.5]), [0, 1, 2], [0, 1, 2, 3], 0.1)
+    assert (c["test"], c["pairs"]) == ("paired t", 3)
+    assert c["delta"] == pytest.approx((0.05 + 0.0 - 0.02) / 3)
+    c = compare(np.array([0.9, 0.8, 0.7]), np.array([0.85, 0.8, 0.72]), [5, 6, 7], [0, 1, 2], 0.1)
+    assert (c["test"], c["pairs"]) == ("Welch t", 0)
+
+
+def _sign_flip_p(d: np.ndarray) -> np.ndarray:
+    """Exact two-sided sign-flip permutation p of mean(d) (last axis), for a stack of samples."""
+    n = d.shape[-1]
+    signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)  # every sign pattern
+    flipped = np.abs(d @ signs.T) / n  # (..., 2^n)
+    return (flipped >= np.abs(d.mean(-1, keepdims=True)) - 1e-12).mean(-1)
+
+
+def test_paired_t_agrees_with_a_sign_flip_permutation_test():
+    # The permutation test assumes only that the pair differences are symmetric under the null;
+    # on normal differences the paired t's decisions must match it.
+    rng = np.random.default_rng(3)
+    shift = np.repeat([0.0, 0.5, 1.0, 1.5], 250)[:, None]
+    d = rng.normal(shift, 1.0, (1000, 8))
+    p_t = paired_diff(d, np.zeros_like(d))[3]
+    p_perm = _sign_flip_p(d)
+    assert np.median(np.abs(p_t - p_perm)) < 0.02
+    assert ((p_t < 0.05) == (p_perm < 0.05)).mean() >= 0.95
+
+
+def test_holm_by_hand():
+    # Sorted p 0.01, 0.02, 0.03, 0.04 of 4: 4·0.01, 3·0.02, 2·0.03, 1·0.04, made monotone -> .04 .06 .06 .06.
+    np.testing.assert_allclose(holm([0.03, 0.01, np.nan, 0.04, 0.02]), [0.06, 0.04, np.nan, 0.06, 0.06])
+
+
+def _tables(rng, n: int, sims: int, effect: float, cells: int = 20):
+    """Simulated report tables: a baseline and ``cells`` arms on the same n seeds.  The seed moves every
+    arm alike (sd 0.05: init and data order), each run adds its own noise (sd 0.002), each arm is
+    ``effect`` above the baseline.  Returns the paired p-values (sims, cells) and the Welch ones."""
+    seed_effect = rng.normal(0, 0.05, (sims, 1, n))
+    base = seed_effect[:, 0] + rng.normal(0, 0.002, (sims, n))
+    arms = seed_effect + effect + rng.normal(0, 0.002, (sims, cells, n))
+    return paired_diff(arms, base[:, None])[3], welch_diff(arms, base[:, None])[3]
+
+
+def _holm_rejects(p: np.ndarray) -> np.ndarray:
+    """Holm at 5% on each row (a table) at once.  statsmodels' multipletests, which the report calls,
+    runs gc.collect() per call (50 ms here), so thousands of tables go through this vectorised
+    step-down instead, checked against the report's holm() on the first tables."""
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1)
+    adj = np.maximum.accumulate(np.take_along_axis(p, order, -1) * (m - np.arange(m)), axis=-1).clip(max=1)
+    out = np.empty_like(adj)
+    np.put_along_axis(out, order, adj, -1)
+    for row, mine in zip(p[:5], out[:5]):
+        np.testing.assert_allclose(holm(row), mine)
+    return out < 0.05
+
+
+# The power the report's stars have on such tables, at a real effect of +0.01 (0.2 seed sd, 3.5 sd of a
+# pair's difference) in every cell: measured by test_family_wise_error_and_power (SIMS tables, seed 5).
+POWER_AT_0_01 = {3: 0.11, 5: 0.97, 10: 1.0}
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_family_wise_error_and_power(n):
+    rng = np.random.default_rng(5 + n)
+    sims = 2000
+    p_paired, _ = _tables(rng, n, sims, effect=0.0)
+    fwer = _holm_rejects(p_paired).any(axis=1).mean()
+    assert fwer <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / sims), fwer  # nominal ± 2 simulation standard errors
+    assert (p_paired < 0.05).any(axis=1).mean() > 0.4  # unadjusted, 20 cells star by chance: what Holm fixes
+    p_paired, p_welch = _tables(rng, n, sims, effect=0.01)
+    power = _holm_rejects(p_paired).mean()
+    assert power == pytest.approx(POWER_AT_0_01[n], abs=0.05)
+    # Welch on the same paired data sees the seed effect as noise: it finds next to nothing.
+    assert _holm_rejects(p_welch).mean() < 0.05
+
+
+def test_issue_example_paired_finds_what_welch_missed():
+    # 5 shared seeds, seed effect sd 0.05, run noise sd 0.002, a real +0.02 in each of 20 cells:
+    # Welch starred 0 of 20; paired + Holm stars nearly all of them.
+    rng = np.random.default_rng(18)
+    p_paired, p_welch = _tables(rng, 5, 200, effect=0.02)
+    assert _holm_rejects(p_welch).mean() < 0.02
+    assert _holm_rejects(p_paired).mean() > 0.95
+
+
+def test_tost_by_hand_and_at_the_margin():
+    # d = 0.5, 0, 1, 1 (mean 0.625, se 0.2393568, 3 df) within ±2: the larger one-sided p is that of
+    # H0: Δ ≥ 2, t = (0.625 − 2)/se = −5.7444498, p = P(T3 ≤ t).
+    x, y = np.array([1, 2, 3, 4.0]), np.array([0.5, 2, 2, 3])
+    t = (0.625 - 2) / 0.2393568
+    cdf = 0.5 + ((t / math.sqrt(3)) / (1 + t * t / 3) + math.atan(t / math.sqrt(3))) / math.pi
+    assert compare(x, y, [0, 1, 2, 3], [0, 1, 2, 3], 2.0)["p_tost"] == pytest.approx(cdf, rel=1e-5)
+    # At a true difference on the margin, equivalence is claimed at most 5% of the time.
+    rng = np.random.default_rng(11)
+    d = rng.normal(0.005, 0.004, (4000, 5))
+    rate = np.mean([ttost_paired(row, np.zeros(5), -0.005, 0.005)[0] < 0.05 for row in d])
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 4000), rate
+
+
+def test_seeds_for_margin_by_hand_and_by_simulation():
+    # sd 1, margin 1, paired: (t_.95 + t_.9)/√n at n = 10: (1.8331 + 1.3830)/3.1623 = 1.017 > 1;
+    # n = 11: (1.8125 + 1.3722)/3.3166 = 0.960 ≤ 1 -> 11 pairs.
+    assert seeds_for_margin(1.0, 1.0, paired=True) == 11
+    assert seeds_for_margin(1.0, 1.0, paired=True, family=20) > 11  # Holm's strictest threshold α/20
+    assert seeds_for_margin(0.0, 1.0, paired=True) is None and seeds_for_margin(1.0, None, paired=True) is None
+    # And 11 pairs do give TOST about 80% power at a true Δ of 0.
+    rng = np.random.default_rng(2)
+    d = rng.normal(0.0, 1.0, (1000, 11))
+    power = np.mean([ttost_paired(row, np.zeros(11), -1.0, 1.0)[0] < 0.05 for row in d])
+    assert 0.74 <= power <= 0.88, power
+
+
+def _cell(**kw):
+    row = {"test": "paired t", "delta": 0.0, "margin": 0.005, "n": 5, "pairs": 5, "p_holm": 0.5,
+           "p_tost_holm": 0.5, "seeds_needed": 40.0, "verdict": ""}
+    row.update(kw)
+    row["verdict"] = verdict(row, higher_better=True)
+    return row
+
+
+def test_verdict_words():
+    assert _cell(delta=0.02, p_holm=0.01)["verdict"] == "better"
+    assert _cell(delta=-0.02, p_holm=0.01)["verdict"] == "worse"
+    assert verdict(_cell(delta=-0.02, p_holm=0.01), higher_better=False) == "better"  # a loss went down
+    eq = _cell(p_tost_holm=0.01)
+    assert eq["verdict"] == "equivalent" and verdict_text(eq) == "equivalent within ±0.005"
+    inc = _cell()
+    assert verdict_text(inc) == "inconclusive: ~40 pairs for ±0.005"
+    assert verdict_text(_cell(n=2, pairs=2, p_holm=0.001)) == "inconclusive: fewer than 3 seeds"
+    assert _cell(test="exact", delta=1e-8)["verdict"] == "equivalent"
+    assert verdict_text(_cell(test="exact", delta=0.1)) == "better (exact)"
+    words = {_cell(**kw)["verdict"] for kw in ({}, {"delta": 1, "p_holm": 0.01}, {"p_tost_holm": 0.01},
+                                             {"delta": -1, "p_holm": 0})}
+    assert words == {"better", "worse", "equivalent", "inconclusive"}

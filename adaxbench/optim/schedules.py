@@ -76,7 +76,7 @@ def check_schedule_target(cfg: Mapping[str, Any]) -> None:
     """One-line ``ConfigError`` for an own schedule (``lr_schedule._target_``) that cannot be
     imported, is neither a scheduler class nor a callable, or gets arguments it does not take."""
     from ..plugins import arguments, check_arguments, locate
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     target = locate(cfg.get("_target_"), "lr_schedule")
     kwargs = arguments(cfg, SCHEDULE_META)

@@ -16,9 +16,7 @@ class _CallablePackage(types.ModuleType):
     the same name; calling the package does what the function does, so both spellings work."""
 
     def __call__(self, *paths, out="report", **options):
-        from ..api import report
-
-        return report(*paths, out=out, **options)
+        return build_report(paths, out=out, **options)
 
 
 sys.modules[__name__].__class__ = _CallablePackage

@@ -1,14 +1,20 @@
-"""Per-run scores, per-setting aggregates over seeds, bootstrap CIs and performance profiles.
+"""Per-run scores, per-setting aggregates over seeds, comparisons with verdicts, bootstrap CIs and
+performance profiles.
 
-Conventions (stated in every report):
+Conventions (stated in every report; docs/statistics.md explains them for users):
 - final = the metric at the last evaluation, best = max (accuracy) / min (loss) over evaluations;
 - mean ± sample std (ddof=1) over the completed seeds of a setting;
 - time-to-target = epoch / step / training seconds of the first evaluation that reaches the
   target; a seed that never does (or diverged first) counts as not reached (= ∞);
-- Δ vs baseline = mean(setting) − mean(baseline) of the final metric with Welch's 95% t
-  interval (unequal variances; it holds its error rate at a handful of seeds, where a
-  percentile bootstrap over seeds is far too narrow); ``*`` where it excludes 0, and only with
-  at least MIN_SEEDS_STAR seeds on both sides;
+- Δ vs baseline = mean(setting) − mean(baseline) of the final metric.  Where the two share seeds
+  (every seed of one has its partner, same init and data order, in the other) the interval and p
+  come from the paired differences (paired t, scipy.stats.ttest_rel); otherwise Welch's t
+  (unequal variances).  Both hold their error rate at a handful of seeds;
+- the star: Holm-adjusted p < ALPHA over the report's family (every Δ of the report, or of a task
+  with ``family="task"``; statsmodels' multipletests), with at least MIN_SEEDS_STAR seeds a side;
+- a verdict per comparison: better / worse (the star), equivalent within ±m (two one-sided tests,
+  statsmodels' ttost_paired / ttost_ind, Holm-adjusted over the same family, against the metric's
+  margin m), else inconclusive, with the seeds that ±m would need;
 - the best setting per task x optimizer: ``score_settings`` (shared with ``adaxbench best``);
 - across tasks: the interquartile mean of per-task normalised scores with a stratified
   bootstrap CI (rliable's method, Agarwal et al. 2021; computed with scipy.stats);
@@ -27,13 +33,22 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
+from . import divergence
 from .load import ReportError, RunSet
 
 # Used when a task does not log the requested default metric (synthetic tasks: train/loss only).
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
 LEVEL = 0.95  # confidence level of every interval in the report
-MIN_SEEDS_STAR = 3  # fewer seeds on either side: an interval, but never a star
+MIN_SEEDS_STAR = 3  # fewer seeds on either side: an interval, but never a star nor a verdict
+ALPHA = 1 - LEVEL  # family-wise error rate of the stars and of the equivalence verdicts
+FAMILIES = ("table", "task")  # what Holm's adjustment runs over: every Δ of the report, or of each task
+POWER = 0.8  # the power at which "inconclusive" states the seeds a margin would need
+# The equivalence margin m when neither --margin nor the task's equivalence_margin sets one.
+ACCURACY_MARGIN = 0.005  # accuracy-like metrics: half a percentage point, absolute
+RELATIVE_MARGIN = 0.01  # any other metric (losses): 1% of the baseline's mean, in absolute value
 N_BOOT = 2000  # stratified-bootstrap resamples of the cross-task IQM and of the profiles' bands
 
 
@@ -61,6 +76,8 @@ class TaskInfo:
     target_source: str  # "--target", "task config" or "none"
     select_metric: str  # task.select_metric, else valid/<m>, else train/<m> when logged, else the metric
     note: str = ""
+    margin: float | None = None  # equivalence margin; None: the default (see default_margin)
+    margin_source: str = "default"  # "--margin", "task config" or "default"
 
 
 def _fmt_num(v: Any) -> str:
@@ -104,14 +121,18 @@ def label_settings(rs: RunSet) -> pd.Series:
     return labels
 
 
-def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float | None) -> dict[str, TaskInfo]:
+def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float | None,
+               margins: Mapping[str, float] | None = None) -> dict[str, TaskInfo]:
     """Decide metric, direction and target per task.
 
     ``metric=None`` means the default: ``config.task.metric`` if the task names one, else
     test/accuracy, else the first logged of METRIC_FALLBACK.  The target is ``--target`` if
     given (one value for all tasks or per task), else ``config.task.target`` when it refers to
     the metric in use (``task.target_metric``/``task.metric`` equal to it, or neither set and
-    the metric is the task's default).
+    the metric is the task's default).  The equivalence margin is ``margins[metric]`` (--margin),
+    or ``margins[task]``, else the task's ``equivalence_margin`` (a number for its default metric, or
+    METRIC: VALUE), else
+    None (``default_margin`` decides once the baseline is known).
     """
     by_task: dict[str, set[str]] = {}
     for split, name in rs.logged():
@@ -144,8 +165,35 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
         # metric, else the training split's (never the test split unless a protocol says so).
         named = tcfg.get("select_metric")
         sel = next((c for c in (named, valid, f"train/{name}") if c in names), use)
-        out[task] = TaskInfo(task, use, higher_is_better(use), tgt, src, sel, note)
+        margin, msrc = task_margin(tcfg.get("equivalence_margin"), use, default, task)
+        if margins and (use in margins or task in margins):
+            margin, msrc = margins.get(task, margins.get(use)), "--margin"
+        out[task] = TaskInfo(task, use, higher_is_better(use), tgt, src, sel, note, margin, msrc)
     return out
+
+
+def task_margin(value: Any, metric: str, default_metric: str, task: str) -> tuple[float | None, str]:
+    """The margin a task's ``equivalence_margin`` key sets for ``metric``: a number applies to the
+    task's default metric, a mapping names its metrics.  ReportError on a value that is no margin."""
+    if isinstance(value, Mapping):
+        value = value.get(metric)
+    elif metric != default_metric:
+        value = None
+    if value is None:
+        return None, "default"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ReportError(f"task {task}: equivalence_margin {value!r} for {metric} is not a positive number")
+    return float(value), "task config"
+
+
+def default_margin(metric: str, baseline_mean: float) -> float | None:
+    """ACCURACY_MARGIN for accuracy-like metrics, else RELATIVE_MARGIN × |baseline mean| (None when
+    that is 0 or unknown): losses have no common scale across tasks (87 on quadratic_deep, 4e-4 on
+    rosenbrock_2d), so an absolute default would be meaningless on most of them."""
+    if higher_is_better(metric):
+        return ACCURACY_MARGIN
+    m = RELATIVE_MARGIN * abs(baseline_mean)
+    return m if np.isfinite(m) and m > 0 else None
 
 
 def _eval_rows(rs: RunSet, metric: str) -> pd.DataFrame:
@@ -172,7 +220,8 @@ def run_scores(rs: RunSet, tasks: dict[str, TaskInfo], select: str = "final") ->
         # Not groupby.last(): that skips NaN, and a NaN final value must show as NaN.
         final = ev.drop_duplicates("run", keep="last").set_index("run")["value"]
         best = g.max() if hb else g.min()
-        df = pd.DataFrame({"final": final, "best": best})
+        last_step = ev.drop_duplicates("run", keep="last").set_index("run")["step"].astype(float)
+        df = pd.DataFrame({"final": final, "best": best, "final_step": last_step})
         tgt = pd.Series({r: tasks[runs.at[r, "task"]].target for r in df.index}, dtype=float)
         t_ev = tgt.reindex(ev["run"]).to_numpy()
         hit = (ev["value"].to_numpy() >= t_ev) if hb else (ev["value"].to_numpy() <= t_ev)
@@ -182,7 +231,7 @@ def run_scores(rs: RunSet, tasks: dict[str, TaskInfo], select: str = "final") ->
         df["hit_time"] = first["time"]
         parts.append(df)
     scores = pd.concat(parts) if parts else pd.DataFrame(
-        columns=["final", "best", "hit_epoch", "hit_step", "hit_time"], dtype=float)
+        columns=["final", "best", "final_step", "hit_epoch", "hit_step", "hit_time"], dtype=float)
 
     scores["sel"] = np.nan
     for metric in sorted({t.select_metric for t in tasks.values()}):
@@ -229,6 +278,145 @@ def welch_diff(a: np.ndarray, b: np.ndarray, level: float = LEVEL,
     lo, hi, p = (np.where(degenerate, np.nan, v) for v in (lo, hi, p))
     sig = ((lo > 0) | (hi < 0)) & (min(na, nb) >= min_seeds)
     return diff, lo, hi, p, sig
+
+
+def _rounding(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The size of float rounding in differences of ``a`` and ``b`` (last axis)."""
+    return 64 * np.finfo(float).eps * np.maximum(np.abs(a).max(-1), np.abs(b).max(-1))
+
+
+def paired_diff(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> tuple[Any, Any, Any, Any]:
+    """mean(a − b) over pairs (the last axis: a[..., i] and b[..., i] ran the same seed), the paired
+    t interval at ``level`` and its two-sided p (scipy.stats.ttest_rel).  Returns (diff, lo, hi, p).
+
+    Works on stacks (shape (..., n)) like ``welch_diff``.  NaN interval and p with fewer than two
+    pairs, and where every pair differs by the same amount (to float rounding): then the difference
+    is exact and the seeds give no spread to test it against.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a - b
+    diff = d.mean(-1) if d.shape[-1] else np.full(d.shape[:-1], np.nan)
+    if d.shape[-1] < 2:
+        nan = np.full_like(np.asarray(diff, float), np.nan)
+        return diff, nan, nan.copy(), nan.copy()
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_rel(a, b, axis=-1)
+        ci = res.confidence_interval(level)
+    degenerate = np.ptp(d, axis=-1) <= _rounding(a, b)
+    lo, hi, p = (np.where(degenerate, np.nan, np.asarray(v, float)) for v in (ci.low, ci.high, res.pvalue))
+    return diff, lo, hi, p
+
+
+def pair_up(seeds_a: list, seeds_b: list) -> tuple[list[int], list[int]] | None:
+    """Positions of the shared seeds in each arm, in seed order, when every seed of one arm has its
+    partner in the other; None when the design is not paired (a seed missing on both sides, an
+    unknown seed, or a seed that repeats within an arm)."""
+    sa, sb = list(seeds_a), list(seeds_b)
+    if any(s is None or s != s for s in sa + sb) or len(set(sa)) < len(sa) or len(set(sb)) < len(sb):
+        return None
+    if not (set(sa) <= set(sb) or set(sb) <= set(sa)):
+        return None
+    common = sorted(set(sa) & set(sb))
+    return [sa.index(s) for s in common], [sb.index(s) for s in common]
+
+
+def compare(a: np.ndarray, b: np.ndarray, seeds_a: list, seeds_b: list, margin: float | None) -> dict[str, Any]:
+    """Arm ``a`` against baseline ``b`` (final values and their seeds): the test the design allows
+    (paired t where the arms share seeds, else Welch's t), Δ with its interval and p, and the TOST
+    p-value of equivalence within ±``margin`` (statsmodels).  ``sd``: the spread that sets the seeds
+    a margin needs (of the pair differences, or √(s_a² + s_b²)); ``n``: pairs or the smaller arm."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    pairs = pair_up(seeds_a, seeds_b)
+    out: dict[str, Any] = {"pairs": 0, "p_tost": math.nan, "sd": math.nan}
+    if pairs is not None and len(pairs[0]) >= 2:
+        x, y = a[pairs[0]], b[pairs[1]]
+        d, lo, hi, p = (float(v) for v in paired_diff(x, y))
+        exact = bool(np.ptp(x - y) <= _rounding(x, y))
+        out.update(test="exact" if exact else "paired t", pairs=len(x), n=len(x))
+        if not exact:
+            out["sd"] = float(np.std(x - y, ddof=1))
+            if margin:
+                out["p_tost"] = float(ttost_paired(x, y, -margin, margin)[0])
+    else:
+        d, lo, hi, p, _ = (float(v) for v in welch_diff(a, b))
+        exact = len(a) >= 2 and len(b) >= 2 and np.ptp(a) == 0 and np.ptp(b) == 0
+        out.update(test="exact" if exact else "Welch t" if min(len(a), len(b)) >= 2 else "none",
+                   n=min(len(a), len(b)))
+        if out["test"] == "Welch t":
+            out["sd"] = float(math.sqrt(np.var(a, ddof=1) + np.var(b, ddof=1)))
+            if margin:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)  # one side without spread
+                    out["p_tost"] = float(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
+    out.update(delta=d, ci_lo=lo, ci_hi=hi, p_value=p)
+    return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (statsmodels' multipletests); NaN entries (no test) stay NaN and are
+    no part of the family."""
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], alpha=ALPHA, method="holm")[1]
+    return out
+
+
+_N = np.arange(2, 100_001)  # candidate seed counts for seeds_for_margin
+
+
+def seeds_for_margin(sd: float, margin: float, paired: bool, family: int = 1, power: float = POWER,
+                     alpha: float = ALPHA) -> int | None:
+    """The seeds (pairs, or per arm) at which TOST would show equivalence within ±``margin`` with
+    probability ``power`` if the true Δ were 0 and the spread ``sd`` (of the pair differences, or
+    √(s_a² + s_b²)) as observed, at Holm's strictest threshold α/``family``: the smallest n with
+    (t_{1−α/family} + t_{(1+power)/2}) · sd/√n ≤ margin (Julious 2004, df n − 1 paired, 2(n − 1)
+    for two arms).  None: more than 100,000, or no spread/margin to plan with."""
+    if not (margin and margin > 0 and np.isfinite(sd) and sd > 0):
+        return None
+    df = _N - 1 if paired else 2 * (_N - 1)
+    need = (stats.t.ppf(1 - alpha / max(family, 1), df) + stats.t.ppf((1 + power) / 2, df)) * sd / np.sqrt(_N)
+    ok = np.flatnonzero(need <= margin)
+    return int(_N[ok[0]]) if ok.size else None
+
+
+def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SEEDS_STAR) -> str:
+    """better / worse / equivalent / inconclusive for one compared cell (see ``aggregate``).
+
+    An exact difference (identical seeds, or pairs that all differ by the same amount) is better or
+    worse unless it lies within the margin.  Otherwise better/worse needs Holm-adjusted p < ALPHA and
+    equivalence a Holm-adjusted TOST p < ALPHA, both with at least ``min_seeds`` seeds a side."""
+    d, m = row["delta"], row["margin"]
+    if row["test"] == "exact":
+        if m is not None and np.isfinite(m) and abs(d) <= m:
+            return "equivalent"
+        return "better" if (d > 0) == higher_better else "worse"
+    enough = row["n"] >= min_seeds
+    if enough and row["p_holm"] < ALPHA:
+        return "better" if (d > 0) == higher_better else "worse"
+    if enough and row["p_tost_holm"] < ALPHA:
+        return "equivalent"
+    return "inconclusive"
+
+
+def verdict_text(row: Mapping[str, Any]) -> str:
+    """The verdict as a report cell: ``better``, ``equivalent within ±0.005``, ``inconclusive: ~12
+    seeds for ±0.005`` (never "no difference")."""
+    v, m = row["verdict"], row["margin"]
+    ms = f"±{m:.3g}" if m is not None and np.isfinite(m) else ""
+    if v == "equivalent":
+        return f"equivalent within {ms}"
+    if v != "inconclusive":
+        return v + (" (exact)" if row["test"] == "exact" else "")
+    if row["n"] < MIN_SEEDS_STAR:
+        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds"
+    n = row["seeds_needed"]
+    if not ms:
+        return "inconclusive (no margin)"
+    unit = "pairs" if row["pairs"] else "seeds a side"
+    return f"inconclusive: ~{int(n)} {unit} for {ms}" if np.isfinite(n) else f"inconclusive: > 100,000 {unit} for {ms}"
 
 
 def worst_value(higher_better: bool) -> float:
@@ -309,10 +497,14 @@ def _std(x: pd.Series) -> float:
 
 
 def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, baseline: str,
-              x: str = "epoch") -> pd.DataFrame:
+              x: str = "epoch", family: str = "table") -> pd.DataFrame:
     """One row per task × setting: seed counts by status, final/best mean and std over completed
-    seeds, time-to-target, Δ to the baseline with Welch's interval and p, and the selection
-    score (``sel_mean``, see ``score_settings``)."""
+    seeds, time-to-target, the selection score (``sel_mean``, see ``score_settings``), and against
+    the baseline (its best setting on the task): the comparison (``compare``), Holm-adjusted p of
+    the difference and of equivalence over ``family`` ("table": every comparison here, "task": each
+    task's), the verdict, and the schedule divergence (``add_divergence``)."""
+    if family not in FAMILIES:
+        raise ReportError(f"bad --family {family!r}: expected table (every comparison of the report) or task")
     runs = rs.runs.join(scores, how="left")
     runs = runs[runs["task"].isin(list(tasks))]
     readable = runs["problem"] == ""
@@ -339,7 +531,8 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
             "seconds_to_target": float(fin["hit_time"].mean()) if fin["hit_time"].notna().any() else math.nan,
             # Median over finished seeds with ∞ for misses: what performance profiles use.
             "median_to_target": float(np.median(np.where(np.isnan(hit_x), np.inf, hit_x))) if len(fin) else math.inf,
-            "_finals": done["final"].to_numpy(float),
+            "steps": float(done["final_step"].max()) if len(done) else math.nan,
+            "_finals": done["final"].to_numpy(float), "_seeds": done["seed"].tolist(),
         })
     agg = pd.DataFrame(rows)
     if agg.empty:
@@ -351,21 +544,68 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     agg["is_best"] = agg["is_best"].fillna(False).astype(bool)
     agg = agg.sort_values(["task", "optimizer", "label"], kind="stable").reset_index(drop=True)
     agg["is_baseline"] = agg["is_best"] & (agg["optimizer"] == baseline)
-    for c in ("delta", "ci_lo", "ci_hi", "p_value"):
+    compare_to_baseline(agg, tasks, family)
+    add_divergence(agg, rs.settings)
+    return agg.drop(columns=["_finals", "_seeds"])
+
+
+def compare_to_baseline(agg: pd.DataFrame, tasks: Mapping[str, TaskInfo], family: str = "table") -> None:
+    """Fill the comparison columns of ``agg`` in place: every setting of a task against the
+    baseline's best setting there (``compare``), Holm over ``family``, the verdict and, where it is
+    inconclusive, the seeds its margin would need."""
+    for c in ("delta", "ci_lo", "ci_hi", "p_value", "p_holm", "margin", "p_tost", "p_tost_holm", "seeds_needed", "sd"):
         agg[c] = math.nan
-    agg["significant"] = False
+    agg["test"], agg["pairs"], agg["n"] = "", 0, 0
+    agg["margin_source"], agg["verdict"] = "", ""
     for task, g in agg.groupby("task"):
         base = g[g["is_baseline"]]
         if base.empty:
             continue
-        b = base["_finals"].iloc[0]
+        b, bseeds = base["_finals"].iloc[0], base["_seeds"].iloc[0]
+        info = tasks[task]
+        margin = info.margin if info.margin is not None else default_margin(info.metric, base["final_mean"].iloc[0])
         for i in g.index:
             if i == base.index[0] or not len(agg.at[i, "_finals"]) or not len(b):
                 continue
-            d, lo, hi, p, sig = welch_diff(agg.at[i, "_finals"], b)
-            agg.loc[i, ["delta", "ci_lo", "ci_hi", "p_value"]] = [float(d), float(lo), float(hi), float(p)]
-            agg.loc[i, "significant"] = bool(sig)
-    return agg.drop(columns="_finals")
+            for k, v in compare(agg.at[i, "_finals"], b, agg.at[i, "_seeds"], bseeds, margin).items():
+                agg.at[i, k] = v
+            agg.at[i, "margin"] = math.nan if margin is None else margin
+            agg.at[i, "margin_source"] = info.margin_source if info.margin is not None else "default"
+    compared = agg["test"] != ""
+    groups = agg[compared].groupby("task" if family == "task" else np.zeros(int(compared.sum()))).groups
+    for idx in groups.values():
+        agg.loc[idx, "p_holm"] = holm(agg.loc[idx, "p_value"].to_numpy())
+        agg.loc[idx, "p_tost_holm"] = holm(agg.loc[idx, "p_tost"].to_numpy())
+        k = int(np.isfinite(agg.loc[idx, "p_tost"]).sum())
+        for i in idx:
+            row = agg.loc[i]
+            agg.at[i, "verdict"] = verdict(row, higher_is_better(row["metric"]))
+            if agg.at[i, "verdict"] == "inconclusive":
+                n = seeds_for_margin(row["sd"], row["margin"], bool(row["pairs"]), k)
+                agg.at[i, "seeds_needed"] = math.nan if n is None else n
+    agg["significant"] = compared & (agg["p_holm"] < ALPHA) & (agg["n"] >= MIN_SEEDS_STAR)
+    del agg["sd"]
+
+
+def add_divergence(agg: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    """Per compared cell whose optimizer and baseline both have a known β̂₂ schedule: ``schedule_tv``,
+    the total-variation distance between their weightings of past squared gradients after the
+    run's ``steps``, and ``tv_apart_step``, the step at which it first reaches divergence.APART
+    (NaN: the same schedule, or not within divergence.MAX_STEPS steps)."""
+    agg["schedule_tv"], agg["tv_apart_step"] = math.nan, math.nan
+    for task, g in agg.groupby("task"):
+        base = g[g["is_baseline"]]
+        if base.empty:
+            continue
+        sb = divergence.beta2_schedule(dict(settings.get(base["setting"].iloc[0], {})))
+        for i in g.index[g["test"] != ""]:
+            sa = divergence.beta2_schedule(dict(settings.get(agg.at[i, "setting"], {})))
+            steps = agg.at[i, "steps"]
+            if sa is None or sb is None or not np.isfinite(steps) or steps < 1:
+                continue
+            agg.at[i, "schedule_tv"] = divergence.tv_distance(sa, sb, int(steps))
+            apart = divergence.steps_to_apart(sa, sb)
+            agg.at[i, "tv_apart_step"] = math.nan if apart is None else apart
 
 
 def _profile_ratios(t: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaxbench report", description=(
         "Compare optimizers across run dirs and sweep dirs (searched recursively for run.json): "
-        "figures, tables with seed spread and Welch CIs, published results, time-to-target, "
+        "figures, tables with seed spread, paired or Welch CIs, Holm-adjusted p and a verdict per "
+        "comparison (better, worse, equivalent within ±m, inconclusive), published results, time-to-target, "
         "performance profiles and cross-task IQM."))
     p.add_argument("paths", nargs="+", metavar="PATH", help="run dirs, sweep dirs or run.json files")
     p.add_argument("--out", default="report", help="output dir (default: ./report)")
@@ -34,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md,html", help="md, html or md,html (default: md,html)")
     p.add_argument("--select", default="final", choices=["final", "best"],
                    help="pick each optimizer's best setting by its final or best validation metric")
+    p.add_argument("--margin", default=None, metavar="KEY=M[,KEY=M...]",
+                   help="equivalence margin per compared metric or per task, e.g. test/accuracy=0.005 or "
+                        "reddi_online=0.002 (a task's wins over its metric's; default: the task's "
+                        "equivalence_margin, else 0.005 for accuracies and 1%% of the baseline's mean otherwise)")
+    p.add_argument("--family", default="table", choices=["table", "task"],
+                   help="what Holm's adjustment runs over: every comparison of the report (table, default) "
+                        "or each task's (task)")
     p.add_argument("--no-figures", action="store_true", help="tables and CSVs only (fast)")
     return p
 
@@ -46,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ReportError(f"--out {a.out} is a file; give a directory (it is created if missing)")
         rep = build_report(a.paths, out=a.out, metric=a.metric, x=a.x, target=a.target,
                            baseline=a.baseline, formats=a.format.split(","), select=a.select,
-                           figures=not a.no_figures)
+                           figures=not a.no_figures, margin=a.margin, family=a.family)
     except ReportError as e:
         print(f"adaxbench report: error: {e}", file=sys.stderr)
         return 2

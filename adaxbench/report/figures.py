@@ -55,30 +55,6 @@ def beta2_hat_fn() -> Callable[..., float]:
         return _beta2_hat_reference
 
 
-SCHEDULES = {"adam": "adam", "adamw": "adam", "amsgrad": "adam", "sched_adam": "adam",
-             "adax": "adax", "adaxw": "adax", "sched_adax": "adax",
-             "adafactor": "adafactor", "sched_adafactor": "adafactor"}
-
-
-def beta2_schedule(setting: dict[str, Any]) -> tuple[str, float | None, float] | None:
-    """(schedule, β2, decay rate c) of a flattened optimizer setting, or None (sgd, rmsprop…)."""
-    name = str(setting.get("optimizer.name", ""))
-    sched = SCHEDULES.get(name)
-    if sched is None:
-        return None
-    betas = setting.get("optimizer.betas")
-    beta2 = setting.get("optimizer.beta2", betas[1] if isinstance(betas, (list, tuple)) and len(betas) > 1 else None)
-    if sched == "adam":
-        return sched, float(0.999 if beta2 is None else beta2), 0.8
-    if sched == "adax":
-        return sched, float(1e-4 if beta2 is None else beta2), 0.8
-    if "optimizer.beta2_decay" in setting:  # torch.optim.Adafactor: beta2_decay = −c
-        c = -float(setting["optimizer.beta2_decay"])
-    else:
-        c = float(setting.get("optimizer.decay_rate", 0.8))
-    return sched, None, c
-
-
 # --- helpers -------------------------------------------------------------------------------
 
 WIDTH = 7.5  # inches: 900 px at savefig.dpi 120, so text stays ~9 pt when GitHub shows it ~900 px wide
@@ -237,7 +213,9 @@ def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styl
             continue
         color, ls = styles[row["setting"]]
         label = f"{row['label']} (n={int(row['seeds'])})"
-        (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label)
+        # A single evaluation is a marker: a line through one point draws nothing.
+        (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label,
+                          marker="o" if np.isfinite(s["mean"].to_numpy(float)).sum() == 1 else None, ms=5)
         line.set_gid(series.gid())
         if s["std"].notna().any():
             ax.fill_between(s["x"], s["mean"] - s["std"], s["mean"] + s["std"], color=color, alpha=0.18, lw=0)
@@ -274,11 +252,13 @@ def _log_every(rs: RunSet, ids: pd.Index) -> Any:
 
 
 def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, colors: dict[str, Any],
-                  refs: dict[str, list] | None = None) -> tuple[Figure | None, int]:
+                  refs: dict[str, list] | None = None, ref_note: str = "") -> tuple[Figure | None, int]:
     """Eval metric(s) against ``x`` and minibatch loss against step and time, mean ± std over
     seeds, as a 2 x 2 grid that reads at ~900 px.  ``refs``: published results per setting key,
-    drawn as labelled dotted lines in the compared metric's panel.  A minibatch panel that has no
-    data says why.  Returns the figure and its number of series."""
+    drawn as labelled dotted lines in the compared metric's panel, ``ref_note`` appended to their
+    labels (their budget beside ours).  The target line is drawn where ``task.target`` is set (the
+    caller clears it when the runs do not span the target's budget).  A panel that has no data
+    says why.  Returns the figure and its number of series."""
     plotted = plotted_settings(agg_task, rs.settings)
     styles = _styles(plotted, colors)
     ids = _completed_ids(rs, task.name, plotted)
@@ -295,8 +275,12 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
     sid_of = _sid_of(rs)
     for ax, metric in zip(axes, evals):
         d = _curve_data(rs, ids, *split_metric(metric))
+        before = series.n
         _band_plot(ax, d, "epoch", x, plotted, styles, series, sid_of)
         ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=_pretty(metric))
+        if series.n == before:
+            _note(ax, f"no finite {_pretty(metric)}\nin any completed run")
+            continue
         if "acc" not in metric.split("/")[1]:
             _auto_log(ax)
         if task.target is not None and metric == task.metric:
@@ -309,7 +293,8 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
                 if r.metric != metric or r.label() in drawn:
                     continue
                 drawn.add(r.label())
-                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)), label=f"{r.label()} {r.value_text()} (published)")
+                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)),
+                          label=f"{r.label()} {r.value_text()} (published{ref_note})")
                 art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
                        else ax.axhline(r.value, **kw))
                 art.set_gid(ref_ids.gid())

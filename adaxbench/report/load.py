@@ -11,7 +11,7 @@ import math
 import os
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,6 +24,8 @@ from ..rundir import FINISHED, METRICS_FILE, RUN_FILE, read_metrics, read_record
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
 READ_METRICS = tuple(s.value for s in FINISHED)
+# The run.json key holding the built optimizer's param-group hyperparameters (defaults included).
+RECORDED_HPARAMS = "optimizer_hparams"
 
 
 class ReportError(ValueError):
@@ -44,6 +46,9 @@ class RunSet:
     metrics: pd.DataFrame
     configs: list[dict]
     settings: dict[str, dict[str, Any]]
+    # Per run: the built optimizer's effective hyperparameters where run.json records them
+    # (RECORDED_HPARAMS), else {}.
+    recorded: list[dict] = field(default_factory=list)
     _index: dict | None = None
 
     def _rows(self) -> dict:
@@ -94,13 +99,14 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         raise ReportError("no run dirs found (no run.json under the given paths)")
     records = [read_record(d) for d in dirs]
 
-    rows, configs, settings = [], [], {}
+    rows, configs, settings, recorded = [], [], {}, []
     for i, (d, (rec, problem)) in enumerate(zip(dirs, records)):
         if rec is None:  # listed under "Runs not included" with the reason
             rows.append({"run": i, "path": str(d), "status": "unreadable", "problem": problem, "error": "",
                          "task": "", "optimizer": "", "seed": None, "setting": "", "overrides": [],
                          "progress": ""})
             configs.append({})
+            recorded.append({})
             continue
         cfg = rec.config
         key = setting_key(cfg)
@@ -113,6 +119,7 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "progress": _progress(rec.progress),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
+        recorded.append(_recorded_hparams(rec.extra.get(RECORDED_HPARAMS)))
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
@@ -137,7 +144,15 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                                 [("run", "int32"), ("step", "int64"), ("epoch", "float64"),
                                  ("time", "float64"), ("split", "category"), ("metric", "category"),
                                  ("value", "float64")]})
-    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings)
+    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, recorded=recorded)
+
+
+def _recorded_hparams(v: Any) -> dict:
+    """The recorded param-group hyperparameters as one flat dict: a dict as it is, a list of param
+    groups as its first group (the groups of one run share them unless a test varied them)."""
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        v = v[0]
+    return {k: x for k, x in v.items() if k != "params"} if isinstance(v, dict) else {}
 
 
 # The longest error line a report shows of a run (the full text stays in its run.json).

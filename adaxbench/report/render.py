@@ -9,7 +9,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from .aggregate import (LEVEL, MIN_SEEDS_STAR, N_BOOT, aggregate, best_run_times, grid_edge_warnings,
-                        iqm_across_tasks, label_settings, normalised_scores, performance_profile_band,
-                        profile_times, run_scores, score_profile_band, split_metric, task_infos)
+from . import divergence
+from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileBand, TaskInfo, _fmt_num, aggregate,
+                        best_run_times, grid_edge_warnings, iqm_across_tasks, label_settings, normalised_scores,
+                        performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
+                        task_infos, verdict_text)
+from ..rundir import effective_epochs, effective_lr_schedule
 from .load import ReportError, RunSet, load_runs
 from .references import load_references, references_for
 
@@ -40,6 +43,7 @@ class Report:
     series: dict[str, int] = field(default_factory=dict)  # figure stem -> number of series
     warnings: list[str] = field(default_factory=list)  # winners on the edge of their grid
     seconds: float = 0.0
+    analysis: "Analysis | None" = None
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -191,6 +195,32 @@ def _parse_target(target: str | float | None) -> dict[str, float] | float | None
     return out
 
 
+def _parse_margins(margin: str | dict | None) -> dict[str, float]:
+    """``test/accuracy=0.005[,KEY=VALUE...]`` (or a dict) -> {key: margin}, a key being a metric
+    (SPLIT/METRIC: every task compared on it) or a task name (its compared metric).  ReportError on
+    a bad metric name or a margin that is not a positive number."""
+    if margin is None or margin == "":
+        return {}
+    pairs = margin.items() if isinstance(margin, dict) else (part.partition("=")[::2] for part in str(margin).split(","))
+    out = {}
+    for metric, val in pairs:
+        metric = str(metric).strip()
+        if not metric or val in ("", None):
+            raise ReportError(f"bad --margin {margin!r}: expected METRIC=VALUE or TASK=VALUE, comma-separated, "
+                              "e.g. test/accuracy=0.005")
+        if "/" in metric:
+            split_metric(metric)
+        try:
+            m = float(val)
+        except (TypeError, ValueError):
+            m = math.nan
+        if not 0 < m < math.inf:
+            raise ReportError(f"bad --margin for {metric}: {val!r} is not a positive number (an equivalence "
+                              "margin m > 0, in the metric's units)")
+        out[metric] = m
+    return out
+
+
 def _setting_columns(rs: RunSet, keys: Iterable[str]) -> pd.DataFrame:
     rows = [{k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in rs.settings[key].items()} for key in keys]
     return pd.DataFrame(rows)
@@ -228,27 +258,128 @@ def _exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
                           f"value of its task's metric")
 
 
-def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "report",
-                 metric: str | None = None, x: str = "epoch", target: str | float | None = None,
-                 baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final",
-                 figures: bool = True) -> Report:
-    """Read every run under ``paths`` and write the comparison report into ``out``.
+# --- analysis: everything the report says, in one object ---------------------------------------
 
-    ``figures=False`` skips the figures (tables and CSVs only, much faster).
+@dataclass
+class Budget:
+    """What a task's runs were given (distinct values over its completed runs)."""
 
-    Raises ReportError (one line) when nothing usable was found or an argument is invalid.
-    """
-    t0 = time.perf_counter()
+    epochs: list
+    protocol_epochs: list  # the task's own budget (task.epochs), that of its target and references
+    steps: list
+    batch_size: list
+    train_limit: list
+    eval_limit: list
+    lr_schedule: list
+
+    @property
+    def full(self) -> bool:
+        """True when every run had the task's own budget: its epochs on the whole training split."""
+        return self.epochs == self.protocol_epochs and self.train_limit == [None]
+
+    def ours(self) -> str:
+        """``2 epochs on 4,096 training examples``."""
+        data = "" if self.train_limit == [None] else f" on {_vals(self.train_limit)} training examples"
+        return f"{_vals(self.epochs)} epochs{data}"
+
+    def text(self) -> str:
+        batch = f", batch {_vals(self.batch_size)}" if self.batch_size != [None] else ""
+        train = ("the whole training split" if self.train_limit == [None]
+                 else f"the first {_vals(self.train_limit)} training examples (trainer.train_limit)")
+        evals = ("the whole evaluation splits" if self.eval_limit == [None]
+                 else f"{_vals(self.eval_limit)} examples per evaluation split (trainer.eval_limit)")
+        proto = ("the task's own budget" if self.full
+                 else f"the task's own budget is {_vals(self.protocol_epochs)} epochs on the whole training split")
+        return (f"Budget: {_vals(self.epochs)} epochs, {_vals(self.steps)} optimizer steps{batch}, {train}, "
+                f"evaluated on {evals}, lr schedule {_vals(self.lr_schedule)} ({proto}).")
+
+
+def _vals(values: list) -> str:
+    """Distinct values joined with " / " (one value when the runs agree), integers with separators."""
+    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _fmt_num(v) for v in values)
+
+
+def _schedule_text(cfg: dict) -> str:
+    rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in cfg.items() if k != "name")
+    return str(cfg.get("name", "constant")) + (f" ({rest})" if rest else "")
+
+
+def task_budget(rs: RunSet, scores: pd.DataFrame, task: str) -> Budget:
+    r = rs.runs
+    ids = r.index[(r["task"] == task) & (r["status"] == "completed") & (r["problem"] == "")]
+    cfgs = [rs.configs[i] for i in ids]
+    tr = [c.get("trainer") or {} for c in cfgs]
+    tk = [c.get("task") or {} for c in cfgs]
+    distinct = lambda vals: list(dict.fromkeys(vals))  # noqa: E731
+    steps = scores.reindex(ids)["final_step"].dropna()
+    return Budget(
+        epochs=distinct(effective_epochs(c) for c in cfgs), protocol_epochs=distinct(k.get("epochs") for k in tk),
+        steps=distinct(int(v) for v in steps), batch_size=distinct(k.get("batch_size") for k in tk),
+        train_limit=distinct(t.get("train_limit") for t in tr), eval_limit=distinct(t.get("eval_limit") for t in tr),
+        lr_schedule=distinct(_schedule_text(effective_lr_schedule(c)) for c in cfgs))
+
+
+def setting_hparams(rs: RunSet, key: str) -> dict[str, Any]:
+    """A setting's complete optimizer hyperparameters: the built optimizer's param-group values where
+    its runs recorded them (a third-party class's defaults included), over the config's."""
+    hp = {k.split(".", 1)[1]: v for k, v in rs.settings.get(key, {}).items()
+          if k.startswith("optimizer.") and k not in ("optimizer.name", "optimizer._target_")}
+    runs = rs.runs.index[rs.runs["setting"] == key]
+    recorded = next((rs.recorded[i] for i in runs if i < len(rs.recorded) and rs.recorded[i]), {})
+    return {**hp, **recorded}
+
+
+def _hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """(hyperparameters shared by every setting in ``keys``, the rest of each as text)."""
+    hps = [setting_hparams(rs, k) for k in keys]
+    common = set.intersection(*(set(h) for h in hps)) if hps else set()
+    shared = {k: hps[0][k] for k in sorted(common) if len({repr(h[k]) for h in hps}) == 1} if len(hps) > 1 else {}
+    rest = [", ".join(f"{k}={_fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
+    return shared, rest
+
+
+@dataclass
+class Analysis:
+    """Every table, interval and verdict of a report, computed once; figures and text read it."""
+
+    rs: RunSet
+    tasks: dict[str, TaskInfo]
+    missing: list[str]
+    scores: pd.DataFrame
+    agg: pd.DataFrame
+    excluded: pd.DataFrame
+    budgets: dict[str, Budget]
+    baseline: str
+    x: str
+    select: str
+    family: str
+    edge_warnings: dict[str, list[str]]
+    norm: pd.DataFrame | None = None
+    iqm: pd.DataFrame | None = None
+    times: pd.DataFrame | None = None
+    prof: ProfileBand | None = None
+    sprof: ProfileBand | None = None
+
+    @property
+    def usable(self) -> int:
+        return int(((self.rs.runs["status"] == "completed") & (self.rs.runs["problem"] == "")).sum())
+
+
+def analyse(paths: Iterable[str | os.PathLike], metric: str | None = None, x: str = "epoch",
+            target: str | float | None = None, baseline: str = "adam", select: str = "final",
+            margin: str | dict | None = None, family: str = "table") -> Analysis:
+    """Load the runs under ``paths`` and compute everything the report shows."""
     if x not in F.X_LABELS:
         raise ReportError(f"bad --x {x!r}: expected one of epoch, step, time")
     if select not in ("final", "best"):
         raise ReportError(f"bad --select {select!r}: expected final or best")
-    formats = [f.strip() for f in formats if f.strip()]
-    if (bad := [f for f in formats if f not in FORMATS]) or not formats:
-        raise ReportError(f"bad --format {','.join(bad)!r}: expected md, html or md,html")
+    if family not in FAMILIES:
+        raise ReportError(f"bad --family {family!r}: expected table (Holm over every comparison of the report) "
+                          "or task (Holm within each task)")
     if metric is not None:
         split_metric(metric)
     tgt = _parse_target(target)
+    margins = _parse_margins(margin)
 
     rs = load_runs(paths)
     rs.runs["label"] = label_settings(rs)
@@ -256,223 +387,375 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     if usable.empty:
         raise ReportError(f"no usable run among {len(rs.runs)} run dir(s): none is completed with "
                           f"readable metrics (see run.json status of each)")
-    tasks = task_infos(rs, metric, tgt)
+    tasks = task_infos(rs, metric, tgt, margins)
     tasks = {k: v for k, v in tasks.items() if not v.note}
     missing = sorted(set(usable["task"]) - set(tasks))
     if not tasks:
         raise ReportError(f"no usable run logs {metric or 'any evaluation metric'}: "
                           "pass --metric SPLIT/METRIC that the runs logged, e.g. test/accuracy")
+    if unknown := sorted(set(margins) - {t.metric for t in tasks.values()} - set(tasks)):
+        raise ReportError(f"--margin for {', '.join(unknown)}: no task is compared on it (compared: "
+                          f"{', '.join(sorted({t.metric for t in tasks.values()}))}; tasks: {', '.join(tasks)})")
     scores = run_scores(rs, tasks, select)
     _exclude_unscored(rs, tasks, scores)
-    agg = aggregate(rs, tasks, scores, baseline, x)
-    excluded = _excluded(rs, tasks)
+    agg = aggregate(rs, tasks, scores, baseline, x, family)
+    an = Analysis(rs, tasks, missing, scores, agg, _excluded(rs, tasks),
+                  {n: task_budget(rs, scores, n) for n in tasks}, baseline, x, select, family, {})
+    for name in tasks:
+        a = agg[agg["task"] == name]
+        multi = a.groupby("optimizer")["setting"].transform("size") > 1
+        an.edge_warnings[name] = (grid_edge_warnings(a[multi].rename(columns={"sel_mean": "score"}), rs.settings)
+                                  if multi.any() else [])
+    if len(tasks) >= 2:
+        joined = rs.runs.join(scores, how="left")
+        an.norm = normalised_scores(joined, agg, tasks)
+        an.iqm = iqm_across_tasks(an.norm)
+        an.times = profile_times(agg, list(tasks))
+        ratios = an.times.div(an.times.min(axis=1), axis=0).to_numpy()
+        top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
+        taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
+        an.prof = performance_profile_band(best_run_times(joined, agg, x), list(tasks), list(an.times.columns), taus)
+        s_taus = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), an.norm["score"].to_numpy(float)]))
+        an.sprof = score_profile_band(an.norm, s_taus)
+    return an
 
-    outdir = Path(out)
-    figdir = outdir / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    rep = Report(out=outdir, excluded=excluded)
+
+# --- text: the report's blocks from the analysis ------------------------------------------------
+
+def _delta_cell(row: Any) -> str:
+    if row.is_baseline:
+        return "baseline"
+    if not row.test:
+        return "—"
+    if row.test == "exact":
+        return f"{row.delta:+.4g} (exact)"
+    return f"{row.delta:+.4g} [{_g(row.ci_lo, '+.4g')}, {_g(row.ci_hi, '+.4g')}]" + (" *" if row.significant else "")
+
+
+def _test_cell(row: Any) -> str:
+    if row.test == "paired t":
+        return f"paired t, {row.pairs} pairs"
+    if row.test == "exact":
+        return "exact (no spread over seeds)"
+    return row.test or "—"
+
+
+def _tv_cell(row: Any) -> str:
+    if not np.isfinite(row.schedule_tv):
+        return "—"
+    return f"{row.schedule_tv:.3f} at {int(row.steps):,} steps"
+
+
+def divergence_warnings(a: pd.DataFrame, settings: dict, baseline: str) -> list[str]:
+    """One sentence per compared setting whose β̂₂ weighting stays within divergence.WARN_BELOW of
+    the baseline's over its run: the comparison cannot separate their schedules."""
+    out = []
+    base = a[a["is_baseline"]]
+    for row in a[a["schedule_tv"] < divergence.WARN_BELOW].itertuples():
+        sa = divergence.beta2_schedule(dict(settings[row.setting]))
+        sb = divergence.beta2_schedule(dict(settings[base["setting"].iloc[0]]))
+        if sa == sb:
+            why = "they use the same β̂₂ schedule, so any difference comes from elsewhere in the update"
+        else:
+            apart = (f"their weightings reach a distance of {divergence.APART} only at step {int(row.tv_apart_step):,}"
+                     if np.isfinite(row.tv_apart_step) else
+                     f"their weightings do not reach {divergence.APART} within {divergence.MAX_STEPS:,} steps")
+            why = (f"over this budget the two weight past squared gradients almost identically "
+                   f"({divergence.describe(sa)} vs {divergence.describe(sb)}), so the comparison cannot separate "
+                   f"their schedules; {apart}")
+        out.append(f"{row.label} vs {baseline}: β̂₂ weighting distance {row.schedule_tv:.3f} (below {divergence.WARN_BELOW}) "
+                   f"after {int(row.steps):,} steps: {why}.")
+    return out
+
+
+def _verdict_counts(agg: pd.DataFrame) -> str:
+    v = agg.loc[agg["is_best"] & (agg["verdict"] != ""), "verdict"]
+    counts = [f"{int((v == w).sum())} {w}" for w in ("better", "worse", "equivalent", "inconclusive")]
+    return f"{', '.join(counts)} (of {len(v)} comparisons)"
+
+
+def across_tasks_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
+    iqm, prof, sprof, times, x = an.iqm, an.prof, an.sprof, an.times, an.x
+    blocks: list[tuple] = [
+        ("h", 2, "Across tasks"),
+        ("p", f"The per-task verdicts behind these aggregates (each optimizer's best setting against {an.baseline}): "
+              f"{_verdict_counts(an.agg)}. The aggregates below rank optimizers over tasks; they decide nothing "
+              "that the per-task verdicts do not."),
+        ("p", "Interquartile mean (IQM) of each optimizer's final scores over all task × seed pairs, its "
+              f"best setting per task, with a {LEVEL:.0%} stratified-bootstrap CI ({N_BOOT} resamples of "
+              "the seeds within each task) — the aggregate of rliable (Agarwal et al. 2021) for few "
+              "runs on many tasks. Scores are normalised per task: 0 = the worst and 1 = the best final "
+              "value of any seed there (a diverged seed scores 0), which stretches differences that no "
+              "per-task test resolves to the full range. A CI needs ≥ 2 seeds on every task."),
+        ("table", pd.DataFrame({
+            "optimizer": iqm["optimizer"], "tasks": iqm["tasks"], "seeds": iqm["seeds"],
+            f"IQM [{LEVEL:.0%} CI]": [f"{_g(m, '.3f')} [{_g(lo, '.3f')}, {_g(hi, '.3f')}]"
+                                      for m, lo, hi in zip(iqm["iqm"], iqm["ci_lo"], iqm["ci_hi"])],
+            "mean": [_g(v, ".3f") for v in iqm["mean"]]}))]
+    img = fig("iqm", lambda: F.iqm_figure(iqm, colors) if len(iqm) else (None, 0))
+    if img:
+        blocks.append(("img", img, "interquartile mean across tasks"))
+    blocks.append(("h", 3, "Performance profiles"))
+    if not np.isfinite(times.to_numpy()).any():
+        blocks.append(("p", "No performance profile: no optimizer reached the target of any task (targets come from "
+                            "--target or the tasks' target keys), so there is no time to compare."))
+    else:
+        blocks.append(("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by its {an.select} "
+                            f"validation metric, or the compared metric where no valid split is logged) is timed by the "
+                            f"median over seeds of its {F.X_LABELS[x]} to reach the task's target (∞ if not reached, "
+                            "diverged or not run); ρ(τ) is the fraction of tasks on which that time is within a factor τ "
+                            "of the fastest optimizer's."
+                            + _band_text(prof, "the finished seeds within each task × optimizer best setting, each "
+                                               "median time and every ratio recomputed", "performance_profiles.csv",
+                                         "every optimizer's ratios depend on all optimizers' times on a task")))
+        tt = times.map(lambda v: _g(v, ".4g")).reset_index()
+        blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
+        img = fig("performance_profiles", lambda: F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi))
+        if img:
+            blocks.append(("img", img, "performance profiles"))
+    blocks += [("h", 3, "Score distributions"),
+               ("p", "rliable's performance profile (Agarwal et al. 2021): for each τ in [0, 1], the fraction "
+                     "of an optimizer's runs (its best setting per task) whose normalised final score is at "
+                     "least τ, averaged over the tasks it ran on so that every task weighs the same. The "
+                     "whole distribution behind the IQM: a curve above another everywhere ranks higher, and "
+                     "decides no more than the IQM does."
+                     + _band_text(sprof, "the seeds within each task", "score_profiles.csv"))]
+    img = fig("score_profiles", lambda: F.score_profile_figure(sprof.rho, colors, sprof.lo, sprof.hi)
+              if len(an.norm) else (None, 0))
+    if img:
+        blocks.append(("img", img, "score distributions"))
+    return blocks
+
+
+def _target_text(task: TaskInfo, budget: Budget) -> str:
+    if task.target is None:
+        return "no target (pass --target VALUE)"
+    text = f"target {task.target:g} (from {task.target_source})"
+    if task.target_source == "task config" and not budget.full:
+        text += (f", set for the task's own budget of {_vals(budget.protocol_epochs)} epochs; ours is "
+                 f"{budget.ours()}, so it is not drawn on the curves")
+    return text
+
+
+def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> list[tuple]:
+    task, budget, rs, baseline = an.tasks[name], an.budgets[name], an.rs, an.baseline
+    a = an.agg[an.agg["task"] == name]
+    blocks: list[tuple] = [("h", 2, f"Task {name}"), ("p", budget.text())]
+    blocks.append(("p", f"Metric {task.metric} ({'higher' if task.higher_better else 'lower'} is better), "
+                        f"{_target_text(task, budget)}. Mean ± std over completed seeds. Δ = setting − baseline "
+                        f"({baseline}, its best setting) on the final metric with its {LEVEL:.0%} interval: paired t "
+                        "over the seeds both ran where they share seeds, else Welch's t; * where the Holm-adjusted p "
+                        f"(over {'this task' if an.family == 'task' else 'every comparison of the report'}) is below "
+                        f"{ALPHA:g}, with ≥ {MIN_SEEDS_STAR} seeds a side. Verdict: better or worse (the star), "
+                        f"equivalent within ±m (Holm-adjusted TOST), else inconclusive with the seeds ±m would need "
+                        f"at 80% power; {_margin_text(a, task)}. See docs/statistics.md."))
+    shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
+    if len(shown) < len(a):
+        blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
+    has_base = a["is_baseline"].any()
+    task_refs = {k: references_for(refs, name, task.metric, rs.settings[k]) for k in a["setting"]}
+    shared, rest = _hparam_columns(rs, list(shown["setting"]))
+    if shared:
+        blocks.append(("p", "Hyperparameters of every row: " + ", ".join(f"{k}={_fmt_num(v)}" for k, v in shared.items())
+                            + "."))
+    ref_budget = "" if budget.full else f", {_vals(budget.protocol_epochs)} epochs; ours {budget.ours()}"
+    rows = list(shown.itertuples())
+    tab = pd.DataFrame({
+        "optimizer": shown["label"], "hyperparameters": rest, "seeds": shown["seeds"],
+        f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
+        f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
+        f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [_delta_cell(r) if has_base else "—" for r in rows],
+        "test": [_test_cell(r) for r in rows],
+        "p (Holm)": [f"{_g(r.p_value, '.2g')} ({_g(r.p_holm, '.2g')})" if np.isfinite(r.p_value) else "—" for r in rows],
+        "verdict": ["baseline" if r.is_baseline else verdict_text(r._asdict()) if r.verdict else "—" for r in rows],
+        "β̂₂ weighting distance": [_tv_cell(r) for r in rows],
+        "reached target": [f"{r}/{n}" if task.target is not None else "—"
+                           for r, n in zip(shown["reached"], shown["finished"])],
+        "epochs to target": [_g(v, ".3g") for v in shown["epochs_to_target"]],
+        "seconds to target": [_g(v, ".3g") for v in shown["seconds_to_target"]],
+        "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
+    })
+    if any(task_refs.values()):
+        tab.insert(4, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}{ref_budget}"
+                                                             for r in task_refs[k]) or "—" for k in shown["setting"]])
+    blocks.append(("table", tab))
+    blocks += [("p", f"⚠ {w}") for w in divergence_warnings(a, rs.settings, baseline)]
+    used = {r.source: r for rl in task_refs.values() for r in rl}
+    if used:
+        blocks.append(("p", "Published: results of the same optimizer (and the hyperparameters the source fixes) on "
+                            f"this task at the task's own budget ({_vals(budget.protocol_epochs)} epochs), from the "
+                            "sources below; their protocol may differ from these runs'."
+                            + ("" if budget.full else f" Ours: {budget.ours()}: not comparable numbers.")))
+        blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
+    if not has_base:
+        blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
+    blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
+                        "evaluation excluded); 'reached target' counts completed and diverged seeds."))
+    slug = _slug(name)
+    drawn_task = task if budget.full or task.target_source == "--target" else replace(task, target=None)
+    img = fig(f"{slug}_curves", lambda: F.curves_figure(rs, a, drawn_task, an.x, colors, task_refs,
+                                                       ref_note=ref_budget))
+    if img:
+        blocks.append(("img", img, f"{name} curves"))
+    blocks.append(("p", "Lines: mean over seeds; bands: ± one std; a single evaluation is a marker. Minibatch loss "
+                        "is smoothed per seed (EMA) before averaging."
+                        + (" Dotted lines: published results." if used else "")
+                        + (" Optimizers with more than four settings show only their best."
+                           if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
+    img = fig(f"{slug}_adaptivity", lambda: F.adaptivity_figure(rs, a, task, colors))
+    if img:
+        blocks.append(("img", img, f"{name} logged beta2 and effective step size"))
+    img = fig(f"{slug}_lr_sensitivity", lambda: F.lr_figure(a, rs.settings, task, colors))
+    if img:
+        blocks.append(("img", img, f"{name} learning-rate sensitivity"))
+    multi = a.groupby("optimizer")["setting"].transform("size") > 1
+    if multi.any():
+        b = a[multi & a["is_best"]]
+        tried = a[multi].groupby("optimizer").size()
+        blocks += [("h", 3, f"Best setting per optimizer on {name}"),
+                   ("p", f"Selected by the {an.select} {task.select_metric}: mean over seeds, a diverged seed "
+                         "counting as the worst value (the rule `adaxbench best` uses)."),
+                   ("table", pd.DataFrame({
+                       "optimizer": b["optimizer"], "best setting": b["label"],
+                       f"{an.select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
+                       f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
+                       "settings tried": [int(tried[o]) for o in b["optimizer"]]}))]
+        blocks += [("p", f"⚠ {w}") for w in an.edge_warnings[name]]
+    return blocks
+
+
+def _margin_text(a: pd.DataFrame, task: TaskInfo) -> str:
+    m = a.loc[a["margin_source"] != "", ["margin", "margin_source"]]
+    if m.empty:
+        return "no comparison"
+    value, source = m.iloc[0]
+    if not np.isfinite(value):
+        return "no margin (the baseline's mean is 0; pass --margin METRIC=VALUE)"
+    why = {"--margin": "from --margin", "task config": "from the task's equivalence_margin"}.get(
+        source, "the default: half a point of accuracy" if task.higher_better else "the default: 1% of the baseline's mean")
+    return f"m = {value:.3g} ({why})"
+
+
+def schedule_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
+    sched = {}
+    for key in an.agg.loc[an.agg["seeds"] > 0, "setting"]:
+        s = an.rs.settings[key]
+        sc = divergence.beta2_schedule(dict(s))
+        if sc is not None:
+            sched.setdefault(sc, s.get("optimizer.name"))
+    if not sched:
+        return []
+    items = [(n + ("" if n == sc[0] else f" ({sc[0]})")
+              + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
+             for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
+    blocks: list[tuple] = [
+        ("h", 2, "β̂₂ schedules"),
+        ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
+              "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6. The "
+              "'β̂₂ weighting distance' of the task tables is the total-variation distance between two such "
+              "schedules' weightings of all past squared gradients after the run's steps (0: the same, 1: disjoint).")]
+    img = fig("beta2_schedules", lambda: F.beta2_figure(items, colors))
+    if img:
+        blocks.append(("img", img, "beta2 schedules"))
+    return blocks
+
+
+def report_blocks(an: Analysis, fig: Any) -> list[tuple]:
+    """The whole report as blocks (headings, paragraphs, tables, images, link lists)."""
+    rs, tasks = an.rs, an.tasks
     colors = F.optimizer_colors(list(rs.runs.loc[rs.runs["optimizer"] != "", "optimizer"]))
-
-    def fig(stem: str, made: tuple) -> str | None:
-        f, n = made
-        if f is None or not figures:
-            return None
-        F.save(f, figdir, stem)
-        rep.series[stem] = n
-        rep.files += [figdir / f"{stem}.png", figdir / f"{stem}.svg"]
-        return f"figures/{stem}.png"
-
-    n_usable = len(usable)
-    refs = load_references()
     blocks: list[tuple] = [("h", 1, "adaxbench report"), (
         "p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from {len(rs.runs)} run dir(s): "
-             f"{n_usable} completed and usable, {len(excluded)} listed under 'Runs not included'. "
-             f"Tasks: {', '.join(tasks)}. Baseline: {baseline}. Curves against {x}.")]
-    if missing:
-        blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(missing)}."))
+             f"{an.usable} completed and usable, {len(an.excluded)} listed under 'Runs not included'. "
+             f"Tasks: {', '.join(tasks)}. Baseline: {an.baseline}. Curves against {an.x}.")]
+    if an.missing:
+        blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(an.missing)}."))
     contents = ([("Across tasks", "#" + anchor("Across tasks"), "")] if len(tasks) >= 2 else []) + \
         [(f"Task {n}", "#" + anchor(f"Task {n}"), "") for n in tasks] + \
         [("Runs not included", "#" + anchor("Runs not included"), ""),
          ("summary.csv", "summary.csv", "(a row per run)"), ("aggregate.csv", "aggregate.csv", "(a row per task × setting)")]
     blocks.append(("links", contents))
-    all_warnings: list[str] = []
-
-    # Across tasks first: the cross-task summary.
-    if len(tasks) >= 2:
-        blocks.append(("h", 2, "Across tasks"))
-        joined = rs.runs.join(scores, how="left")
-        norm = normalised_scores(joined, agg, tasks)
-        iqm = iqm_across_tasks(norm)
-        blocks += [("p", "Interquartile mean (IQM) of each optimizer's final scores over all task × seed pairs, its "
-                         f"best setting per task, with a {LEVEL:.0%} stratified-bootstrap CI ({N_BOOT} resamples of "
-                         "the seeds within each task) — the aggregate of rliable (Agarwal et al. 2021) for few "
-                         "runs on many tasks. Scores are normalised per task: 0 = the worst and 1 = the best final "
-                         "value of any seed there (a diverged seed scores 0). A CI needs ≥ 2 seeds on every task."),
-                   ("table", pd.DataFrame({
-                       "optimizer": iqm["optimizer"], "tasks": iqm["tasks"], "seeds": iqm["seeds"],
-                       f"IQM [{LEVEL:.0%} CI]": [f"{_g(m, '.3f')} [{_g(lo, '.3f')}, {_g(hi, '.3f')}]"
-                                                 for m, lo, hi in zip(iqm["iqm"], iqm["ci_lo"], iqm["ci_hi"])],
-                       "mean": [_g(v, ".3f") for v in iqm["mean"]]}))]
-        img = fig("iqm", F.iqm_figure(iqm, colors) if figures and len(iqm) else (None, 0))
-        if img:
-            blocks.append(("img", img, "interquartile mean across tasks"))
-        iqm.to_csv(outdir / "iqm.csv", index=False)
-        rep.files.append(outdir / "iqm.csv")
-        times = profile_times(agg, list(tasks))
-        finite = times.to_numpy()[np.isfinite(times.to_numpy())]
-        ratios = times.div(times.min(axis=1), axis=0).to_numpy()
-        top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
-        taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
-        prof = performance_profile_band(best_run_times(joined, agg, x), list(tasks), list(times.columns), taus)
-        blocks += [("h", 3, "Performance profiles"),
-                   ("p", f"AlgoPerf's definition: per task, each optimizer's best setting (by its {select} "
-                         f"validation metric, or the compared metric where no valid split is logged) is timed by the median over seeds of its {F.X_LABELS[x]} to reach the "
-                         "task's target (∞ if not reached, diverged or not run); ρ(τ) is the fraction of tasks "
-                         "on which that time is within a factor τ of the fastest optimizer's."
-                         + ("" if finite.size else " No optimizer reached any target.")
-                         + _band_text(prof, "the finished seeds within each task × optimizer best setting, each "
-                                            "median time and every ratio recomputed", "performance_profiles.csv",
-                                      "every optimizer's ratios depend on all optimizers' times on a task"))]
-        tt = times.map(lambda v: _g(v, ".4g")).reset_index()
-        blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
-        img = fig("performance_profiles",
-                  F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi) if figures else (None, 0))
-        if img:
-            blocks.append(("img", img, "performance profiles"))
-        rep.files.append(outdir / "performance_profiles.csv")
-        prof.to_csv_frame().to_csv(outdir / "performance_profiles.csv")
-        s_taus = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), norm["score"].to_numpy(float)]))
-        sprof = score_profile_band(norm, s_taus)
-        blocks += [("h", 3, "Score distributions"),
-                   ("p", "rliable's performance profile (Agarwal et al. 2021): for each τ in [0, 1], the fraction "
-                         "of an optimizer's runs (its best setting per task) whose normalised final score is at "
-                         "least τ, averaged over the tasks it ran on so that every task weighs the same. The "
-                         "whole distribution behind the IQM: a curve above another everywhere dominates it."
-                         + _band_text(sprof, "the seeds within each task", "score_profiles.csv"))]
-        img = fig("score_profiles", F.score_profile_figure(sprof.rho, colors, sprof.lo, sprof.hi)
-                  if figures and len(norm) else (None, 0))
-        if img:
-            blocks.append(("img", img, "score distributions"))
-        rep.files.append(outdir / "score_profiles.csv")
-        sprof.to_csv_frame().to_csv(outdir / "score_profiles.csv")
-
-    for name, task in tasks.items():
-        a = agg[agg["task"] == name]
-        blocks.append(("h", 2, f"Task {name}"))
-        tdesc = (f"target {task.target:g} (from {task.target_source})" if task.target is not None
-                 else "no target (pass --target VALUE)")
-        blocks.append(("p", f"Metric {task.metric} ({'higher' if task.higher_better else 'lower'} is better), "
-                            f"{tdesc}. Mean ± std over completed seeds. Δ = setting − baseline ({baseline}, its "
-                            f"best setting) on the final metric, with Welch's {LEVEL:.0%} t interval over seeds "
-                            f"(unequal variances); * where it excludes 0, shown only with ≥ {MIN_SEEDS_STAR} "
-                            "seeds on both sides."))
-        shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
-        if len(shown) < len(a):
-            blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
-        has_base = a["is_baseline"].any()
-        task_refs = {k: references_for(refs, name, task.metric, rs.settings[k]) for k in a["setting"]}
-        tab = pd.DataFrame({
-            "optimizer": shown["label"],
-            "seeds": shown["seeds"],
-            f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
-            f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
-            f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [
-                "baseline" if b else ("—" if not has_base or math.isnan(d) else
-                                      f"{d:+.4g} [{_g(lo, '+.4g')}, {_g(hi, '+.4g')}]" + (" *" if sig else ""))
-                for b, d, lo, hi, sig in zip(shown["is_baseline"], shown["delta"], shown["ci_lo"], shown["ci_hi"],
-                                             shown["significant"])],
-            "reached target": [f"{r}/{n}" if task.target is not None else "—"
-                               for r, n in zip(shown["reached"], shown["finished"])],
-            "epochs to target": [_g(v, ".3g") for v in shown["epochs_to_target"]],
-            "seconds to target": [_g(v, ".3g") for v in shown["seconds_to_target"]],
-            "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
-        })
-        if any(task_refs.values()):
-            tab.insert(3, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}" for r in task_refs[k]) or "—"
-                                                       for k in shown["setting"]])
-        blocks.append(("table", tab))
-        used = {r.source: r for rl in task_refs.values() for r in rl}
-        if used:
-            blocks.append(("p", "Published: results of the same optimizer (and the hyperparameters the source fixes) "
-                                "on this task, from the sources below; their protocol may differ from these runs'."))
-            blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
-        if not has_base:
-            blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
-        blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
-                            "evaluation excluded); 'reached target' counts completed and diverged seeds."))
-        slug = _slug(name)
-        img = fig(f"{slug}_curves", F.curves_figure(rs, a, task, x, colors, task_refs) if figures else (None, 0))
-        if img:
-            blocks.append(("img", img, f"{name} curves"))
-        blocks.append(("p", "Lines: mean over seeds; bands: ± one std. Minibatch loss is smoothed per seed "
-                            "(EMA) before averaging."
-                            + (" Dotted lines: published results." if used else "")
-                            + (" Optimizers with more than four settings show only their best."
-                               if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
-        img = fig(f"{slug}_adaptivity", F.adaptivity_figure(rs, a, task, colors) if figures else (None, 0))
-        if img:
-            blocks.append(("img", img, f"{name} logged beta2 and effective step size"))
-        img = fig(f"{slug}_lr_sensitivity", F.lr_figure(a, rs.settings, task, colors) if figures else (None, 0))
-        if img:
-            blocks.append(("img", img, f"{name} learning-rate sensitivity"))
-        multi = a.groupby("optimizer")["setting"].transform("size") > 1
-        if multi.any():
-            b = a[multi & a["is_best"]]
-            tried = a[multi].groupby("optimizer").size()
-            warns = grid_edge_warnings(a[multi].rename(columns={"sel_mean": "score"}), rs.settings)
-            all_warnings += warns
-            blocks += [("h", 3, f"Best setting per optimizer on {name}"),
-                       ("p", f"Selected by the {select} {task.select_metric}: mean over seeds, a diverged seed "
-                             "counting as the worst value (the rule `adaxbench best` uses)."),
-                       ("table", pd.DataFrame({
-                           "optimizer": b["optimizer"], "best setting": b["label"],
-                           f"{select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
-                           f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
-                           "settings tried": [int(tried[o]) for o in b["optimizer"]]}))]
-            blocks += [("p", f"⚠ {w}") for w in warns]
-
-    sched = {}
-    for key in agg.loc[agg["seeds"] > 0, "setting"]:
-        s = rs.settings[key]
-        sc = F.beta2_schedule(s)
-        if sc is not None:
-            sched.setdefault(sc, s.get("optimizer.name"))
-    if sched:
-        items = [(n + ("" if n == sc[0] else f" ({sc[0]})")
-                  + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
-                 for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
-        blocks += [("h", 2, "β̂₂ schedules"),
-                   ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
-                         "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6.")]
-        img = fig("beta2_schedules", F.beta2_figure(items, colors) if figures else (None, 0))
-        if img:
-            blocks.append(("img", img, "beta2 schedules"))
-
+    if an.iqm is not None:
+        blocks += across_tasks_blocks(an, fig, colors)
+    refs = load_references()
+    for name in tasks:
+        blocks += task_blocks(an, name, fig, colors, refs)
+    blocks += schedule_blocks(an, fig, colors)
     blocks.append(("h", 2, "Runs not included"))
-    if excluded.empty:
+    if an.excluded.empty:
         blocks.append(("p", "None: every run dir completed and was readable."))
     else:
         blocks += [("p", "Running, interrupted, diverged, failed or unreadable runs are not in the means above "
                          "(diverged seeds do count as misses in 'reached target')."),
-                   ("table", excluded)]
+                   ("table", an.excluded)]
+    return blocks
 
-    # CSVs: a row per run and a row per task × setting, with the hyperparameters as columns.
-    summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(scores.add_prefix("report."), how="left")
+
+def write_tables(an: Analysis, outdir: Path) -> tuple[list[Path], pd.DataFrame]:
+    """summary.csv (a row per run) and aggregate.csv (a row per task × setting), hyperparameters as
+    columns; the cross-task CSVs where there are several tasks."""
+    rs, agg = an.rs, an.agg
+    summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(an.scores.add_prefix("report."), how="left")
     cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
     summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
     summ.to_csv(outdir / "summary.csv", index=False)
     agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
                          _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)
     agg_out.to_csv(outdir / "aggregate.csv", index=False)
-    rep.files += [outdir / "summary.csv", outdir / "aggregate.csv"]
-    rep.summary, rep.aggregate = summ, agg
+    files = [outdir / "summary.csv", outdir / "aggregate.csv"]
+    if an.iqm is not None:
+        an.iqm.to_csv(outdir / "iqm.csv", index=False)
+        an.prof.to_csv_frame().to_csv(outdir / "performance_profiles.csv")
+        an.sprof.to_csv_frame().to_csv(outdir / "score_profiles.csv")
+        files += [outdir / "iqm.csv", outdir / "performance_profiles.csv", outdir / "score_profiles.csv"]
+    return files, summ
 
+
+def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "report",
+                 metric: str | None = None, x: str = "epoch", target: str | float | None = None,
+                 baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final",
+                 figures: bool = True, margin: str | dict | None = None, family: str = "table") -> Report:
+    """Read every run under ``paths`` and write the comparison report into ``out``: load and
+    analyse (``analyse``), draw the figures and lay out the text from that analysis, write.
+
+    ``figures=False`` skips the figures (tables and CSVs only, much faster).  ``margin``:
+    equivalence margins per metric (``"test/accuracy=0.005"``); ``family``: "table" or "task", what
+    Holm's adjustment runs over.  Raises ReportError (one line) when nothing usable was found or an
+    argument is invalid.
+    """
+    t0 = time.perf_counter()
+    formats = [f.strip() for f in formats if f.strip()]
+    if (bad := [f for f in formats if f not in FORMATS]) or not formats:
+        raise ReportError(f"bad --format {','.join(bad)!r}: expected md, html or md,html")
+    an = analyse(paths, metric, x, target, baseline, select, margin, family)
+
+    outdir = Path(out)
+    figdir = outdir / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    rep = Report(out=outdir, excluded=an.excluded, analysis=an)
+
+    def fig(stem: str, make: Any) -> str | None:
+        """Draw (``make()`` -> (figure, series)) and save a figure; its link, or None."""
+        if not figures:
+            return None
+        f, n = make()
+        if f is None:
+            return None
+        F.save(f, figdir, stem)
+        rep.series[stem] = n
+        rep.files += [figdir / f"{stem}.png", figdir / f"{stem}.svg"]
+        return f"figures/{stem}.png"
+
+    blocks = report_blocks(an, fig)
+    files, summ = write_tables(an, outdir)
+    rep.files += files
+    rep.summary, rep.aggregate = summ, an.agg
     if "md" in formats:
         (outdir / "report.md").write_text(to_markdown(blocks))
         rep.files.append(outdir / "report.md")
     if "html" in formats:
         (outdir / "report.html").write_text(to_html(blocks, outdir))
         rep.files.append(outdir / "report.html")
-    rep.warnings = all_warnings
+    rep.warnings = [w for ws in an.edge_warnings.values() for w in ws]
     rep.seconds = time.perf_counter() - t0
     return rep

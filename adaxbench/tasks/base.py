@@ -1,7 +1,7 @@
 """The task protocol: the contract between a benchmark problem and the training runner.
 
 This is a public API: ``adaxbench run task=custom task._target_=mypkg.MyTask`` trains any
-class that follows it (README, "Bring your own task").
+class that follows it (docs/how-to/your-task.md).
 
 **Construction.** The runner builds the task once per run, with every key of the task config
 except ``name``, ``epochs``, ``target``, ``lr_schedule``, ``kind`` and ``_target_`` as keyword

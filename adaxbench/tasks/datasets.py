@@ -63,7 +63,7 @@ def load_dataset(name: str, root: str | os.PathLike, download: bool = False) -> 
     from .user import is_user_dataset, load_user_dataset
 
     if is_user_dataset(name):  # {_target_: a dataset class} or a torch.save file (tasks/user.py)
-        return load_user_dataset(name, root, download)
+        return _arrays("task.dataset", *load_user_dataset(name, root, download))
     root = Path(root).expanduser()
     if name in _IDX_SETS:
         return _load_idx_set(name, root, download)

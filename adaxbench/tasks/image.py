@@ -3,7 +3,7 @@
 The whole dataset sits on the device as uint8; a batch is an index slice of a seeded
 per-epoch permutation, cropped/flipped, converted to float in [0, 1], colour-jittered and
 normalised on the device.  No DataLoader, no per-sample Python.  The protocol keys of a
-task config (see PROTOCOLS.md for each task's values and their sources):
+task config (see docs/protocols.md for each task's values and their sources):
 
 - ``augment``: random crop (``crop_padding`` px of zero padding) + horizontal flip, then
   ``color_jitter`` if set; training batches only.
@@ -28,6 +28,7 @@ from .augment import color_jitter, jitter_ranges, random_crop_flip
 from .base import TaskError
 from .datasets import load_dataset
 from .models import build_model, l2_parameters
+from .user import build_user_model
 
 # The validation split is drawn once with this fixed seed, so every run (whatever its
 # seed) holds out the same examples and validation numbers are comparable across runs.
@@ -97,7 +98,9 @@ class ImageClassificationTask:
         self.in_channels, self.image_size = arrays.train_x.shape[1], arrays.train_x.shape[-1]
 
     def model(self) -> nn.Module:
-        model = build_model(self.cfg["model"], self.num_classes, self.in_channels, self.image_size).to(self.device)
+        spec = self.cfg["model"]  # one of MODELS, or {_target_: the user's nn.Module}
+        build = build_model if isinstance(spec, str) else build_user_model
+        model = build(spec, self.num_classes, self.in_channels, self.image_size).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return model

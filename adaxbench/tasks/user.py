@@ -48,7 +48,7 @@ def _plain(cfg: Any) -> Any:
 def check_task(cfg: Mapping[str, Any]) -> None:
     """Up-front check of ``task._target_``: importable, a class or factory, arguments bind."""
     from ..plugins import arguments, check_arguments, locate
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     target = locate(cfg.get("_target_"), "task")
     if not callable(target):
@@ -126,7 +126,7 @@ def check_image_parts(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> No
     """Up-front check of an image task's own model (``task.model._target_``) and dataset
     (``task.dataset._target_`` or a ``torch.save`` file)."""
     from ..plugins import arguments, check_arguments, locate
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     model, dataset = cfg.get("model"), cfg.get("dataset")
     if isinstance(model, Mapping) and model.get("_target_") == "???":
@@ -286,11 +286,10 @@ def _decode(ds: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_user_dataset(spec: Any, root: str | os.PathLike, download: bool = False):
-    """``ImageArrays`` from a dataset class config (``{_target_: ..., **kwargs}``) or a
-    ``torch.save`` file holding a dict with ``train_x, train_y, test_x, test_y`` (optionally
-    ``num_classes``)."""
-    from .datasets import _arrays
-
+    """``(train_x, train_y, test_x, test_y, num_classes, source)`` from a dataset class config
+    (``{_target_: ..., **kwargs}``) or a ``torch.save`` file holding a dict with ``train_x,
+    train_y, test_x, test_y`` (optionally ``num_classes``); ``datasets.load_dataset`` makes
+    them the ``ImageArrays`` of ours."""
     spec = _plain(spec)
     if isinstance(spec, Mapping):
         from ..plugins import locate
@@ -333,4 +332,4 @@ def load_user_dataset(spec: Any, root: str | os.PathLike, download: bool = False
                         f"{tuple(test_x.shape[1:])} differ in shape")
     num_classes = spec.get("num_classes") or (len(classes) if classes else None) or \
         int(max(train_y.max(), test_y.max() if len(test_y) else 0)) + 1
-    return _arrays("task.dataset", train_x, train_y, test_x, test_y, int(num_classes), source)
+    return train_x, train_y, test_x, test_y, int(num_classes), source

@@ -142,7 +142,7 @@ class Loggers(RunLogger):
 
 def check_logger(cfg: Mapping[str, Any]) -> None:
     """One-line ``ConfigError`` for an unknown logger or a missing package."""
-    from .validate import ConfigError
+    from ..errors import ConfigError
 
     name = cfg.get("name", "none")
     if name not in LOGGERS:

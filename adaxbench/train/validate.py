@@ -26,6 +26,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..errors import ConfigError
 from ..optim.schedules import SCHEDULES
 from . import schema as S
 from . import threads
@@ -41,10 +42,6 @@ PRECISIONS = ("fp32", "bf16")
 # seed * 1_000_003 + epoch (runner.epoch_generator), which must fit in a signed 64-bit integer.
 MAX_SEED = 2**63 // 1_000_003 - 1
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem (one line)."""
 
 
 def _plain(cfg: Any) -> Any:
@@ -432,6 +429,28 @@ def check_task(task: Any) -> None:
         check_schedule(task["lr_schedule"], "task.lr_schedule")
 
 
+def check_targets(cfg: Mapping[str, Any]) -> None:
+    """Check every user ``_target_`` of a run config (a plain dict), each by the layer that
+    owns it: the task, its model and dataset (``tasks.user``), the lr schedule
+    (``optim.schedules``), the logger (``train.loggers``).  The optimizer is checked by
+    ``optimizer_kwargs``."""
+    task = cfg.get("task")
+    if isinstance(task, Mapping):
+        from ..tasks import user
+        if "_target_" in task:
+            user.check_task(task)
+        else:
+            user.check_image_parts(task, cfg.get("data") or {})
+    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
+    if isinstance(sched, Mapping) and "_target_" in sched:
+        from ..optim.schedules import check_schedule_target
+        check_schedule_target(sched)
+    logger = cfg.get("logger")
+    if isinstance(logger, Mapping):
+        from .loggers import check_logger
+        check_logger(logger)
+
+
 def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Validate the parts of the run config the runner consumes (raises ConfigError).
     Returns the optimizer class and constructor kwargs it resolved on the way."""
@@ -453,8 +472,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
     optimizer = optimizer_kwargs(opt)
-    from ..plugins import check as check_plugins
-    check_plugins(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
+    check_targets(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
 
     if cfg.get("lr_schedule") is not None:
         check_schedule(cfg["lr_schedule"], "lr_schedule")

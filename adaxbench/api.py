@@ -241,6 +241,4 @@ def report(*paths: str | os.PathLike, out: str | os.PathLike = "report", **optio
     ``Report`` (``out``, ``files``, ``summary``, ``aggregate``, ``excluded``)."""
     from .report.render import build_report
 
-    if isinstance(options.get("formats"), str):  # formats="md" as on the command line, not the letters m, d
-        options["formats"] = options["formats"].split(",")
     return build_report(paths, out=out, **options)

@@ -166,6 +166,8 @@ def _dir_name(name: str) -> str:
 def _hydra_string(value: str) -> str:
     """``value`` as one quoted string of Hydra's override grammar: a comma is not a sweep, ``${`` no
     interpolation, ``=`` and spaces plain characters."""
+    if re.fullmatch(r"[A-Za-z0-9_/.:+@-]+", value):  # nothing Hydra reads specially: as it is
+        return value
     value = re.sub(r"(\\+)(?='|$)", r"\1\1", value)  # backslashes before a quote are escaped in pairs
     return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
 

@@ -724,6 +724,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     argument is invalid.
     """
     t0 = time.perf_counter()
+    if isinstance(formats, str):  # formats="md" as on the command line, not the letters m, d
+        formats = formats.split(",")
     formats = [f.strip() for f in formats if f.strip()]
     if (bad := [f for f in formats if f not in FORMATS]) or not formats:
         raise ReportError(f"bad --format {','.join(bad)!r}: expected md, html or md,html")

@@ -97,8 +97,8 @@ def _rel(p: str) -> str:
 # --- blocks -> markdown / html ----------------------------------------------------------------
 
 def _md_cell(v: Any) -> str:
-    # (brackets escaped: a name like [x](http://...) or ![i](...) stays text, never a live link or image)
-    s = str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("[", "\\[").replace("]", "\\]")
+    # ("](" escaped: a name like [x](http://...) or ![i](...) stays text, never a live link or image)
+    s = str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("](", "\\](").replace("][", "\\][")
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

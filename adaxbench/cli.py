@@ -1,4 +1,4 @@
-"""Command line: ``adaxbench run|list|report|best``.
+"""Command line: ``adaxbench run|list|report|best|tune``.
 
 ``run`` hands everything after it to Hydra (overrides, ``-m``, ``--cfg job``, ``--help``);
 the other subcommands are plain argparse programs.
@@ -17,6 +17,7 @@ commands:
   list     list tasks, optimizers, lr schedules, experiments and launchers [--config-dir DIR]
   report   comparison report: adaxbench report PATH... [--out DIR] (see `adaxbench report --help`)
   best     best setting per task x optimizer from a tuning sweep (see `adaxbench best --help`)
+  tune     the lr-tuning protocol end to end: grid, widening, evaluation seeds, report (`adaxbench tune --help`)
 """
 
 # Config groups the user picks with GROUP=OPTION, as `adaxbench list` shows them.
@@ -54,10 +55,16 @@ def run_job(cfg):
     return main_from_hydra(cfg)
 
 
-def cmd_run(args: list[str]) -> int:
+def cmd_run(args: list[str], print_best: bool = True) -> int:
     from .train.preflight import flags_first, full_error, hydra_error_line, preflight
 
     register_packed_launcher()
+    if any(len(flag) > 2 and "--experimental-rerun".startswith(flag.partition("=")[0]) for flag in args):
+        # Hydra's --experimental-rerun unpickles the file it is given (code runs on load), and
+        # adaxbench never writes the config.pickle it reads: relaunch with the overrides instead.
+        print("adaxbench: error: --experimental-rerun is not supported (it loads a pickle); relaunch with the "
+              "run's overrides (run.json 'overrides'), adding resume=true to continue it", file=sys.stderr)
+        return 2
     args = flags_first(args)
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts
@@ -83,7 +90,8 @@ def cmd_run(args: list[str]) -> int:
         sys.argv = argv
     if sweep.LAST_SUMMARY is None:
         return 0
-    print_best_per_task(sweep.LAST_SWEEP_DIR)
+    if print_best:
+        print_best_per_task(sweep.LAST_SWEEP_DIR)
     return 1 if sweep.failed_count(sweep.LAST_SUMMARY) else 0
 
 
@@ -136,7 +144,13 @@ def cmd_best(args: list[str]) -> int:
     return best_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "best": cmd_best}
+def cmd_tune(args: list[str]) -> int:
+    from .tune import main as tune_main
+
+    return tune_main(args, run=cmd_run, config_options=config_options)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "best": cmd_best, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,21 +30,71 @@ META_KEYS = ("_target_", "name")
 BUILTIN_PACKAGES = ("adaxbench", "torch", "torchvision")
 
 
-def locate(target: Any, key: str) -> Any:
-    """The object a dotted path names, or a one-line ``ConfigError``."""
+# Refused whatever Hydra's version: targets that run a command or code named by the config
+# (checked on the name given and on the object's own module.qualname, so aliases such as
+# logging.os.system are caught).  Hydra's instantiate policy, where installed, is applied too.
+DENIED_TARGETS = ("builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "builtins.open",
+                  "builtins.breakpoint", "os.system", "os.popen", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
+                  "os.kill", "os.remove", "os.unlink", "os.rmdir", "os.rename", "os.replace", "os.truncate",
+                  "os.chmod", "os.chown", "os.putenv", "shutil.rmtree", "shutil.move", "importlib.import_module")
+DENIED_MODULES = ("subprocess", "pty", "runpy", "code", "codeop", "ctypes", "pickle", "_pickle", "marshal", "shelve",
+                  "multiprocessing", "pdb", "webbrowser")
+
+
+def _denied(name: str) -> bool:
+    if name.startswith(("posix.", "nt.")):
+        name = "os." + name.partition(".")[2]
+    return name.startswith(DENIED_TARGETS) or name.split(".")[0] in DENIED_MODULES
+
+
+def _hydra_resolve(target: str, key: str) -> Any:
+    """``_locate(target)`` under the target policy Hydra's ``instantiate`` applies (Hydra 1.3.8+;
+    plain ``_locate`` before).  Raises ``InstantiationException`` (refused; no ``__cause__``)
+    or an import error."""
     from hydra._internal.utils import _locate  # get_object without its multi-line error log
+    try:
+        from hydra._internal.instantiate._instantiate2 import _resolve_target
+        from hydra._internal.target_policy import (_EXPECTED_TARGET_POLICY_DIGEST, _target_policy_context,
+                                                   _validated_target_policy)
+    except ImportError:  # a Hydra without a target policy: adaxbench's own list still applies
+        return _locate(target)
+    with _target_policy_context(_validated_target_policy(_EXPECTED_TARGET_POLICY_DIGEST)):
+        return _resolve_target(target, key)
+
+
+def locate(target: Any, key: str) -> Any:
+    """The object a dotted path names, or a one-line ``ConfigError``.  Every ``_target_``
+    adaxbench resolves itself comes here and passes one policy: Hydra's ``instantiate`` target
+    policy plus ``DENIED_TARGETS`` / ``DENIED_MODULES`` (no shell commands, no code from strings)."""
+    from hydra._internal.utils import _locate
+    from hydra.errors import InstantiationException
 
     if target == "???":  # left open in configs/task/custom*.yaml
         raise ConfigError(f"{key}._target_ is missing: give {key}._target_=mypkg.MyClass (your own class)")
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{key}._target_ must be a dotted import path such as mypkg.MyClass, got {target!r}")
+    refused = f"{key}._target_={target!r} is refused: it could run commands or code named by a config " \
+              "(see docs/records-and-safety.md); use a class or function of your own"
+    if _denied(target):
+        raise ConfigError(refused)
     try:
-        return _locate(target)
+        obj = _hydra_resolve(target, key)
     except Exception as e:
-        cause = e.__cause__ or e
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+        if isinstance(e, InstantiationException) and e.__cause__ is None:  # Hydra's own verdict
+            if "Expected a callable target" not in str(e):
+                raise ConfigError(refused) from None
+            obj = _locate(target)  # authorized, but not callable: the caller says what it expected
+        else:
+            cause = e
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
+                              "is its module on PYTHONPATH?") from None
+    identity = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+    if _denied(identity):
+        raise ConfigError(refused)
+    return obj
 
 
 def accepts(fn: Callable, name: str) -> bool:

@@ -15,6 +15,7 @@ reads runs without it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,6 +34,9 @@ METRICS_FILE = "metrics.parquet"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOCK_FILE = ".lock"
 ERROR_LOG = "error.log"
+# The files the writers below put into a run dir, and the suffix of their temporary files.
+RUN_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE, ERROR_LOG)
+TMP_SUFFIX = ".tmp"
 
 METRIC_COLUMNS = ("step", "epoch", "time", "split", "metric", "value")
 METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("epoch", pa.float64()), ("time", pa.float64()),
@@ -79,22 +83,68 @@ def umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission, read-only file system); the
+    message is one line naming the file.  The previous version of the file is left as it was."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError):
+        # pyarrow's strerror is a paragraph; the errno's own text is the one line wanted here.
+        reason = os.strerror(cause.errno) if cause.errno else cause.strerror or _first_line(cause)
+        super().__init__(cause.errno, f"cannot write {path}: {reason}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any], mode: int | None = None) -> None:
     """Call ``write(tmp_path)`` and move the result over ``path`` in one step.
 
-    mkstemp creates 0600 files; they get 0666 & ~umask before the rename, as ``open`` would give.
+    ``path`` is replaced, never written through: a symlink planted there is replaced by the file,
+    not followed.  mkstemp creates 0600 files; they get ``mode`` (default 0666 & ~umask, as
+    ``open`` would give) before the rename.  An OSError (disk full, no permission) is a
+    ``WriteError`` naming ``path``; the temporary file is removed and ``path`` left as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise WriteError(path, e) from e
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask())
+        os.chmod(tmp, 0o666 & ~umask() if mode is None else mode)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e) from e
         raise
+
+
+def write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """``Path.write_text``, atomically and without following a link at ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(path, write, mode)
+
+
+def remove_orphan_tmp(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of writes that were killed before their rename (``.NAME.*.tmp``
+    of this module's writers); call it only while holding the run dir's lock."""
+    removed = []
+    for p in Path(run_dir).glob(f".*{TMP_SUFFIX}"):
+        if p.name.startswith(tuple(f".{name}." for name in RUN_FILES)) and p.is_file() and not p.is_symlink():
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -199,7 +249,11 @@ class RunRecord:
         return {**d, **self.extra}
 
     def write(self, run_dir: str | os.PathLike) -> None:
-        write_json(Path(run_dir) / RUN_FILE, self.to_json())
+        record = self.to_json()
+        problem = record_problem(record)
+        if problem is not None:
+            raise RecordError(f"refused to write {Path(run_dir) / RUN_FILE}: {problem}")
+        write_json(Path(run_dir) / RUN_FILE, record)
 
     @classmethod
     def from_json(cls, d: Any) -> "RunRecord":
@@ -237,6 +291,16 @@ class RunRecord:
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What makes a run.json about to be written say what did not happen (None: nothing).
+    Checked at every write: a run is never ``completed`` short of its epochs."""
+    progress = record.get("progress") or {}
+    epoch, total = progress.get("epoch"), progress.get("epochs_total")
+    if record.get("status") == Status.COMPLETED.value and _is_number(epoch) and _is_number(total) and epoch < total:
+        return f"status completed at epoch {epoch:g} of {total:g}"
+    return None
 
 
 def _json_int(text: str) -> int:
@@ -387,6 +451,16 @@ def setting_of(config: Mapping[str, Any]) -> dict[str, Any]:
 def setting_key(config: Mapping[str, Any]) -> str:
     """One canonical string per setting: runs with equal keys differ at most in BOOKKEEPING."""
     return json.dumps(setting_of(config), sort_keys=True, default=str)
+
+
+def setting_changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """How config ``now`` trains otherwise than ``before`` (its setting and seed), one
+    ``key: old -> new`` each; a key ``before`` lacks counts only where ``now`` sets it."""
+    old, new = setting_of(before), setting_of(now)
+    old["seed"], new["seed"] = before.get("seed"), now.get("seed")
+    missing = object()
+    return [f"{k}: {old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k, missing) != new.get(k, missing) and not (k not in old and new[k] is None)]
 
 
 def override_key(override: str) -> str:

@@ -3,6 +3,8 @@
 # Per task: tune each optimizer's lr on a log grid (seed 0; experiment=beta2_ablation_cpu), widen the
 # grid where `adaxbench best` says the winner sits on its edge (at most 2 rounds), rerun each winner
 # with 5 seeds (`best --write`), then report the seed runs.
+# (This is how the published results were made. The protocol with >= 2 tuning seeds and evaluation seeds
+# disjoint from them is one resumable command: `adaxbench tune`, docs/tuning.md.)
 #   scripts/beta2_ablation_cpu.sh [TASK ...]   # tune + best + seeds (default: all six tasks)
 #   scripts/beta2_ablation_cpu.sh report       # copy the records (no checkpoints) and write the report
 # Two lanes in parallel (one thread each) fit 2 cores:

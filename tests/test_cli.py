@@ -30,7 +30,7 @@ def test_usage_and_unknown_command():
     assert proc.returncode == 2 and "usage: adaxbench" in proc.stdout
     proc = adaxbench("trian")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "adaxbench: error: unknown command 'trian'; available: run, list, report, best"
+    assert proc.stderr.strip() == "adaxbench: error: unknown command 'trian'; available: run, list, report, best, tune"
 
 
 def test_run_help_and_cfg_job():

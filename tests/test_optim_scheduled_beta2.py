@@ -95,6 +95,35 @@ def test_adax_schedule_without_bias_correction_is_adax_outside(impl, cls, wd):
             torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
 
 
+def reference_adax_no_bias_correction(theta0, grads, *, lr, beta1, beta2, eps):
+    """AdaX as the paper writes it (Li et al. 2020, Algorithm 2), first moment not bias-corrected:
+    m_t = β1 m + (1 - β1) g,  v_t = (1 + β2) v + β2 g²,  v̂_t = v_t / ((1 + β2)^t - 1),  θ -= lr m_t/(√v̂_t + eps)."""
+    theta, m, v = theta0.clone(), torch.zeros_like(theta0), torch.zeros_like(theta0)
+    out = []
+    for t, g in enumerate(grads, 1):
+        m = beta1 * m + (1 - beta1) * g
+        v = (1 + beta2) * v + beta2 * g * g
+        theta = theta - lr * m / ((v / ((1 + beta2) ** t - 1)).sqrt() + eps)
+        out.append(theta.clone())
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sched_adax_nobc_config_matches_the_papers_adax(impl):
+    # The study's fourth arm (configs/optimizer/sched_adax_nobc.yaml) against the paper's recursion written out.
+    _, kwargs = build("sched_adax_nobc")
+    assert kwargs["schedule"] == "adax" and kwargs["bias_correction1"] is False
+    theta0, grads = make_data(seed=5)
+    kwargs = {**kwargs, "lr": 0.02, "eps": 1e-6, **IMPLS[impl]}
+    got = trajectory(lambda ps: ScheduledBeta2(ps, **kwargs), theta0, grads)
+    want = reference_adax_no_bias_correction(theta0, grads, lr=0.02, beta1=0.9, beta2=1e-4, eps=1e-6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    # Bias correction matters early: with it (sched_adax) the first steps are (1 - β1^t)⁻¹ times larger.
+    with_bc = trajectory(lambda ps: ScheduledBeta2(ps, **{**kwargs, "bias_correction1": True}), theta0, grads)
+    assert (with_bc[0] - theta0).abs().max() > 5 * (got[0] - theta0).abs().max()
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("eps_mode", ["outside", "inside"])
 def test_adafactor_schedule_matches_reference(impl, eps_mode):
@@ -198,7 +227,8 @@ def hyperparameters(cls):
 
 
 @pytest.mark.parametrize("name,cls", [("adax", AdaX), ("adaxw", AdaXW), ("sched_adam", ScheduledBeta2),
-                                      ("sched_adax", ScheduledBeta2), ("sched_adafactor", ScheduledBeta2)])
+                                      ("sched_adax", ScheduledBeta2), ("sched_adafactor", ScheduledBeta2),
+                                      ("sched_adax_nobc", ScheduledBeta2)])
 def test_config_exposes_every_hyperparameter_and_builds(name, cls):
     got_cls, kwargs = build(name)
     assert got_cls is cls

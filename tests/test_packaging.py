@@ -22,6 +22,7 @@ def test_wheel_contains_configs_and_runs_from_them(tmp_path):
                  "adaxbench/configs/optimizer/adax.yaml", "adaxbench/configs/experiment/beta2_ablation.yaml",
                  "adaxbench/configs/setting/adax_paper/adaxw.yaml", "adaxbench/configs/hydra/launcher/slurm_gpu.yaml",
                  "adaxbench/configs/hydra/help/adaxbench.yaml",
+                 "adaxbench/report/references/deepobs_curves.csv",
                  "hydra_plugins/adaxbench_packed_launcher/packed_launcher.py"):
         assert path in names, path
     site = tmp_path / "site"

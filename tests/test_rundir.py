@@ -211,10 +211,15 @@ def test_rerun_overrides_refused(override, why):
 
 
 @pytest.mark.parametrize("override", ["optimizer=adam", "optimizer.lr=0.01", "task.noise_level=0.5",
-                                      "optimizer.betas=[0.9,0.99]", "setting/deepobs=adam", "+trainer.epochs=2",
-                                      "experiment=lr_tuning"])
+                                      "setting/deepobs=adam", "+trainer.epochs=2", "experiment=lr_tuning"])
 def test_rerun_overrides_accepted(override):
     assert override_problem(override, read_record(LEGACY)[0].config) is None
+
+
+def test_list_overrides_need_allow_targets():  # a dict/list literal can carry a _target_ (tests/test_security.py)
+    config = read_record(LEGACY)[0].config
+    assert "dict or list" in override_problem("optimizer.betas=[0.9,0.99]", config)
+    assert override_problem("optimizer.betas=[0.9,0.99]", config, allow_targets=True) is None
 
 
 def _sweep_with_overrides(root: Path, overrides: list[str]) -> Path:

@@ -153,6 +153,12 @@ EXPECTED = {
     "reddi": {"+setting/reddi": {"adam", "amsgrad", "adax"}},
     "lr_tuning": {"optimizer": {"sgd", "adam", "amsgrad", "adax", "adaxw", "sched_adafactor"}},
     "beta2_ablation_cpu": {"optimizer": {"sched_adam", "sched_adax", "sched_adafactor", "adam", "adax"}},
+    "beta2_ablation_v2": {"optimizer": {"sched_adam", "sched_adax", "sched_adafactor", "sched_adax_nobc"},
+                          "seed": {"1000", "1001"}},
+    "beta2_ablation_gpu": {"optimizer": {"sched_adam", "sched_adax", "sched_adafactor", "sched_adax_nobc"},
+                           "seed": {"1000", "1001"}},
+    "deepobs_validation": {"+setting/deepobs": {f"{t}_{o}" for t in ("fmnist_2c2d", "cifar10_3c3d")
+                                                for o in ("sgd", "momentum", "adam")}},
 }
 
 

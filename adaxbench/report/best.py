@@ -8,8 +8,10 @@ rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch s
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
+import stat
 import sys
 from importlib import resources
 from pathlib import Path
@@ -18,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..rundir import RUN_FILE, Status, setting_overrides, umask
-from .aggregate import grid_edge_warnings, higher_is_better, run_scores, score_settings, split_metric, task_infos
+from ..rundir import RUN_FILE, Status, WriteError, setting_overrides, umask, write_text
+from .aggregate import (grid_edge_warnings, higher_is_better, run_scores, score_settings, setting_labels,
+                        split_metric, task_infos, worst_value)
 from .load import ReportError, RunSet, load_runs, printable
-
 
 # More reruns than this per setting is surely a typo (and a script line of that many seeds).
 MAX_SEEDS = 10_000
@@ -56,7 +58,7 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
         info.metric = info.select_metric = chosen
         info.higher_better, info.target = higher_is_better(chosen), None
     scores = run_scores(rs, infos, select=mode)
-    df = runs[usable][["task", "optimizer", "setting", "status", "overrides", "path"]].join(scores["sel"], how="left")
+    df = runs[usable][["task", "optimizer", "setting", "seed", "status", "overrides", "path"]].join(scores["sel"], how="left")
     df = df[df["task"].isin(list(infos))]
     no_score = (df["status"] == Status.COMPLETED.value) & ~np.isfinite(df["sel"].astype(float))  # NaN or ±inf
     reasons = {i: runs.at[i, "problem"] or (runs.at[i, "error"] or f"status {runs.at[i, 'status']}")
@@ -70,20 +72,85 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
         asked = f" (no run logs {metric})" if metric and not any(metric == c for _, c in logged) else ""
         raise ReportError(f"no run with a finite selection score{asked}")
     df["overrides"] = df["overrides"].map(setting_overrides)
-    scored = score_settings(df, {t: higher_is_better(i.metric) for t, i in infos.items()})
-
+    hb = {t: higher_is_better(i.metric) for t, i in infos.items()}
+    scored = score_settings(df, hb)
+    seed_scores = df["sel"].where(df["status"] == Status.COMPLETED.value, df["task"].map(lambda t: worst_value(hb[t])))
     rows = []
     for (task, opt), per_setting in scored.groupby(["task", "optimizer"], sort=True):
         win = per_setting[per_setting["is_best"]].iloc[0]
         first = df.index[(df["task"] == task) & (df["setting"] == win["setting"])][0]
+        rest = per_setting[~per_setting["is_best"]]["score"]
+        runner = per_setting.loc[rest.idxmax() if hb[task] else rest.idxmin()] if len(rest) else None
+
+        def by_seed(setting: str) -> pd.Series:
+            sel = (df["task"] == task) & (df["setting"] == setting)
+            return pd.Series(seed_scores[sel].to_numpy(), index=df.loc[sel, "seed"].to_numpy())
+
         rows.append({"task": task, "optimizer": opt, "metric": infos[task].metric, "mode": mode,
                      "score": win["score"], "seeds": int(win["seeds"]),
                      "settings_tried": len(per_setting), "diverged": int(win["diverged"]),
                      "overrides": df.at[first, "overrides"], "run_json": str(Path(df.at[first, "path"]) / RUN_FILE),
-                     "config": rs.configs[first]})
+                     "config": rs.configs[first], "setting": win["setting"],
+                     **margin_over_runner_up(by_seed(win["setting"]),
+                                             None if runner is None else by_seed(runner["setting"])),
+                     "runner_up": None if runner is None else runner["setting"]})
     best = pd.DataFrame(rows)
     best.attrs["warnings"] = grid_edge_warnings(scored, rs.settings)
+    best.attrs["scored"] = scored.assign(metric=scored["task"].map(lambda t: infos[t].metric))
+    best.attrs["labels"] = {k: v for _, g in scored.groupby("task") for k, v in setting_labels(g, rs.settings).items()}
     return best, excluded
+
+
+TIE_SE = 2.0  # a margin under 2 standard errors of the difference is a tie within the seed noise
+
+
+def margin_over_runner_up(win: pd.Series, runner: pd.Series | None) -> dict[str, Any]:
+    """The winner's margin over the runner-up beside the seed noise, from their per-seed scores
+    (index = seed; a diverged seed is ±inf).
+
+    ``noise`` is the standard error of the difference of the means: of the paired differences
+    where both settings ran the same seeds (same init and data order, so the seed effect cancels),
+    else Welch's sqrt(s1²/n1 + s2²/n2).  ``seed_sd`` is the winner's sd across its seeds.
+    ``verdict``: no runner-up, noise-limited (a single tuning seed: the noise is unknown), diverged
+    (a side has a diverged seed, the margin is not a number to weigh), tied (margin < 2 SE) or clear.
+    """
+    out: dict[str, Any] = {"margin": np.nan, "noise": np.nan, "seed_sd": np.nan, "paired": False, "verdict": "no runner-up"}
+    if runner is None:
+        return out
+    out["margin"] = abs(win.mean() - runner.mean()) if np.isfinite(win.mean()) or np.isfinite(runner.mean()) else np.nan
+    if not (np.isfinite(win).all() and np.isfinite(runner).all()):
+        out["verdict"] = "diverged"
+        return out
+    out["seed_sd"] = win.std(ddof=1) if len(win) > 1 else np.nan
+    if min(len(win), len(runner)) < 2:
+        out["verdict"] = "noise-limited"
+        return out
+    paired = sorted(win.index) == sorted(runner.index) and win.index.is_unique and runner.index.is_unique
+    if paired:
+        d = win - runner.reindex(win.index)
+        noise = d.std(ddof=1) / np.sqrt(len(d))
+    else:
+        noise = np.sqrt(win.var(ddof=1) / len(win) + runner.var(ddof=1) / len(runner))
+    out.update(noise=float(noise), paired=paired, verdict="tied" if out["margin"] < TIE_SE * noise or out["margin"] == 0 else "clear")
+    return out
+
+
+def margin_text(row: Any, labels: dict[str, str] | None = None) -> str:
+    """One sentence on a winner's margin (a row of ``select_best``'s first frame)."""
+    if row.verdict == "no runner-up":
+        return "one setting tried: no runner-up"
+    runner = (labels or {}).get(row.runner_up, "the runner-up")
+    if row.verdict == "diverged":
+        return f"vs {runner}: a seed diverged, so the margin is not weighed against the noise"
+    head = f"margin {row.margin:.3g} over {runner}"
+    if row.verdict == "noise-limited":
+        return f"{head}; one tuning seed: the choice is noise-limited (the seed noise is unknown; use >= 2 seeds)"
+    how = "paired over the shared seeds" if row.paired else "Welch, unpaired seeds"
+    noise = f"seed noise: SE of the difference {row.noise:.3g} ({how}), sd across seeds {row.seed_sd:.3g}"
+    if row.verdict == "tied":
+        return f"{head}; {noise}: tied within noise (margin < {TIE_SE:g} SE)"
+    ratio = f"{row.margin / row.noise:.1f} SE" if row.noise > 0 else "every seed agrees"
+    return f"{head}; {noise}: margin = {ratio}"
 
 
 def best_settings(sweep_dir: str | Path, metric: str | None = None, mode: str = "final") -> pd.DataFrame:
@@ -115,9 +182,12 @@ def _is_config_path(key: str, config: dict[str, Any]) -> bool:
     return group.is_dir()
 
 
-def override_problem(override: str, config: dict[str, Any]) -> str | None:
+def override_problem(override: str, config: dict[str, Any], allow_targets: bool = False) -> str | None:
     """Why ``override`` may not go into a rerun script, or None for a plain ``key=value`` (or
-    ``+key=value``) override of this config with a single literal value, as sweep jobs record."""
+    ``+key=value``) override of this config with a single literal value, as sweep jobs record.
+
+    A run.json is data anyone with write access to the sweep dir can edit; a ``_target_`` or a
+    dict/list value in it names code the script would run, so those need ``allow_targets``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
 
@@ -133,21 +203,28 @@ def override_problem(override: str, config: dict[str, Any]) -> str | None:
         return "a sweep job records single values, not sweeps"
     if "${" in override:
         return "interpolations are not rerun"
+    if not allow_targets:
+        if "_target_" in override:
+            return "it sets a _target_ (code to import and call)"
+        if isinstance(ov.value(), (dict, list)):
+            return "its value is a dict or list literal, which can carry a _target_"
     if not _is_config_path(ov.key_or_group, config):
         return f"{ov.key_or_group} is not a key of the run's config"
     return None
 
 
-def check_rerun_overrides(best: pd.DataFrame) -> None:
+def check_rerun_overrides(best: pd.DataFrame, allow_targets: bool = False) -> None:
     """ReportError naming the run.json whose overrides cannot be written into a script."""
     for row in best.itertuples():
         for o in row.overrides:
-            if (why := override_problem(o, row.config)) is not None:
-                raise ReportError(f"{row.run_json}: refusing to write override {o!r} into a script: {why}")
+            if (why := override_problem(o, row.config, allow_targets)) is not None:
+                hint = ("; check that run.json, then pass --allow-targets to write it anyway"
+                        if not allow_targets and override_problem(o, row.config, True) is None else "")
+                raise ReportError(f"{row.run_json}: refusing to write override {o!r} into a script: {why}{hint}")
 
 
-def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str) -> str:
-    check_rerun_overrides(best)
+def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str, allow_targets: bool = False) -> str:
+    check_rerun_overrides(best, allow_targets)
     lines = ["#!/usr/bin/env bash", "# Rerun the best setting per task x optimizer with more seeds "
              "(written by `adaxbench best`).", "set -euo pipefail"]
     seed_list = ",".join(str(s) for s in range(seeds))
@@ -178,6 +255,19 @@ def _check_script_path(path: str) -> None:
         raise ReportError(f"--write {path} is a directory; give a file name, e.g. {p / 'rerun.sh'}")
     if not p.parent.is_dir():
         raise ReportError(f"--write {path}: folder {p.parent} does not exist")
+    if p.is_symlink() or (p.exists() and not stat.S_ISREG(p.lstat().st_mode)):
+        raise ReportError(f"--write {path} exists and is not a regular file (a link, device or pipe); "
+                          "give the path of a new or a regular file")
+
+
+def write_script(path: str, script: str) -> None:
+    """Write ``script`` atomically: a new file is executable as far as the umask allows; an
+    existing file keeps its mode (never widened)."""
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o777 & ~umask()
+    write_text(path, script, mode=mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
     parser.add_argument("--seeds", type=int, default=10, help="seeds per rerun (default %(default)s)")
     parser.add_argument("--rerun-dir", default=None, help="sweep dir root of the reruns (default SWEEP_DIR_best)")
+    parser.add_argument("--allow-targets", action="store_true", help="let --write copy overrides that set a _target_ "
+                        "or a dict/list value from the runs' run.json into the script (check those files first)")
+    parser.add_argument("--effort", metavar="DIR", help="write tuning-effort curves (expected best score after k "
+                        "grid points drawn, Dodge et al. 2019) to DIR/effort.csv and DIR/effort.png")
     args = parser.parse_args(argv)
     try:
         if not Path(args.sweep_dir).is_dir():
@@ -204,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         script = None
         if args.write:
             root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
-            script = rerun_script(best, args.seeds, root)
+            script = rerun_script(best, args.seeds, root, args.allow_targets)
     except ReportError as e:
         print(f"adaxbench best: error: {e}", file=sys.stderr)
         return 2
@@ -212,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = f", {row.diverged} diverged" if row.diverged else ""
         print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
               f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
+        print(f"{'':35s} {margin_text(row, best.attrs['labels'])}")
     for w in best.attrs.get("warnings", []):
         print(f"adaxbench best: warning: {w}", file=sys.stderr)
     if len(excluded):
@@ -220,10 +315,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {printable(row.path)}: {printable(row.reason)}")
     if script is not None:
         try:
-            Path(args.write).write_text(script)
-            Path(args.write).chmod(0o777 & ~umask())  # executable, as far as the umask allows
-        except OSError as e:
-            print(f"adaxbench best: error: cannot write {args.write}: {e.strerror or e}", file=sys.stderr)
+            _check_script_path(args.write)  # again: the path may have changed while the runs were read
+            write_script(args.write, script)
+        except ReportError as e:
+            print(f"adaxbench best: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # a WriteError names the file
+            reason = e if isinstance(e, WriteError) else f"cannot write {args.write}: {e.strerror or e}"
+            print(f"adaxbench best: error: {reason}", file=sys.stderr)
             return 2
         print(f"wrote {args.write}: {len(best)} sweep(s) x {args.seeds} seeds")
+    if args.effort:
+        from .effort import effort_curves, write_effort
+
+        try:
+            files = write_effort(effort_curves(best.attrs["scored"]), Path(args.effort))
+        except OSError as e:
+            print(f"adaxbench best: error: cannot write to {args.effort}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        print(f"wrote {', '.join(map(str, files))}")
     return 0

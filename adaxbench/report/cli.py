@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..rundir import WriteError
 from .load import ReportError
 from .render import build_report
 
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                            figures=not a.no_figures, margin=a.margin, family=a.family)
     except ReportError as e:
         print(f"adaxbench report: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or an unwritable --out: each file written so far replaced a whole one
+        reason = e if isinstance(e, WriteError) else f"cannot write into {a.out}: {e.strerror or e}"
+        print(f"adaxbench report: error: {reason}; earlier report files there are kept whole", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
         return int(e.code or 0)

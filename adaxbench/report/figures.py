@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from ..rundir import atomic_write
 from .aggregate import TaskInfo, setting_labels, split_metric
 from .load import RunSet
 
@@ -93,9 +94,9 @@ def save(fig: Figure, out_dir: Path, stem: str) -> Path:
     for text in fig.findobj(matplotlib.text.Text):  # names are plain text: "$" is no mathtext
         text.set_parse_math(False)
     with matplotlib.rc_context(RC):
-        fig.savefig(out_dir / f"{stem}.png")
+        atomic_write(out_dir / f"{stem}.png", lambda tmp: fig.savefig(tmp, format="png"))
         fig.set_layout_engine("none")  # the layout is fixed by the first draw; don't redo it
-        fig.savefig(out_dir / f"{stem}.svg")
+        atomic_write(out_dir / f"{stem}.svg", lambda tmp: fig.savefig(tmp, format="svg"))
     return out_dir / f"{stem}.png"
 
 

@@ -23,8 +23,9 @@ from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileB
                         best_run_times, grid_edge_warnings, iqm_across_tasks, label_settings, normalised_scores,
                         performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
                         task_infos, verdict_text)
-from ..rundir import effective_epochs, effective_lr_schedule
+from ..rundir import atomic_write, effective_epochs, effective_lr_schedule, write_text
 from .load import ReportError, RunSet, load_runs
+from .published_curves import spread_line
 from .references import load_references, references_for
 
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
@@ -587,6 +588,8 @@ def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> 
                             "sources below; their protocol may differ from these runs'."
                             + ("" if budget.full else f" Ours: {budget.ours()}: not comparable numbers.")))
         blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
+    if (line := spread_line(rs, name, task.metric, a["setting"])) is not None:
+        blocks.append(("p", line))
     if not has_base:
         blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
     blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
@@ -698,15 +701,15 @@ def write_tables(an: Analysis, outdir: Path) -> tuple[list[Path], pd.DataFrame]:
     summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(an.scores.add_prefix("report."), how="left")
     cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
     summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
-    summ.to_csv(outdir / "summary.csv", index=False)
+    atomic_write(outdir / "summary.csv", lambda tmp: summ.to_csv(tmp, index=False))
     agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
                          _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)
-    agg_out.to_csv(outdir / "aggregate.csv", index=False)
+    atomic_write(outdir / "aggregate.csv", lambda tmp: agg_out.to_csv(tmp, index=False))
     files = [outdir / "summary.csv", outdir / "aggregate.csv"]
     if an.iqm is not None:
-        an.iqm.to_csv(outdir / "iqm.csv", index=False)
-        an.prof.to_csv_frame().to_csv(outdir / "performance_profiles.csv")
-        an.sprof.to_csv_frame().to_csv(outdir / "score_profiles.csv")
+        atomic_write(outdir / "iqm.csv", lambda tmp: an.iqm.to_csv(tmp, index=False))
+        atomic_write(outdir / "performance_profiles.csv", an.prof.to_csv_frame().to_csv)
+        atomic_write(outdir / "score_profiles.csv", an.sprof.to_csv_frame().to_csv)
         files += [outdir / "iqm.csv", outdir / "performance_profiles.csv", outdir / "score_profiles.csv"]
     return files, summ
 
@@ -753,10 +756,10 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     rep.files += files
     rep.summary, rep.aggregate = summ, an.agg
     if "md" in formats:
-        (outdir / "report.md").write_text(to_markdown(blocks))
+        write_text(outdir / "report.md", to_markdown(blocks))
         rep.files.append(outdir / "report.md")
     if "html" in formats:
-        (outdir / "report.html").write_text(to_html(blocks, outdir))
+        write_text(outdir / "report.html", to_html(blocks, outdir))
         rep.files.append(outdir / "report.html")
     rep.warnings = [w for ws in an.edge_warnings.values() for w in ws]
     rep.seconds = time.perf_counter() - t0

@@ -34,6 +34,7 @@ the global RNG), ``trainer.compile``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import logging
@@ -57,11 +58,12 @@ from ..optim.schedules import build_lr_lambda
 from ..plugins import run_provenance
 from ..tasks import TaskError, build_task
 from . import record, threads
-from ..rundir import CHECKPOINT_FILE, Status, effective_lr_schedule, read_record, result_line
-from .runner import (Diverged, Interrupted, Run, RunLocked, RunResult, _first_line, _rng_state, _set_rng_state,
-                     StopSignals, check_previous, effective_schedule, epoch_generator, lock_run_dir,
-                     seed_everything, torch_beta2_hat)
-from .validate import ConfigError, check_config, choose_impl, optimizer_kwargs, resolve_device
+from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, Status, WriteError, effective_lr_schedule, read_record, result_line,
+                      write_text)
+from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, StopSignals, _first_line,
+                     _rng_state, _set_rng_state, check_previous, check_same_config, effective_schedule,
+                     epoch_generator, lock_run_dir, save_hydra_files, seed_everything, torch_beta2_hat)
+from .validate import ConfigError, check_config, choose_impl, name_optimizer, optimizer_kwargs, resolve_device
 
 log = logging.getLogger("adaxbench")
 
@@ -410,10 +412,20 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         m.spec = (cls, kwargs)
         m.optimizer = cls(m.model.parameters(), **kwargs)
         m.scheduler = LambdaLR(m.optimizer, lr_lambda)
-        if resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler):
+        try:
+            resumed = resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler)
+        except CheckpointError as e:  # as alone: this run's files stay as they are, the user decides
+            run.status, run.error, m.active = Status.FAILED, str(e), False
+            log.error("%s", e)
+            continue
+        if resumed:
             log.info("resuming %s from epoch %d (step %d)", run.run_dir, run.epochs_done, run.step)
+        run.take_over(resumed)  # as Run.execute: from here the member's files follow its memory
         m.rng = _rng_state()  # what the run's checkpoints hold: nothing draws from it after init
         run.write()
+    members = [m for m in members if m.active]
+    if not members:
+        return
     if not _packable_model(members[0].model):
         log.info("%s has dropout: its %d jobs run one by one", cfg.task.name, len(members))
         for m in members:
@@ -442,9 +454,13 @@ def _guarded(fn, members: list[Member]) -> None:
         error = _first_line(e)
         for m in members:
             if m.run.status == "running":
-                m.run.status, m.run.error = "failed", error
-                (m.run.run_dir / "error.log").write_text(traceback.format_exc())
-                m.run.write()
+                # A full disk or unwritable dir: what each member has saved, and no traceback to keep.
+                m.run.status = "failed"
+                m.run.error = f"{e}; {m.run.saved_note()}" if isinstance(e, WriteError) else error
+                if not isinstance(e, WriteError):
+                    with contextlib.suppress(OSError):  # must not hide the pack's own error
+                        write_text(m.run.run_dir / ERROR_LOG, traceback.format_exc())
+                m.run.record_failure()
         log.error("pack failed: %s", error)
 
 
@@ -589,7 +605,7 @@ def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
 
 def prepare_job(cfg: DictConfig) -> Member | RunResult:
     """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
-    dir and .hydra/): ``run_in_dir``'s checks, without the training."""
+    dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -600,8 +616,11 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return RunResult("locked", run_dir, str(e))
+    except ConfigError as e:  # a planted .lock link
+        print(f"adaxbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
     try:
-        previous, finished = check_previous(run_dir, overrides, resume=True)
+        previous, finished = check_previous(run_dir, overrides, resume=True, dir_key="hydra.sweep.dir")
     except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does
         lock.release()
         print(f"adaxbench: error: {e}", file=sys.stderr)
@@ -609,14 +628,23 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     if finished is not None:
         lock.release()
         return finished
+    composed = copy.deepcopy(cfg)
     run = Run(cfg, run_dir, overrides, previous)
     try:
         spec = check_config(cfg)
+        name_optimizer(cfg, spec[0])
     except ConfigError as e:
         run.status, run.error = Status.FAILED, str(e)
         run.write()
         lock.release()
         return RunResult("failed", run_dir, str(e))
+    try:
+        check_same_config(run, "hydra.sweep.dir")
+    except ConfigError as e:  # as a run dir of another sweep
+        lock.release()
+        print(f"adaxbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    save_hydra_files(composed, run_dir)
     return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
 
 

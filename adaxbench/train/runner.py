@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import itertools
 import logging
 import math
@@ -22,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,9 +33,10 @@ from tqdm.auto import tqdm
 
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
-from ..rundir import (CHECKPOINT_FILE, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
-                      RunRecord, Status, atomic_write, effective_epochs, effective_lr_schedule, read_json, read_record,
-                      result_line, setting_overrides, write_json)
+from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
+                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule, read_json,
+                      read_record, record_problem, remove_orphan_tmp, result_line, setting_changes, setting_key,
+                      setting_overrides, write_json, write_text)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -58,6 +60,10 @@ class Interrupted(BaseException):
 
 class CheckpointError(Exception):
     """checkpoint.pt (or the metrics it continues) cannot be read: nothing is written, the user decides."""
+
+
+class FalseRecord(RuntimeError):
+    """A write would have recorded what did not happen (see ``rundir.record_problem``)."""
 
 
 class RunLocked(Exception):
@@ -136,6 +142,9 @@ class Run:
         # then changes only status and error of that record, and never touches metrics.parquet.
         self.previous = previous
         self.owns_files = previous is None
+        # A run restarted from the start over recorded rows (no checkpoint to continue): the old
+        # record stands until this run has passed its step (or ended), see ``take_over``.
+        self.replay_to: int | None = None
         self.status = Status.RUNNING
         self.error: str | None = None
         self.step = 0
@@ -155,6 +164,8 @@ class Run:
         self.stops: list[dict[str, Any]] = []
         self.stop_signals: StopSignals | None = None
         self._config_dict: dict[str, Any] | None = None
+        # The last epoch a resume continues from (the last checkpoint written or loaded).
+        self.saved_epoch: int | None = None
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -168,16 +179,30 @@ class Run:
             self._config_dict = out
         return copy.deepcopy(self._config_dict)
 
+    def take_over(self, resumed: bool) -> None:
+        """Memory now holds the run (its checkpoint loaded, or a fresh start): the files follow it.
+        A fresh start over a record with training in it keeps that record until it passes it."""
+        recorded = int(((self.previous or {}).get("progress") or {}).get("step") or 0)
+        if resumed or recorded == 0:
+            self.owns_files = True
+            return
+        self.replay_to = recorded
+        log.warning("%s has no checkpoint to continue (trainer.checkpoint=false, or killed before its first): "
+                    "training it again from the start; its recorded %d steps stay until this run passes them",
+                    self.run_dir, recorded)
+
     def write(self) -> None:
         """Rewrite metrics.parquet and run.json (atomically each); see ``owns_files``."""
+        if not self.owns_files and self.replay_to is not None and \
+                (self.step >= self.replay_to or Status(self.status).finished):
+            self.owns_files, self.replay_to = True, None
         if not self.owns_files:
             if self.previous is not None:
-                write_json(self.run_dir / RUN_FILE, {**self.previous, "status": Status(self.status).value,
-                                                     "error": self.error})
+                self._write_record({**self.previous, "status": Status(self.status).value, "error": self.error})
             return
         self.metrics.save(self.run_dir / METRICS_FILE)
         samples = self.step * self.batch_size
-        RunRecord(
+        self._write_record(RunRecord(
             status=Status(self.status),
             error=self.error,
             config=self.config_dict(),
@@ -195,15 +220,30 @@ class Run:
                       **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
                       **({"stops": self.stops} if self.stops else {})},
             final=self.final,
-        ).write(self.run_dir)
+        ).to_json())
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Write run.json, unless it would say what did not happen: then record the run ``failed``
+        with the reason, and raise (a bug in adaxbench, never a result)."""
+        problem = record_problem(record)
+        if problem is not None:
+            self.status, self.error = Status.FAILED, f"internal error, refused to record: {problem}"
+            write_json(self.run_dir / RUN_FILE, {**record, "status": self.status.value, "error": self.error})
+            raise FalseRecord(self.error)
+        write_json(self.run_dir / RUN_FILE, record)
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
                  "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
-                 "stops": self.stops}
-        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+                 "stops": self.stops, "identity": self.identity()}
+        atomic_write(self.run_dir / CHECKPOINT_FILE, lambda tmp: _torch_save(state, tmp))
+        self.saved_epoch = self.epochs_done
+
+    def identity(self) -> dict[str, Any]:
+        """Which run a checkpoint belongs to: the setting (``setting_key``) and the seed."""
+        return {"setting": setting_key(self.config_dict()), "seed": int(self.cfg.seed)}
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
         """Continue from checkpoint.pt if there is one; CheckpointError (nothing written) if it or
@@ -219,6 +259,12 @@ class Run:
         except Exception as e:  # torch's messages for a damaged file suggest unsafe loading: not shown
             raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(e).__name__}; "
                                   f"damaged or not written by adaxbench); restore it from a copy, or {restart}") from None
+        theirs = state.get("identity") if isinstance(state, dict) else None
+        if theirs is not None and theirs != self.identity():  # earlier checkpoints carry none
+            seed = theirs.get("seed") if isinstance(theirs, dict) else None
+            what = f"seed {seed}, this run is seed {self.cfg.seed}" if seed != self.cfg.seed else "another setting"
+            raise CheckpointError(f"cannot resume from {path}: it belongs to another run ({what}); "
+                                  f"put back this run's own checkpoint, or {restart}")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -244,6 +290,7 @@ class Run:
         self.train_seconds, self.eval_seconds = seconds
         self.stops = stops
         self.resumed_from, self.resumed_from_step = self.epochs_done, self.step
+        self.saved_epoch = self.epochs_done
         return True
 
     def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
@@ -259,6 +306,28 @@ class Run:
         if checkpoint:
             self.write()  # metrics first: a checkpoint never refers to rows that are not on disk
             self.save_checkpoint(model, optimizer, scheduler)
+
+    def saved_note(self) -> str:
+        """What a resume would continue from, for the message of a failed write."""
+        if self.saved_epoch is None:
+            return "no epoch is saved for a resume; free space and launch it again"
+        return f"epochs up to {self.saved_epoch} are saved; free space and resume"
+
+    def record_failure(self) -> None:
+        """Write this failed run's record; where the disk is full or the dir unwritable, at least
+        the status and error in the run.json already on disk; where not even that, say so."""
+        try:
+            self.write()
+            return
+        except OSError:
+            pass
+        on_disk, _ = read_json(self.run_dir / RUN_FILE)
+        if not isinstance(on_disk, dict):
+            return
+        try:
+            write_json(self.run_dir / RUN_FILE, {**on_disk, "status": Status(self.status).value, "error": self.error})
+        except OSError as e:
+            self.error += f" ({RUN_FILE} still says {on_disk.get('status')}: {e})"
 
     def stalled(self) -> bool:
         """The last two stops came at the same step: a requeue would not progress either."""
@@ -307,10 +376,10 @@ class Run:
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)
         forward = torch.compile(model) if tr.compile else model
-        if resume and self.load_checkpoint(model, optimizer, scheduler):
+        resumed = resume and self.load_checkpoint(model, optimizer, scheduler)
+        if resumed:
             log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
-        # From here on memory holds everything (loaded, or a fresh start): the files follow it.
-        self.owns_files = True
+        self.take_over(resumed)
         self.write()
         if self.stop_signals is not None:  # from here a signal stops the run at a step boundary
             self.stop_signals.deferred = True
@@ -408,6 +477,15 @@ class Run:
         return RunResult(self.status.value, self.run_dir, self.error)
 
 
+def _torch_save(state: dict[str, Any], path: str) -> None:
+    # Serialized in memory, then written by Python: a full disk is then an OSError (ENOSPC), not
+    # torch's opaque RuntimeError ("unexpected pos") from a short write inside its zip writer.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
 def _closure(task, model, batch, optimizer, autocast):
     """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
     ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
@@ -496,56 +574,97 @@ class StopSignals:
 def lock_run_dir(run_dir: Path) -> FileLock:
     """Create ``run_dir`` and take its lock: one live process per run dir.  An OS lock (flock)
     dies with its process, so the lock of a killed run is simply taken over; a live holder
-    raises RunLocked.  The caller releases it when the run has ended."""
+    raises RunLocked.  The caller releases it when the run has ended.  Temporary files that
+    killed writes left behind are removed once the lock is held."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / LOCK_FILE)
+    lock_path = run_dir / LOCK_FILE
+    if lock_path.is_symlink() or (lock_path.exists() and not lock_path.is_file()):
+        raise ConfigError(f"{lock_path} is not a regular file (a link?); adaxbench locks a run dir with a file of "
+                          f"its own there: remove {lock_path} and launch again")
+    lock = FileLock(lock_path)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise RunLocked(f"another live process is training it (it holds {run_dir / LOCK_FILE})") from None
+        raise RunLocked(f"another live process is training it (it holds {lock_path})") from None
+    remove_orphan_tmp(run_dir)
     return lock
 
 
-def check_previous(run_dir: Path, overrides: list[str] | None,
-                   resume: bool) -> tuple[dict[str, Any] | None, RunResult | None]:
+def check_previous(run_dir: Path, overrides: list[str] | None, resume: bool,
+                   dir_key: str = "hydra.run.dir") -> tuple[dict[str, Any] | None, RunResult | None]:
     """The run.json already in ``run_dir`` (None if none) and, where that run finished, its result
-    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false."""
+    (to skip).  Raises ConfigError where the dir holds another run, or a run and ``resume`` is false;
+    the message names ``dir_key`` (``hydra.sweep.dir`` for a sweep's job)."""
     previous = _read_previous(run_dir)
     if previous is not None:
         if previous.get("overrides") is not None and overrides is not None and \
                 setting_overrides(previous["overrides"], keep_seed=True) != \
                 setting_overrides(list(overrides), keep_seed=True):
             # Never overwrite another run's record, not even inside a sweep: stop here.
+            again = "relaunch the same sweep" if dir_key == "hydra.sweep.dir" else "relaunch it with its own overrides"
             raise ConfigError(f"{run_dir} holds a different run ({' '.join(previous['overrides']) or 'no overrides'});"
-                              " relaunch the same sweep, or use a new hydra.sweep.dir")
+                              f" {again}, or choose another {dir_key} (nothing was written)")
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run (status {previous.get('status')}); "
-                              "pass resume=true to continue it, or choose another hydra.run.dir")
+                              f"pass resume=true to continue it, or choose another {dir_key} (nothing was written)")
         if previous.get("status") in FINISHED:
             log.info("skipping %s: already %s", run_dir, previous["status"])
             return previous, RunResult(previous["status"], run_dir, previous.get("error"))
     return previous, None
 
 
+def check_same_config(run: Run, dir_key: str) -> None:
+    """A resumed run trains what it was started with: the composed config (an edited
+    ``--config-dir`` file, another adaxbench's defaults) may not have changed since.  Raises
+    ConfigError (nothing written) naming the first change."""
+    if run.previous is None or run.previous.get("status") in FINISHED:
+        return
+    changes = setting_changes(run.previous["config"], run.config_dict())
+    if changes:
+        more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
+        raise ConfigError(f"{run.run_dir} was started with another config ({changes[0]}{more}), though with the "
+                          "same overrides (an edited --config-dir file or another adaxbench version?); resume it "
+                          f"with the config it was started with, or choose another {dir_key} (nothing was written)")
+
+
+def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """Hydra's record of the job in ``run_dir/.hydra`` (config.yaml, hydra.yaml, overrides.yaml), as
+    Hydra's ``run_job`` writes it.  adaxbench's config sets ``hydra.output_subdir`` to null and
+    writes it here, once the launch is accepted: a refused launch leaves the dir as it was."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.instance().cfg
+    if hydra_cfg.hydra.output_subdir is not None:  # the user asked Hydra to write it (and where)
+        return
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg), ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
+        text = OmegaConf.to_yaml(part)
+        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
-               raise_config_errors: bool = True) -> RunResult:
+               raise_config_errors: bool = True, dir_key: str = "hydra.run.dir",
+               accepted: Callable[[], None] | None = None) -> RunResult:
     """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
 
     ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
     ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
-    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).
+    unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).  A run
+    dir that holds another run, or a run whose config has changed, is refused (ConfigError) with
+    nothing written.  ``accepted()`` is called once the launch passed these checks, before training.
     """
     run_dir = Path(run_dir)
     lock = lock_run_dir(run_dir)
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors)
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted)
     finally:
         lock.release()
 
 
 def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool) -> RunResult:
-    previous, finished = check_previous(run_dir, overrides, resume)
+                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None) -> RunResult:
+    previous, finished = check_previous(run_dir, overrides, resume, dir_key)
     if finished is not None:
         return finished
     run = Run(cfg, run_dir, overrides, previous)
@@ -558,6 +677,9 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
         if raise_config_errors:
             raise
         return RunResult("failed", run_dir, str(e))
+    check_same_config(run, dir_key)
+    if accepted is not None:
+        accepted()
     stop = run.stop_signals = StopSignals()
     with stop.installed():
         try:
@@ -601,11 +723,19 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
             run.write()
             raise
+        except WriteError as e:  # disk full, or the run dir became unwritable: no traceback to keep
+            run.status, run.error = Status.FAILED, f"{e}; {run.saved_note()}"
+            run.record_failure()
+            return RunResult("failed", run_dir, run.error)
         except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
             run.status, run.error = Status.FAILED, _first_line(e)
-            (run_dir / "error.log").write_text(traceback.format_exc())
-            log.error("run failed: %s (traceback in %s)", run.error, run_dir / "error.log")
-            run.write()
+            try:
+                write_text(run_dir / ERROR_LOG, traceback.format_exc())
+                where = f"traceback in {run_dir / ERROR_LOG}"
+            except OSError as why:  # must not hide the run's own error
+                where = f"no traceback saved: {why}"
+            log.error("run failed: %s (%s)", run.error, where)
+            run.record_failure()
             return RunResult("failed", run_dir, run.error)
 
 
@@ -619,8 +749,11 @@ def main_from_hydra(cfg: DictConfig) -> str:
     run_dir = Path(hc.runtime.output_dir)
     overrides = list(hc.overrides.task)
     resume = bool(cfg.get("resume", False)) or multirun
+    composed = copy.deepcopy(cfg)  # .hydra/config.yaml: the config as Hydra composed it
     try:
-        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun)
+        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun,
+                            dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
+                            accepted=lambda: save_hydra_files(composed, run_dir))
     except ConfigError as e:  # single runs: any config error; sweeps: a run dir of another sweep
         print(f"adaxbench: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -630,6 +763,12 @@ def main_from_hydra(cfg: DictConfig) -> str:
             return "locked"
         print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # the run dir cannot be created or written (a full disk, no permission)
+        reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
+        print(f"adaxbench: error: {reason}", file=sys.stderr)
+        if multirun:
+            return Status.FAILED.value
+        sys.exit(1)
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)
         if multirun:

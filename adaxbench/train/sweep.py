@@ -40,11 +40,12 @@ def _locked_by_another_process(job: Path) -> bool:
 def job_statuses(sweep_dir: Path) -> dict[Path, str]:
     """Status of every job directory directly under ``sweep_dir`` (``missing`` if none)."""
     # Imported here: a SLURM job unpickles this module's callbacks before it can handle signals.
-    from ..rundir import RUN_FILE, read_status
+    from ..rundir import LOCK_FILE, RUN_FILE, read_status
 
     out = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (job / RUN_FILE).exists() and not ((job / ".hydra").exists() or (job / ".submitit").exists()):
+        # A job dir: a run.json, or a job that got as far as the lock (or .hydra/, .submitit/).
+        if not any((job / name).exists() for name in (RUN_FILE, LOCK_FILE, ".hydra", ".submitit")):
             continue
         status = read_status(job)
         # The sweep's own jobs have all ended (and released their locks) when this is asked.

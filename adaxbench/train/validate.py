@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..errors import ConfigError
 from ..optim.schedules import SCHEDULES
+from ..plugins import locate
 from . import schema as S
 from . import threads
 
@@ -151,13 +151,7 @@ def optimizer_class(opt_cfg: Mapping[str, Any]) -> type:
         which = f"optimizer {name!r}" if name else "this optimizer config"
         raise ConfigError(f"optimizer._target_ is not set ({which}); give the class, e.g. "
                           "optimizer=custom optimizer._target_=torch.optim.SGD (any torch.optim.Optimizer subclass)")
-    try:
-        cls = get_class(target)
-    except Exception as e:
-        cause = e.__cause__ or e
-        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        raise ConfigError(f"optimizer._target_={target!r} cannot be imported ({reason}); "
-                          "is its module on PYTHONPATH?") from None
+    cls = locate(target, "optimizer")  # the one target policy
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ConfigError(f"optimizer._target_={target!r} is not a torch.optim.Optimizer subclass")
     return cls

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The β̂₂ ablation v2 at DeepOBS's full budgets (100 epochs) on one GPU, one command (issue 21 §3):
+#   scripts/beta2_ablation_gpu.sh                 # fmnist_mlp, fmnist_2c2d (+ cifar10_3c3d where CIFAR-10 is present)
+#   GPU_TASKS=fmnist_2c2d scripts/beta2_ablation_gpu.sh
+# The design is results/beta2_ablation_v2/PROTOCOL.md's at full budgets: per task the four ScheduledBeta2 arms on a
+# quarter-decade grid of 6 lrs x 2 tuning seeds (one pack), widened at the edges (one pack per round), then every
+# arm at its tuned lr on 10 shared evaluation seeds with the two harness checks (one sweep: a pack per optimizer
+# class), then one report. A rerun skips finished runs and resumes stopped packs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+ROOT=${GPU_ROOT:-runs/beta2_ablation_gpu}
+OUT=${GPU_OUT:-results/beta2_ablation_gpu}
+DATA=${ADAXBENCH_DATA:-data}
+# For plumbing checks at tiny scale only (the study sets none of these):
+EXTRA=${GPU_EXTRA:-}                      # extra overrides for every run
+GRID=${GPU_GRID:-}                        # one lr grid for every task
+TUNE_SEEDS=${GPU_TUNE_SEEDS:-1000,1001}
+EVAL_SEEDS=${GPU_EVAL_SEEDS:-range(0,10)}
+WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-2}
+ARMS=(sched_adam sched_adax sched_adafactor sched_adax_nobc)
+MARGINS="test/accuracy=0.005"             # the pre-registered margin of the accuracy tasks
+PICK="python scripts/beta2_ablation_v2_pick.py"
+CONF=$(realpath -m "$ROOT")/conf                    # the evaluation arms as config files (arm = optimizer + its tuned lr)
+
+if [ -z "${GPU_TASKS:-}" ]; then
+  GPU_TASKS="fmnist_mlp fmnist_2c2d"
+  [ -f "$DATA/cifar-10-batches-py/data_batch_1" ] && GPU_TASKS+=" cifar10_3c3d"
+fi
+
+grid() {
+  [ -n "$GRID" ] && { echo "$GRID"; return; }
+  local lo hi
+  case $1 in
+    fmnist_mlp) lo=-14 hi=-9 ;;                # 3.16e-4 .. 5.62e-3
+    fmnist_2c2d|cifar10_3c3d) lo=-15 hi=-10 ;; # 1.78e-4 .. 3.16e-3, around DeepOBS's Adam (2.5e-4, 3.98e-4)
+    *) echo "unknown task $1 (fmnist_mlp, fmnist_2c2d, cifar10_3c3d)" >&2; exit 2 ;;
+  esac
+  python -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" $lo $hi
+}
+join() { local IFS=,; echo "$*"; }
+sweep() {  # sweep DIR OVERRIDE...
+  local dir=$1; shift
+  # shellcheck disable=SC2086
+  adaxbench run -m experiment=beta2_ablation_gpu "hydra.searchpath=[file://$CONF]" "$@" $EXTRA hydra.sweep.dir="$dir" \
+    >> "$ROOT/log/runs.log" 2>&1 || { echo "sweep $dir failed: see $ROOT/log/runs.log" >&2; exit 1; }
+}
+arm_config() {  # arm_config NAME OPTIMIZER LR: the evaluation arm +v2arm=NAME
+  mkdir -p "$CONF/v2arm"
+  printf '# @package _global_\n# %s at its tuned lr (written by scripts/beta2_ablation_gpu.sh)\ndefaults:\n  - override /optimizer: %s\noptimizer:\n  lr: %s\n' \
+    "$2" "$2" "$3" > "$CONF/v2arm/$1.yaml"
+}
+
+run_task() {
+  local task=$1 tune=$ROOT/tune/$1 arm lr next round widen_arms widen_lrs
+  declare -A tuned
+  sweep "$tune/grid" task="$task" optimizer="$(join "${ARMS[@]}")" optimizer.lr="$(grid "$task")" seed="$TUNE_SEEDS"
+  for ((round = 1; round <= WIDEN_ROUNDS; round++)); do
+    widen_arms=() widen_lrs=()
+    while read -r arm lr next; do
+      [ -n "${next:-}" ] && widen_arms+=("$arm") widen_lrs+=("$next") \
+        && echo "$task $arm: best lr $lr on the edge, widening to $next" | tee -a "$ROOT/log/widen.txt"
+    done <<< "$($PICK "$tune")"
+    [ ${#widen_arms[@]} -eq 0 ] && break
+    # One pack: every arm on an edge with every new lr (each a quarter-decade point of the lattice).
+    sweep "$tune/widen_$round" task="$task" optimizer="$(join "${widen_arms[@]}")" optimizer.lr="$(join "${widen_lrs[@]}")" seed="$TUNE_SEEDS"
+  done
+  while read -r arm lr next; do tuned[$arm]=$lr; done <<< "$($PICK "$tune")"
+  for arm in "${ARMS[@]}"; do arm_config "${task}_$arm" "$arm" "${tuned[$arm]}"; done
+  arm_config "${task}_adam" adam "${tuned[sched_adam]}"        # the harness checks, untuned
+  arm_config "${task}_adax" adax "${tuned[sched_adax_nobc]}"
+  sweep "$ROOT/eval/$task" task="$task" "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
+}
+
+mkdir -p "$ROOT/log"
+for task in $GPU_TASKS; do grid "$task" > /dev/null; done
+for task in $GPU_TASKS; do
+  start=$(date +%s); run_task "$task"
+  echo "$task: $(( $(date +%s) - start )) s, $(date -u +%Y-%m-%dT%H:%MZ), $(python -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")')" \
+    | tee -a "$ROOT/log/wall.txt"
+done
+rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # the records (no checkpoints), then the report
+(cd "$ROOT" && find tune eval \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 | xargs -0 -r tar cf -) \
+  | tar xf - -C "$OUT/runs"
+cp "$ROOT/log/wall.txt" "$OUT/runs/" && cp "$ROOT/log/widen.txt" "$OUT/runs/" 2>/dev/null || true
+adaxbench report "$OUT/runs/eval" --out "$OUT" --baseline sched_adam --family table --margin "$MARGINS" > "$OUT/report.log" 2>&1
+echo "report: $OUT/report.md"

@@ -50,8 +50,17 @@ def _value(v: Any) -> str:
         return "[" + ",".join(_value(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v.items()) + "}"
-    s = str(v)
+    s = _literal(str(v))
     return s if _BARE.match(s) and s not in ("null", "true", "false") else "'" + s.replace("'", "\\'") + "'"
+
+
+def _literal(v: Any) -> Any:
+    """A string kept as written: ``${`` escaped, so a name is never read as an interpolation."""
+    if isinstance(v, str):
+        return v.replace("${", "\\${")
+    if isinstance(v, (list, tuple)):
+        return [_literal(x) for x in v]
+    return {k: _literal(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 
 def _target(obj: Any, what: str) -> str:
@@ -129,14 +138,22 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
 
     from .train.validate import ConfigError
 
-    overrides = list(overrides)
+    from .train.preflight import check_user_configs
+
+    overrides = _string_list(overrides, "overrides")
     if config_dir is not None:
-        overrides.append(f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]")
+        path = Path(config_dir).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"config_dir {config_dir}: no such directory")
+        check_user_configs(str(path))
+        overrides.append(f"hydra.searchpath=[file://{path}]")
     try:
         with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError((str(e).strip().splitlines() or [type(e).__name__])[0]) from None
+    except RecursionError:
+        raise ConfigError("the configs include each other without end: a defaults list names its own config") from None
     with open_dict(cfg):
         cfg.pop("hydra", None)
     return cfg
@@ -159,11 +176,19 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     Returns a ``RunOutcome``.  A bad config raises ``ConfigError`` (one line), before any
     training; a run that diverges or crashes is a recorded outcome, not an exception.
     """
+    import torch
     from omegaconf import OmegaConf, open_dict
 
     from .train.runner import Interrupted, run_in_dir
+    from .train.validate import ConfigError, check_config, check_output_dir
 
-    overrides = [str(o) for o in overrides]
+    overrides = _string_list(overrides, "overrides")
+    if not (optimizer is None or isinstance(optimizer, str)
+            or (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer))):
+        raise ConfigError(f"optimizer must be a config name (e.g. 'adax') or a torch.optim.Optimizer subclass, "
+                          f"got {optimizer!r}")
+    if not (task is None or isinstance(task, str) or isinstance(task, type) or callable(task)):
+        raise ConfigError(f"task must be a task config name (e.g. 'quadratic_deep') or your task class, got {task!r}")
     hyperparameters = {k: _hyperparameter(k, v) for k, v in hyperparameters.items()}
     extra: list[str] = []
     if isinstance(task, str):
@@ -184,14 +209,15 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         target = _target(optimizer, "optimizer")
         cfg = compose([o for o in extra if not o.startswith("++optimizer.")] + overrides, config_dir)
         with open_dict(cfg):
-            cfg.optimizer = OmegaConf.create({"name": name or optimizer.__name__, "_target_": target,
-                                              **{k: list(v) if isinstance(v, tuple) else v
-                                                 for k, v in hyperparameters.items()}})
+            cfg.optimizer = OmegaConf.create(_literal({"name": name or optimizer.__name__, "_target_": target,
+                                                       **hyperparameters}))
         # The command line that gives the same config (`optimizer=custom`, see docs/tutorials/your-optimizer.md).
         extra = ["optimizer=custom", f"optimizer._target_={target}"] + extra
     recorded = extra + overrides
 
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
+    check_output_dir(run_dir, "run_dir")
+    check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
     if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
         hydra_dir = run_dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
@@ -207,6 +233,14 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     except (OSError, ValueError):
         final = {}
     return RunOutcome(result.status, run_dir, result.error, final)
+
+
+def _string_list(values: Any, what: str) -> list[str]:
+    from .train.validate import ConfigError
+
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ConfigError(f"{what} must be a list of strings such as ['seed=1', 'trainer.epochs=3'], got {values!r}")
+    return [str(v) for v in values]
 
 
 def load_runs(*paths: str | os.PathLike):

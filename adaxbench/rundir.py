@@ -19,6 +19,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
@@ -314,13 +315,24 @@ def record_problem(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _json_int(text: str) -> int:
+    """An integer of run.json; no record holds one beyond 64 bits (10**400 would overflow every float)."""
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
 def read_json(path: str | os.PathLike) -> tuple[Any, str]:
     """``(object, "")`` or ``(None, problem)`` for a missing or unparsable file."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            return None, "run.json is not a regular file"
         with open(path) as f:
-            return json.load(f), ""
+            return json.load(f, parse_int=_json_int), ""
     except FileNotFoundError:
         return None, "run.json missing"
+    except RecursionError:
+        return None, "run.json unreadable: nested too deeply"
     except (OSError, ValueError, UnicodeDecodeError) as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         return None, f"run.json unreadable: {type(e).__name__}: {msg}"[:200]
@@ -364,6 +376,8 @@ _DICT_SCHEMA = pa.schema([(f.name, _DICT if f.type == pa.string() else f.type) f
 def read_metrics(path: str | os.PathLike, dictionary: bool = True) -> tuple[pa.Table | None, str]:
     """``(table, "")`` or ``(None, problem)``: a missing, half-written or foreign file is a problem."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, "metrics.parquet is not a regular file"
         return read_metrics_strict(path, dictionary), ""
     except FileNotFoundError:
         return None, "metrics.parquet missing"

@@ -125,7 +125,8 @@ def test_cli_bad_target_exits_2_with_one_line(tmp_path, capsys):
 
 def test_task_without_the_protocol_fails_in_one_line(tmp_path):
     cfg = compose_cfg(["task=custom", "task._target_=plugin_user_code.NoLoss"])
-    with pytest.raises(ConfigError, match="task NoLoss lacks steps_per_epoch, model, batches, loss, evaluate"):
+    with pytest.raises(ConfigError, match="task._target_='plugin_user_code.NoLoss' is not a task class: it lacks batches, loss, "
+                                         "evaluate of the task protocol"):
         run_in_dir(cfg, tmp_path / "r", [])
     assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"
 

@@ -92,8 +92,8 @@ CATALOGUE = [
     (["hydra/launcher=unknown"], "unknown hydra/launcher 'unknown'; available: basic"),
     (["task=null"], "task=null: a config group is chosen by name; choose one of cifar100_3c3d"),
     (["optimizer=null"], "optimizer=null: a config group is chosen by name; choose one of adafactor"),
-    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, beta2_ablation_cpu, deepobs_small, lr_tuning, lr_tuning_optuna, "
-                          "reddi, or leave experiment out"),
+    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, beta2_ablation_cpu, beta2_ablation_gpu, beta2_ablation_v2, deepobs_small, deepobs_validation, lr_tuning, lr_tuning_optuna, reddi, or leave "
+                          "experiment out"),
     (["lr_schedule=null"], "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule)"),
     (["~task"], "task is missing; choose one with task=NAME"),
     (["~optimizer"], "optimizer is missing; choose one with optimizer=NAME"),

@@ -96,9 +96,24 @@ def check_schedule_target(cfg: Mapping[str, Any]) -> None:
                               "torch.optim.lr_scheduler class nor callable as step -> factor")
     elif callable(target):
         check_arguments(target, kwargs, "lr_schedule", context=SCHEDULE_CONTEXT, positional=1)
+        _check_takes_step(target, kwargs, cfg["_target_"])
     else:
         raise ConfigError(f"lr_schedule._target_={cfg['_target_']!r} is neither a torch.optim.lr_scheduler class "
                           "nor a step -> factor callable")
+
+
+def _check_takes_step(fn: Callable, kwargs: Mapping[str, Any], name: str) -> None:
+    """A step -> factor callable is called as ``fn(step, **kwargs)``: it must take the step."""
+    from ..plugins import _signature, accepts
+    from ..train.validate import ConfigError
+
+    context = {k: 1 for k in SCHEDULE_CONTEXT if k not in kwargs and accepts(fn, k)}  # the runner fills these in
+    try:
+        _signature(fn).bind(0, **kwargs, **context)
+    except TypeError:
+        raise ConfigError(f"lr_schedule._target_={name!r} does not take the step as its first argument: give a "
+                          "step -> factor callable (def f(step): return factor) or a torch.optim.lr_scheduler "
+                          "class") from None
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], steps_per_epoch: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shlex
 import stat
 import sys
@@ -23,7 +24,10 @@ import pandas as pd
 from ..rundir import RUN_FILE, Status, WriteError, setting_overrides, umask, write_text
 from .aggregate import (grid_edge_warnings, higher_is_better, run_scores, score_settings, setting_labels,
                         split_metric, task_infos, worst_value)
-from .load import ReportError, RunSet, load_runs
+from .load import ReportError, RunSet, load_runs, printable
+
+# More reruns than this per setting is surely a typo (and a script line of that many seeds).
+MAX_SEEDS = 10_000
 
 
 def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,14 +53,15 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
     for task, info in infos.items():
         # Score on the asked metric, else the task's selection metric (task.select_metric where a
         # protocol names one, e.g. test/accuracy without a validation split); else a loss.
-        want = metric or info.select_metric
-        chosen = next((c for c in (want, info.select_metric, "valid/loss", "train/loss") if (task, c) in logged), want)
+        # An asked --metric is never swapped for another: a task without it is not scored.
+        fallbacks = (metric,) if metric else (info.select_metric, "valid/loss", "train/loss")
+        chosen = next((c for c in fallbacks if (task, c) in logged), metric or info.select_metric)
         info.metric = info.select_metric = chosen
         info.higher_better, info.target = higher_is_better(chosen), None
     scores = run_scores(rs, infos, select=mode)
     df = runs[usable][["task", "optimizer", "setting", "seed", "status", "overrides", "path"]].join(scores["sel"], how="left")
     df = df[df["task"].isin(list(infos))]
-    no_score = (df["status"] == Status.COMPLETED.value) & df["sel"].isna()
+    no_score = (df["status"] == Status.COMPLETED.value) & ~np.isfinite(df["sel"].astype(float))  # NaN or ±inf
     reasons = {i: runs.at[i, "problem"] or (runs.at[i, "error"] or f"status {runs.at[i, 'status']}")
                for i in runs.index[~usable]}
     reasons.update({i: f"no finite {infos[df.at[i, 'task']].metric} ({mode}) logged" for i in df.index[no_score]})
@@ -65,7 +70,8 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
                              "reason": list(reasons.values())})
     df = df[~no_score]
     if df.empty:
-        raise ReportError("no run with a finite selection score")
+        asked = f" (no run logs {metric})" if metric and not any(metric == c for _, c in logged) else ""
+        raise ReportError(f"no run with a finite selection score{asked}")
     df["overrides"] = df["overrides"].map(setting_overrides)
     hb = {t: higher_is_better(i.metric) for t, i in infos.items()}
     scored = score_settings(df, hb)
@@ -266,9 +272,23 @@ def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str, allow_targets:
     seed_list = ",".join(str(s) for s in range(seeds))
     for row in best.itertuples():
         args = " ".join(shlex.quote(o) for o in row.overrides)
-        out = shlex.quote(f"{sweep_root}/{row.task}_{row.optimizer}")
-        lines.append(f"adaxbench run -m {args} seed={seed_list} hydra.sweep.dir={out}")
+        out = shlex.quote("hydra.sweep.dir=" + _hydra_string(f"{sweep_root}/{_dir_name(row.task)}_{_dir_name(row.optimizer)}"))
+        lines.append(f"adaxbench run -m {args} seed={seed_list} {out}")
     return "\n".join(lines) + "\n"
+
+
+def _dir_name(name: str) -> str:
+    """A task or optimizer name as one folder name: no ``/``, no ``..``, nothing the shell or Hydra reads."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).lstrip(".") or "_"
+
+
+def _hydra_string(value: str) -> str:
+    """``value`` as one quoted string of Hydra's override grammar: a comma is not a sweep, ``${`` no
+    interpolation, ``=`` and spaces plain characters."""
+    if re.fullmatch(r"[A-Za-z0-9_/.:+@-]+", value):  # nothing Hydra reads specially: as it is
+        return value
+    value = re.sub(r"(\\+)(?='|$)", r"\1\1", value)  # backslashes before a quote are escaped in pairs
+    return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 def _check_script_path(path: str) -> None:
@@ -313,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not Path(args.sweep_dir).is_dir():
             raise ReportError(f"no such sweep dir: {args.sweep_dir}")
-        if args.seeds < 1:
-            raise ReportError(f"--seeds must be >= 1, got {args.seeds}")
+        if not 1 <= args.seeds <= MAX_SEEDS:
+            raise ReportError(f"--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}")
         if args.write:
             _check_script_path(args.write)
         rs = load_runs([args.sweep_dir])
@@ -338,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(excluded):
         print(f"Runs not included ({len(excluded)}):")
         for row in excluded.itertuples():
-            print(f"  {row.path}: {row.reason}")
+            print(f"  {printable(row.path)}: {printable(row.reason)}")
     if script is not None:
         try:
             _check_script_path(args.write)  # again: the path may have changed while the runs were read

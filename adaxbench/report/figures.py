@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import matplotlib
+import matplotlib.text
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -90,6 +91,8 @@ def save(fig: Figure, out_dir: Path, stem: str) -> Path:
                 axis.set_major_formatter(_LogTicks(labelOnlyBase=True))
                 # Label minor ticks only when the axis spans at most ~1.5 decades.
                 axis.set_minor_formatter(_LogTicks(labelOnlyBase=False, minor_thresholds=(1.5, 0.4)))
+    for text in fig.findobj(matplotlib.text.Text):  # names are plain text: "$" is no mathtext
+        text.set_parse_math(False)
     with matplotlib.rc_context(RC):
         atomic_write(out_dir / f"{stem}.png", lambda tmp: fig.savefig(tmp, format="png"))
         fig.set_layout_engine("none")  # the layout is fixed by the first draw; don't redo it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +115,8 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         settings.setdefault(key, setting_of(identity_config(rec)))
         err = rec.error
         rows.append({"run": i, "path": str(d), "status": rec.status.value, "problem": "",
-                     "error": "" if not err else err.splitlines()[0],
-                     "task": cfg["task"]["name"], "optimizer": cfg["optimizer"]["name"],
+                     "error": "" if not err else printable(err.splitlines()[0])[:MAX_ERROR] + ("…" if len(err) > MAX_ERROR else ""),
+                     "task": clean_name(cfg["task"]["name"]), "optimizer": clean_name(cfg["optimizer"]["name"]),
                      "seed": cfg.get("seed"), "setting": key, "overrides": list(rec.overrides),
                      "progress": _progress(rec.progress), "optimizer_class": optimizer_identity(rec),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
@@ -170,6 +171,22 @@ def _recorded_hparams(v: Any) -> dict:
     if isinstance(v, list) and v and isinstance(v[0], dict):
         v = v[0]
     return {k: x for k, x in v.items() if k != "params"} if isinstance(v, dict) else {}
+
+
+# The longest error line a report shows of a run (the full text stays in its run.json).
+MAX_ERROR = 300
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape sequences, newlines) shown as escapes."""
+    return "".join(c if unicodedata.category(c)[0] != "C" else repr(c)[1:-1] for c in text)
+
+
+def clean_name(name: str) -> str:
+    """A task or optimizer name as every output may show it: printable, and never read as a
+    formula by a spreadsheet opening summary.csv (a leading ``=``, ``+``, ``-``, ``@`` gets a ``'``)."""
+    name = printable(name)
+    return "'" + name if name[:1] in ("=", "+", "-", "@") else name
 
 
 def _progress(p: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import math
 import os
@@ -81,7 +82,10 @@ def _band_text(prof: Any, resampled: str, csv: str, coupled: str = "") -> str:
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "task"
+    """A file name stem for a task: readable, at most ~70 characters, and distinct for distinct
+    names (``a b`` and ``a/b`` both read ``a_b``: a hash of the name tells them apart)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_.")[:60] or "task"
+    return slug if slug == s else f"{slug}-{hashlib.sha1(s.encode()).hexdigest()[:8]}"
 
 
 def _rel(p: str) -> str:
@@ -95,7 +99,8 @@ def _rel(p: str) -> str:
 # --- blocks -> markdown / html ----------------------------------------------------------------
 
 def _md_cell(v: Any) -> str:
-    s = str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # ("](" escaped: a name like [x](http://...) or ![i](...) stays text, never a live link or image)
+    s = str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("](", "\\](").replace("][", "\\][")
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -169,19 +174,26 @@ def to_html(blocks: list[tuple], root: Path) -> str:
 # --- the report -------------------------------------------------------------------------------
 
 def _parse_target(target: str | float | None) -> dict[str, float] | float | None:
-    if target is None or isinstance(target, (int, float)):
+    if target is None:
         return target
+    bad = ReportError(f"bad --target {target!r}: expected a finite number or TASK=VALUE[,TASK=VALUE...]")
     try:
-        return float(target)
+        value = float(target)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise bad
+        return value
     out = {}
     for part in str(target).split(","):
         task, _, val = part.partition("=")
         try:
             out[task.strip()] = float(val)
         except ValueError:
-            raise ReportError(f"bad --target {target!r}: expected a number or TASK=VALUE[,TASK=VALUE...]") from None
+            raise bad from None
+        if not math.isfinite(out[task.strip()]):
+            raise bad
     return out
 
 
@@ -237,10 +249,12 @@ def _exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
     r = rs.runs
     done = r.index[(r["status"] == "completed") & (r["problem"] == "") & r["task"].isin(list(tasks))]
     s = scores.reindex(done)
-    for i in done[s["final"].isna().to_numpy()]:
+    final, best = s["final"].to_numpy(float), s["best"].to_numpy(float)
+    for i in done[~np.isfinite(final) | np.isinf(best)]:  # NaN, or ±inf that would enter a mean
         metric = tasks[r.at[i, "task"]].metric
-        r.at[i, "problem"] = (f"final {metric} is NaN" if pd.notna(s.at[i, "best"])
-                              else f"no finite {metric} value logged (all NaN or missing)")
+        r.at[i, "problem"] = (f"no finite {metric} value logged (all NaN or missing)" if pd.isna(s.at[i, "best"])
+                              else f"final {metric} is {s.at[i, 'final']:g}" if not np.isfinite(s.at[i, "final"])
+                              else f"{metric} reaches {s.at[i, 'best']:g}")
     if not ((r["status"] == "completed") & (r["problem"] == "")).any():
         raise ReportError(f"no usable run among {len(r)} run dir(s): no completed run has a finite "
                           f"value of its task's metric")
@@ -715,9 +729,11 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
     argument is invalid.
     """
     t0 = time.perf_counter()
+    if isinstance(formats, str):  # formats="md" as on the command line, not the letters m, d
+        formats = formats.split(",")
     formats = [f.strip() for f in formats if f.strip()]
-    if bad := [f for f in formats if f not in FORMATS]:
-        raise ReportError(f"bad --format {','.join(bad)}: expected md, html or md,html")
+    if (bad := [f for f in formats if f not in FORMATS]) or not formats:
+        raise ReportError(f"bad --format {','.join(bad)!r}: expected md, html or md,html")
     an = analyse(paths, metric, x, target, baseline, select, margin, family)
 
     outdir = Path(out)

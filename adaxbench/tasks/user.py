@@ -53,6 +53,10 @@ def check_task(cfg: Mapping[str, Any]) -> None:
     target = locate(cfg.get("_target_"), "task")
     if not callable(target):
         raise ConfigError(f"task._target_={cfg['_target_']!r} is not a class or function that builds a task")
+    lacking = [m for m in ("batches", "loss", "evaluate") if isinstance(target, type) and not hasattr(target, m)]
+    if lacking:  # a class must define the protocol's methods (its attributes may be set in __init__)
+        raise ConfigError(f"task._target_={cfg['_target_']!r} is not a task class: it lacks {', '.join(lacking)} "
+                          "of the task protocol (see adaxbench.tasks.base.Task)")
     check_arguments(target, arguments(cfg, TASK_META), "task", context=TASK_CONTEXT)
 
 
@@ -151,6 +155,23 @@ def check_image_parts(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any]) -> No
     elif isinstance(dataset, str) and _is_file_path(dataset) and not Path(dataset).expanduser().is_file():
         raise ConfigError(f"task.dataset={dataset}: no such file (expected a torch.save file of "
                           "train_x, train_y, test_x, test_y)")
+    elif isinstance(dataset, str) and _is_file_path(dataset) and not _looks_like_torch_save(Path(dataset).expanduser()):
+        raise ConfigError(f"task.dataset={dataset} is not a readable torch.save file (neither the zip archive nor "
+                          "the legacy pickle torch.save writes)")
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """The first bytes of what ``torch.save`` writes: a zip archive, or (before torch 1.6, or with
+    ``_use_new_zipfile_serialization=False``) a pickle of protocol 2 or later.  Cheap enough to
+    check before the run dir exists; the full load happens in the run."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and head[1] >= 2)
+    except OSError:
+        return False
 
 
 def build_user_model(cfg: Mapping[str, Any], num_classes: int, in_channels: int, image_size: int) -> nn.Module:

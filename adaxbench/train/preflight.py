@@ -212,6 +212,8 @@ def preflight(args: list[str]) -> None:
         raise ConfigError("--resolve works only together with --cfg")
     config_name = ns.config_name or CONFIG_NAME
     overrides = list(ns.overrides)
+    for directory in user_config_dirs(ns.config_dir, overrides):
+        check_user_configs(directory)
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
         mode = RunMode.MULTIRUN if ns.multirun else (hydra.get_mode(config_name, overrides) or RunMode.RUN)
         try:
@@ -219,6 +221,9 @@ def preflight(args: list[str]) -> None:
         except Exception as e:
             if full_error():
                 raise
+            if isinstance(e, RecursionError):
+                raise ConfigError("the configs include each other without end: a defaults list names its own "
+                                  "config (directly or through others)") from None
             if str(e).startswith("Could not override '"):
                 raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
             nulled = [o.split("=")[0].lstrip("+~") for o in overrides if o.endswith("=null") and "." not in o]
@@ -232,6 +237,8 @@ def preflight(args: list[str]) -> None:
             _check_job(cfg)
             check_output_dir(cfg.hydra.run.dir, "hydra.run.dir")
             return
+        check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")  # before composing every job
+        check_launcher_values(cfg.hydra.launcher)
         jobs = sweep_jobs(cfg, hydra.config_loader)
         if jobs is None:  # another sweeper (Optuna) proposes its jobs as it goes: check its search space
             _check_direction(cfg)
@@ -243,7 +250,107 @@ def preflight(args: list[str]) -> None:
                 if full_error():
                     raise
                 raise ConfigError(f"{hydra_error_line(e)} (in the sweep job {' '.join(job)})") from None
-        check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+# Launcher settings that count something (jobs, CPUs, minutes): a positive integer each.
+LAUNCHER_COUNTS = ("timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "nodes", "mem_gb",
+                   "array_parallelism", "max_num_timeout", "max_pack")
+
+
+def check_launcher_values(launcher: DictConfig) -> None:
+    """The launcher's counts, read as the launcher will read them (``${oc.env:...}`` resolved):
+    ``ADAXBENCH_SLURM_TIME_MIN=abc`` or ``hydra.launcher.n_jobs=0`` would fail after the sweep dir
+    exists, in the launcher's own code."""
+    import re
+
+    for key in [*LAUNCHER_COUNTS, "n_jobs"]:
+        if key not in launcher:
+            continue
+        raw = OmegaConf.to_container(launcher, resolve=False)[key]
+        env = re.match(r"\$\{oc\.env:(\w+)", raw) if isinstance(raw, str) else None
+        source = f" ({env.group(1)})" if env else ""
+        try:
+            value = launcher[key]
+        except Exception:  # a typed field that cannot hold the value (Hydra's launcher schemas)
+            value = os.environ.get(env.group(1), raw) if env else raw
+        if value is None and key != "n_jobs":
+            continue
+        number = isinstance(value, int) and not isinstance(value, bool)
+        if key == "n_jobs" and not (number and value != 0 or value is None):
+            raise ConfigError(f"hydra.launcher.n_jobs must be a non-zero integer (-1: all cores), got {value!r}")
+        if key != "n_jobs" and not (number and (value >= 1 or key == "max_num_timeout" and value >= 0)):
+            low = 0 if key == "max_num_timeout" else 1
+            raise ConfigError(f"hydra.launcher.{key} must be an integer >= {low}, got {value!r}{source}")
+
+
+def user_config_dirs(config_dir: str | None, overrides: list[str]) -> list[str]:
+    """The user's own config dirs: ``--config-dir`` and ``hydra.searchpath=[file://...]``."""
+    import re
+
+    dirs = [config_dir] if config_dir else []
+    for o in overrides:
+        if o.lstrip("+").startswith("hydra.searchpath="):
+            dirs += re.findall(r"file://([^,\]'\"]+)", o)
+    return [os.path.abspath(os.path.expanduser(d)) for d in dirs if os.path.isdir(os.path.expanduser(d))]
+
+
+# A config file expanding (YAML aliases followed) to more nodes than this is refused: an alias
+# bomb of a few lines would otherwise expand without end inside Hydra.
+MAX_CONFIG_NODES = 100_000
+
+
+def check_user_configs(directory: str) -> None:
+    """Every YAML file under a user's config dir: UTF-8, a mapping, bounded when its aliases are
+    expanded, and not naming itself in its defaults list.  Hydra's own messages for these
+    are opaque (or it recurses, or hangs)."""
+    import yaml
+
+    for root, _, files in os.walk(directory):
+        for name in sorted(f for f in files if f.endswith((".yaml", ".yml"))):
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                                  "save it as UTF-8") from None
+            try:
+                node = yaml.compose(text, Loader=yaml.SafeLoader)
+            except yaml.YAMLError:
+                continue  # Hydra reports the syntax error with its line (hydra_error_line)
+            if node is None:
+                continue
+            if _expanded_size(node, {}) > MAX_CONFIG_NODES:
+                raise ConfigError(f"{path} expands to more than {MAX_CONFIG_NODES} values (YAML aliases); "
+                                  "refusing to load it")
+            if not isinstance(node, yaml.MappingNode):
+                kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+                group = os.path.relpath(path, directory)
+                raise ConfigError(f"{group} is {kind}; a config file must be a mapping of keys (in {directory})")
+            stem, group = os.path.splitext(name)[0], os.path.relpath(root, directory)
+            for key, value in node.value:
+                if key.value == "defaults" and isinstance(value, yaml.SequenceNode):
+                    names = {item.value for item in value.value if isinstance(item, yaml.ScalarNode)}
+                    if names & {stem, f"/{group}/{stem}"}:
+                        raise ConfigError(f"{path} includes itself in its defaults list")
+
+
+def _expanded_size(node, sizes: dict) -> float:
+    """How many nodes ``node`` becomes once every alias is copied (memoised: linear time)."""
+    import yaml
+
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1  # (a recursive alias counts once)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
 
 
 def _group_set_to_null(group: str, hydra: Any) -> str:
@@ -329,6 +436,12 @@ def hydra_error_line(e: BaseException) -> str:
         return f"config '{missing}' not found ({_first_line(msg)})"
     if isinstance(e, OverrideParseException):
         lines = [line.strip() for line in msg.splitlines() if line.strip()]
+        odd = next((c for c in msg if ord(c) > 127), None)
+        if odd is not None:  # the lexer shows a caret, never the character: name it
+            import unicodedata
+            return (f"{odd!r} (U+{ord(odd):04X} {unicodedata.name(odd, 'unnamed')}) in {lines[0].split(': ', 1)[-1]} "
+                    "is not part of Hydra's override syntax; type it in ASCII or quote the value "
+                    "(KEY='VALUE') for a string")
         return "; ".join(lines[:2]) + " (write KEY=VALUE, quote values with spaces or special characters)"
     if isinstance(e, SearchPathException):
         return _first_line(msg)

@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import os
+import tempfile
 import typing
 import warnings
 from pathlib import Path
@@ -42,6 +43,9 @@ UNSET = "???"
 # checks apply to it (finite numbers, lr > 0) plus its own constructor's checks.
 BUILTIN_OPTIMIZER_MODULES = ("torch.optim", "adaxbench.optim")
 PRECISIONS = ("fp32", "bf16")
+# The largest seed: each epoch's data order is drawn from a torch.Generator seeded with
+# seed * 1_000_003 + epoch (runner.epoch_generator), which must fit in a signed 64-bit integer.
+MAX_SEED = 2**63 // 1_000_003 - 1
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
 
 
@@ -201,6 +205,8 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
             raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{hint}; "
                               f"accepted: {', '.join(accepted) or '(none)'}")
         if builtin:
+            if key == "eps" and isinstance(value, list) and not isinstance(params["eps"].default, tuple):
+                _number("optimizer.eps", value, low=0)  # a pair only where the class takes one (Adafactor)
             _check_hyper(key, value)
         else:
             _finite_numbers(f"optimizer.{key}", value)
@@ -525,7 +531,8 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         if node is not None and not isinstance(node, Mapping):
             raise ConfigError(f"{key} must be a mapping of {key} settings, got {node!r}")
     check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig)
-    _int("seed", cfg.get("seed", 0), low=0)
+    if _int("seed", cfg.get("seed", 0), low=0) > MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")
     check_task(task)
     opt = cfg.get("optimizer")
@@ -547,9 +554,14 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     if limit is not None and task.get("kind") == "image" and isinstance(batch, int) and limit < batch:
         raise ConfigError(f"trainer.train_limit={limit} is smaller than task.batch_size={batch}: no full batch to "
                           f"train on; use trainer.train_limit >= {batch} or a smaller task.batch_size")
-    if tr.get("optimizer_impl", "auto") not in OPTIMIZER_IMPLS:
-        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, "
-                          f"got {tr.get('optimizer_impl')!r}")
+    impl = tr.get("optimizer_impl", "auto")
+    if impl not in OPTIMIZER_IMPLS:
+        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
+    cls = optimizer[0]
+    if impl in ("fused", "foreach") and impl not in inspect.signature(cls.__init__).parameters:
+        # (whether the device supports it is known only where the run starts: choose_impl)
+        raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} (it has no {impl} "
+                          "argument); use auto, foreach or forloop")
     if tr.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {tr.get('precision')!r}")
     try:
@@ -571,7 +583,10 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
 
 def check_output_dir(path: str | os.PathLike, key: str) -> None:
     """The run (or sweep) directory can be created and written: its nearest existing
-    ancestor is a writable directory (nothing is created here)."""
+    ancestor is a writable directory in which a directory can be made (a probe, removed again:
+    /proc and read-only mounts pass os.access as root)."""
+    if not str(path).strip():
+        raise ConfigError(f"{key} is empty; give a directory (leave {key} out for the default runs/DATE/TIME)")
     path = Path(path).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{key}={path} is a file, not a directory; choose another {key}")
@@ -582,6 +597,10 @@ def check_output_dir(path: str | os.PathLike, key: str) -> None:
         raise ConfigError(f"{key}={path} cannot be created: {probe} is a file; choose another {key}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={path} cannot be written: no write permission in {probe}; choose another {key}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".adaxbench-probe-", dir=probe))
+    except OSError as e:
+        raise ConfigError(f"{key}={path} cannot be created: {e.strerror or e} in {probe}; choose another {key}") from None
 
 
 def resolve_device(spec: Any) -> torch.device:

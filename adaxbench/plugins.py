@@ -36,15 +36,24 @@ BUILTIN_PACKAGES = ("adaxbench", "torch", "torchvision")
 DENIED_TARGETS = ("builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__", "builtins.open",
                   "builtins.breakpoint", "os.system", "os.popen", "os.exec", "os.spawn", "os.posix_spawn", "os.fork",
                   "os.kill", "os.remove", "os.unlink", "os.rmdir", "os.rename", "os.replace", "os.truncate",
-                  "os.chmod", "os.chown", "os.putenv", "shutil.rmtree", "shutil.move", "importlib.import_module")
+                  "os.chmod", "os.chown", "os.putenv", "shutil.rmtree", "shutil.move", "importlib.import_module",
+                  # loaders that unpickle (run code from) a file a config names, and code compilers
+                  "torch.load", "torch.serialization", "torch.hub", "torch.package", "torch.utils.cpp_extension",
+                  "numpy.load", "numpy.lib.npyio", "numpy.lib._npyio_impl", "numpy.lib.format", "pandas.read_pickle",
+                  "joblib.load", "joblib.numpy_pickle")
 DENIED_MODULES = ("subprocess", "pty", "runpy", "code", "codeop", "ctypes", "pickle", "_pickle", "marshal", "shelve",
-                  "multiprocessing", "pdb", "webbrowser")
+                  "multiprocessing", "pdb", "webbrowser", "dill", "cloudpickle", "_winapi")
 
 
 def _denied(name: str) -> bool:
     if name.startswith(("posix.", "nt.")):
         name = "os." + name.partition(".")[2]
-    return name.startswith(DENIED_TARGETS) or name.split(".")[0] in DENIED_MODULES
+    parts = name.split(".")
+    # any module or function about pickles or subprocesses (pandas.io.pickle, _posixsubprocess.fork_exec,
+    # asyncio.create_subprocess_shell, ...), whatever package it lives in
+    if any("pickle" in p.lower() or "subprocess" in p.lower() for p in parts):
+        return True
+    return name.startswith(DENIED_TARGETS) or parts[0] in DENIED_MODULES
 
 
 def _hydra_resolve(target: str, key: str) -> Any:

@@ -69,7 +69,8 @@ run_task() {
   for arm in "${ARMS[@]}"; do arm_config "${task}_$arm" "$arm" "${tuned[$arm]}"; done
   arm_config "${task}_adam" adam "${tuned[sched_adam]}"        # the harness checks, untuned
   arm_config "${task}_adax" adax "${tuned[sched_adax_nobc]}"
-  sweep "$ROOT/eval/$task" task="$task" "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
+  # The arms choose their optimizer: the preset's optimizer sweep is dropped for this sweep.
+  sweep "$ROOT/eval/$task" task="$task" '~hydra.sweeper.params.optimizer' "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
 }
 
 mkdir -p "$ROOT/log"

@@ -73,7 +73,11 @@ def test_allowed_target_still_meets_the_target_policy(tmp_path):
 
 @pytest.mark.parametrize("target", ["os.system", "posix.system", "logging.os.system", "builtins.eval", "builtins.exec",
                                     "subprocess.run", "subprocess.Popen", "os.popen", "os.execv", "pickle.loads",
-                                    "shutil.rmtree", "importlib.import_module", "runpy.run_path"])
+                                    "shutil.rmtree", "importlib.import_module", "runpy.run_path",
+                                    # unpicklers and compilers outside the pickle module
+                                    "pandas.read_pickle", "torch.load", "numpy.load", "torch.hub.load",
+                                    "torch.utils.cpp_extension.load_inline", "asyncio.create_subprocess_shell",
+                                    "_posixsubprocess.fork_exec", "joblib.load"])
 def test_target_policy_refuses_command_and_code_runners(target):
     with pytest.raises(ConfigError, match="is refused") as e:
         locate(target, "task")

@@ -434,10 +434,10 @@ def verdict_text(row: Mapping[str, Any]) -> str:
         return f"equivalent within {ms}"
     if v != "inconclusive":
         return v + (" (exact)" if row["test"] == "exact" else "") + (f" ({diverged})" if diverged else "")
+    if row["test"] != "exact" and row["n"] < MIN_SEEDS_STAR:
+        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds" + (f"; {diverged}" if diverged else "")
     if diverged:
         return f"inconclusive: {diverged}"
-    if row["test"] != "exact" and row["n"] < MIN_SEEDS_STAR:
-        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds"
     if not ms:
         return f"inconclusive ({NO_MARGIN})"
     n = row["seeds_needed"]

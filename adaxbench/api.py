@@ -74,6 +74,38 @@ def _target(obj: Any, what: str) -> str:
     return f"{obj.__module__}.{qualname}"
 
 
+def _hyperparameter(key: str, v: Any) -> Any:
+    """A hyperparameter as config: a class (SAM's ``base_optimizer=torch.optim.SGD``) becomes the
+    config the command line writes for it; anything a config cannot hold is one line."""
+    from .train.validate import ConfigError
+
+    if isinstance(v, type):
+        return {"_target_": "hydra.utils.get_class", "path": _target(v, f"hyperparameter {key}")}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return type(v)(_hyperparameter(key, x) for x in v)
+    if isinstance(v, dict):
+        return {k: _hyperparameter(f"{key}.{k}", x) for k, x in v.items()}
+    raise ConfigError(f"hyperparameter {key}={type(v).__name__} object cannot be recorded in a config; pass "
+                      "numbers, strings, lists, dicts or a class (e.g. base_optimizer=torch.optim.SGD)")
+
+
+def _run_loggers(logger: Any) -> list:
+    """The RunLogger instances among ``run(logger=...)`` (a name is a config, chosen by override)."""
+    from .train.loggers import RunLogger
+    from .train.validate import ConfigError
+
+    if logger is None or isinstance(logger, str):
+        return []
+    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    for item in items:
+        if not isinstance(item, RunLogger):
+            raise ConfigError(f"logger must be a logger config name, a RunLogger instance or a list of them, "
+                              f"got {type(item).__name__}")
+    return items
+
+
 def _default_run_dir() -> Path:
     """runs/DATE/TIME as on the command line; a suffix when several runs start in one second."""
     now = datetime.now()
@@ -129,7 +161,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
 
 def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, task: str | type | None = None,
         name: str | None = None, run_dir: str | os.PathLike | None = None, config_dir: str | os.PathLike | None = None,
-        resume: bool = False, **hyperparameters: Any) -> RunOutcome:
+        resume: bool = False, logger: Any = None, **hyperparameters: Any) -> RunOutcome:
     """Train one run and record it like ``adaxbench run`` does.
 
     ``optimizer``: a config name (``"adax"``) or a ``torch.optim.Optimizer`` subclass;
@@ -138,6 +170,8 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     ``task``: a task config name, or your own task class (see docs/how-to/your-task.md).
     ``name``: the optimizer's recorded name (default: the config name or the class name).
     ``run_dir``: default ``runs/DATE/TIME``; ``resume=True`` continues a run dir.
+    ``logger``: a logger config name (``"tensorboard"``), or a ``RunLogger`` instance or a list of them
+    (your own, called with the run's metrics as they are logged).
 
     Returns a ``RunOutcome``.  A bad config raises ``ConfigError`` (one line), before any
     training; a run that diverges or crashes is a recorded outcome, not an exception.
@@ -155,6 +189,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
                           f"got {optimizer!r}")
     if not (task is None or isinstance(task, str) or isinstance(task, type) or callable(task)):
         raise ConfigError(f"task must be a task config name (e.g. 'quadratic_deep') or your task class, got {task!r}")
+    hyperparameters = {k: _hyperparameter(k, v) for k, v in hyperparameters.items()}
     extra: list[str] = []
     if isinstance(task, str):
         extra.append(f"task={task}")
@@ -162,6 +197,9 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         extra += ["task=custom", f"task._target_={_target(task, 'task')}"]
     if isinstance(optimizer, str):
         extra.append(f"optimizer={optimizer}")
+    if isinstance(logger, str):
+        extra.append(f"logger={logger}")
+    instances = _run_loggers(logger)
     extra += [f"++optimizer.{k}={_value(v)}" for k, v in hyperparameters.items()]
     if name is not None:
         extra.append(f"++optimizer.name={_value(name)}")
@@ -187,7 +225,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         OmegaConf.save(OmegaConf.create(recorded), hydra_dir / "overrides.yaml")
     _ensure_console()
     try:
-        result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True)
+        result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True, loggers=instances)
     except Interrupted as e:
         raise KeyboardInterrupt(f"run interrupted ({e}); progress saved in {run_dir}") from None
     try:

@@ -50,9 +50,18 @@ def run_job(cfg):
     here, where nothing heavy is imported: importing the runner (torch) takes seconds, and
     a time-limit signal in that window would kill the job instead of requeueing it.
     """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from .train.runner import main_from_hydra
 
-    return main_from_hydra(cfg)
+    status = main_from_hydra(cfg)
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return status
+    from .report.best import sweep_score  # what an optimizing sweeper (Optuna) is told
+
+    return sweep_score(hc.runtime.output_dir, hc.sweeper)
 
 
 def cmd_run(args: list[str], print_best: bool = True) -> int:

@@ -239,13 +239,21 @@ class RunRecord:
     throughput: dict[str, Any] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     final: dict[str, float | None] = field(default_factory=dict)
+    # The optimizer that ran: its class (module.qualname, however the config named it) and the
+    # hyperparameters of its built param groups, class defaults included (absent in older records).
+    optimizer_class: str | None = None
+    optimizer_hparams: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    FIELDS = ("status", "error", "config", "overrides", "env", "timing", "throughput", "progress", "final")
+    FIELDS = ("status", "error", "config", "overrides", "env", "timing", "throughput", "progress", "final",
+              "optimizer_class", "optimizer_hparams")
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
         d["status"] = Status(self.status).value
+        for k in ("optimizer_class", "optimizer_hparams"):  # older records have neither: round-trip them
+            if not d[k]:
+                del d[k]
         return {**d, **self.extra}
 
     def write(self, run_dir: str | os.PathLike) -> None:
@@ -270,6 +278,10 @@ class RunRecord:
         overrides = d.get("overrides", [])
         _expect(isinstance(overrides, list) and all(isinstance(o, str) for o in overrides), "overrides",
                 "a list of strings", overrides)
+        _expect(d.get("optimizer_class") is None or isinstance(d["optimizer_class"], str), "optimizer_class",
+                "a string or null", d.get("optimizer_class"))
+        hparams = d.get("optimizer_hparams")  # an object; a list of param groups is read as its first
+        _expect(hparams is None or isinstance(hparams, (dict, list)), "optimizer_hparams", "an object", hparams)
         for name in ("env", "timing", "throughput", "progress", "final"):
             v = d.get(name, {})
             _expect(v is None or isinstance(v, dict), name, "an object", v)
@@ -286,7 +298,7 @@ class RunRecord:
         for k, v in (d.get("final") or {}).items():
             _expect(v is None or _is_number(v), f"final.{k}", "a number or null", v)
         known = {k: d.get(k) for k in cls.FIELDS if k in d}
-        for k in ("env", "timing", "throughput", "progress", "final"):
+        for k in ("env", "timing", "throughput", "progress", "final", "optimizer_hparams"):
             known[k] = known.get(k) or {}
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
@@ -418,8 +430,32 @@ BOOKKEEPING = (
     "seed", "resume", "data.root", "data.download",
     "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.keep_checkpoint",
     "trainer.log_every", "trainer.eval_batch_size", "trainer.optimizer_impl", "trainer.compile",
-    "trainer.channels_last", "trainer.threads", "logger",
+    "trainer.channels_last", "trainer.threads", "logger", "optimizer.allow_extra", "optimizer.create_graph",
 )
+
+# Optimizer classes shipped with these packages are named by their configs' fixed _target_ paths.
+_SHIPPED = ("adaxbench", "torch", "torchvision")
+
+
+def optimizer_identity(record: RunRecord) -> str | None:
+    """The class a run's optimizer was, whichever path its config named it by (``pytorch_optimizer.Lion``
+    and ``pytorch_optimizer.optimizer.lion.Lion`` are one class): ``optimizer_class``, else (older
+    records) the provenance of a user's optimizer; None for the shipped optimizers' fixed paths."""
+    cls = record.optimizer_class
+    if cls is None:
+        prov = (record.env.get("plugins") or {}).get("optimizer") or {}
+        if prov.get("module") and prov.get("qualname"):
+            cls = f"{prov['module']}.{prov['qualname']}"
+    return None if cls is None or cls.split(".")[0] in _SHIPPED else cls
+
+
+def identity_config(record: RunRecord) -> dict[str, Any]:
+    """The record's config with the optimizer's ``_target_`` as its class's one identity (what the
+    user wrote stays in run.json), so runs of one class pool however they named it."""
+    cls = optimizer_identity(record)
+    if cls is None or not isinstance(record.config.get("optimizer"), dict):
+        return record.config
+    return {**record.config, "optimizer": {**record.config["optimizer"], "_target_": cls}}
 
 
 def is_bookkeeping(key: str) -> bool:

@@ -92,7 +92,7 @@ CATALOGUE = [
     (["hydra/launcher=unknown"], "unknown hydra/launcher 'unknown'; available: basic"),
     (["task=null"], "task=null: a config group is chosen by name; choose one of cifar100_3c3d"),
     (["optimizer=null"], "optimizer=null: a config group is chosen by name; choose one of adafactor"),
-    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, beta2_ablation_cpu, beta2_ablation_gpu, beta2_ablation_v2, deepobs_small, deepobs_validation, lr_tuning, reddi, or leave "
+    (["experiment=null"], "choose one of adax_paper_cifar10, beta2_ablation, beta2_ablation_cpu, beta2_ablation_gpu, beta2_ablation_v2, deepobs_small, deepobs_validation, lr_tuning, lr_tuning_optuna, reddi, or leave "
                           "experiment out"),
     (["lr_schedule=null"], "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule)"),
     (["~task"], "task is missing; choose one with task=NAME"),
@@ -310,7 +310,8 @@ def user_module(tmp_path, monkeypatch):
 
 def test_user_optimizer_with_kwargs(user_module, tmp_path, capsys):
     info, _ = _run(capsys, tmp_path, "optimizer=custom", "optimizer._target_=mypkg_valid.KwargsSGD",
-                   "optimizer.lr=0.01", "+optimizer.momentum=0.9", "+optimizer.my_flag=true")
+                   "optimizer.lr=0.01", "+optimizer.momentum=0.9", "+optimizer.my_flag=true",
+                   "optimizer.allow_extra=true")  # keys only **kwargs takes: refused unless allowed
     import mypkg_valid
     assert mypkg_valid.SEEN == {"momentum": 0.9, "my_flag": True}  # passed through **kwargs
     assert info["config"]["optimizer"]["name"] == "KwargsSGD"
@@ -393,7 +394,8 @@ def test_user_optimizer_from_pythonpath_console_script(tmp_path):
     env.pop("HYDRA_FULL_ERROR", None)
     script = Path(sys.executable).parent / "adaxbench"
     proc = subprocess.run([str(script), "run", "optimizer=custom", "optimizer._target_=mypkg_valid.KwargsSGD",
-                           "optimizer.lr=0.01", "+optimizer.momentum=0.9", f"hydra.run.dir={tmp_path}/run", *TINY],
+                           "optimizer.lr=0.01", "+optimizer.momentum=0.9", "optimizer.allow_extra=true",
+                           f"hydra.run.dir={tmp_path}/run", *TINY],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     info, _ = read_run(tmp_path / "run")

@@ -105,7 +105,7 @@ def check_schedule_target(cfg: Mapping[str, Any]) -> None:
 def _check_takes_step(fn: Callable, kwargs: Mapping[str, Any], name: str) -> None:
     """A step -> factor callable is called as ``fn(step, **kwargs)``: it must take the step."""
     from ..plugins import _signature, accepts
-    from ..train.validate import ConfigError
+    from ..errors import ConfigError
 
     context = {k: 1 for k in SCHEDULE_CONTEXT if k not in kwargs and accepts(fn, k)}  # the runner fills these in
     try:

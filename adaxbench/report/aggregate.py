@@ -573,7 +573,8 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     agg = agg.merge(scored[["task", "setting", "score", "is_best"]].rename(columns={"score": "sel_mean"}),
                     on=["task", "setting"], how="left")
     agg["is_best"] = agg["is_best"].fillna(False).astype(bool)
-    agg = agg.sort_values(["task", "optimizer", "label"], kind="stable").reset_index(drop=True)
+    agg = agg.sort_values(["task", "optimizer", "label"], kind="stable",  # names case-insensitively: adam, AdaX, Lion
+                          key=lambda c: c.astype(str).str.lower()).reset_index(drop=True)
     agg["is_baseline"] = agg["is_best"] & (agg["optimizer"] == baseline)
     compare_to_baseline(agg, tasks, family)
     add_divergence(agg, rs.settings)

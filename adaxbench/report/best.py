@@ -8,6 +8,7 @@ rerun it with more seeds.  ``--write`` emits those reruns as a ready-to-launch s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -95,7 +96,8 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
                                              None if runner is None else by_seed(runner["setting"])),
                      "runner_up": None if runner is None else runner["setting"]})
     best = pd.DataFrame(rows)
-    best.attrs["warnings"] = grid_edge_warnings(scored, rs.settings)
+    # A sampled search (Optuna) tries continuous values: "the largest tried" says nothing of a grid.
+    best.attrs["warnings"] = grid_edge_warnings(scored[~scored["setting"].isin(sampled_settings(df))], rs.settings)
     best.attrs["scored"] = scored.assign(metric=scored["task"].map(lambda t: infos[t].metric))
     best.attrs["labels"] = {k: v for _, g in scored.groupby("task") for k, v in setting_labels(g, rs.settings).items()}
     return best, excluded
@@ -151,6 +153,46 @@ def margin_text(row: Any, labels: dict[str, str] | None = None) -> str:
         return f"{head}; {noise}: tied within noise (margin < {TIE_SE:g} SE)"
     ratio = f"{row.margin / row.noise:.1f} SE" if row.noise > 0 else "every seed agrees"
     return f"{head}; {noise}: margin = {ratio}"
+
+
+def run_score(run_dir: str | Path, direction: str | None = None) -> float:
+    """The selection score of one run, as ``best`` scores it (``--mode final``): what a sweep job
+    returns to an optimizing sweeper (Optuna).  A diverged, failed or unscored run gets the worst
+    value for ``direction`` (``minimize``: +inf, ``maximize``: -inf; default: the metric's own
+    direction), so the study goes on and never prefers it."""
+    score, maximize = math.nan, direction == "maximize"
+    try:
+        row = select_best(load_runs([run_dir]))[0].iloc[0]
+        score = float(row["score"])
+        maximize = higher_is_better(row["metric"]) if direction is None else maximize
+    except ReportError:
+        pass
+    return score if math.isfinite(score) else worst_value(maximize)
+
+
+def sweep_score(run_dir: str | Path, sweeper: Any) -> float:
+    """What a sweep job returns to its sweeper (``hydra.sweeper`` config): the run's selection score,
+    the worst value for the sweeper's ``direction`` where the run diverged or failed (Optuna's study
+    goes on).  The basic sweeper ignores it."""
+    direction = sweeper.get("direction") if "direction" in sweeper else None
+    return run_score(run_dir, str(direction) if isinstance(direction, str) else None)
+
+
+def sampled_sweep(run_dir: str | Path) -> bool:
+    """Whether the run came from a sweeper that samples a search space (Optuna...) rather than
+    the basic sweeper's grid, read from its ``.hydra/hydra.yaml``."""
+    try:
+        from omegaconf import OmegaConf
+        target = OmegaConf.load(Path(run_dir) / ".hydra" / "hydra.yaml").hydra.sweeper.get("_target_", "")
+    except Exception:  # no Hydra record (the Python API), or an unreadable one: a grid
+        return False
+    return bool(target) and not target.endswith("BasicSweeper")
+
+
+def sampled_settings(runs: pd.DataFrame) -> set[str]:
+    """The settings (of ``runs``: columns setting, path) that a sampling sweeper proposed."""
+    first = runs.drop_duplicates("setting")
+    return {row.setting for row in first.itertuples() if sampled_sweep(row.path)}
 
 
 def best_settings(sweep_dir: str | Path, metric: str | None = None, mode: str = "final") -> pd.DataFrame:
@@ -275,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         "Best setting per task x optimizer of a tuning sweep, scored on the validation split "
         "(mean over seeds; a diverged seed scores worst)."))
     parser.add_argument("sweep_dir")
-    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's validation "
-                        "metric, valid/<the task's metric>; tasks without it fall back to valid/loss)")
+    parser.add_argument("--metric", default=None, help="SPLIT/METRIC to select on (default: each task's "
+                        "task.select_metric, else valid/<the task's metric>, else train/<the task's metric>; where none "
+                        "of them is logged, valid/loss, else train/loss)")
     parser.add_argument("--mode", choices=("final", "best"), default="final",
                         help="score a run by its final or its best evaluation (default %(default)s)")
     parser.add_argument("--write", metavar="FILE", help="write the reruns as a ready-to-launch shell script")
@@ -294,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ReportError(f"--seeds must be in [1, {MAX_SEEDS}], got {args.seeds}")
         if args.write:
             _check_script_path(args.write)
-        best, excluded = select_best(load_runs([args.sweep_dir]), args.metric, args.mode)
+        rs = load_runs([args.sweep_dir])
+        best, excluded = select_best(rs, args.metric, args.mode)
         script = None
         if args.write:
             root = args.rerun_dir or str(Path(args.sweep_dir).resolve()) + "_best"
@@ -307,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row.task:18s} {row.optimizer:16s} {row.metric} ({row.mode}) = {row.score:.4g} "
               f"[{row.seeds} seed(s){extra}; best of {row.settings_tried}]  {' '.join(row.overrides)}")
         print(f"{'':35s} {margin_text(row, best.attrs['labels'])}")
+    for note in rs.notes:  # e.g. two classes of one name, told apart
+        print(f"adaxbench best: note: {note}", file=sys.stderr)
     for w in best.attrs.get("warnings", []):
         print(f"adaxbench best: warning: {w}", file=sys.stderr)
     if len(excluded):

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..rundir import FINISHED, METRICS_FILE, RUN_FILE, read_metrics, read_record, setting_of, setting_key
+from ..rundir import (FINISHED, METRICS_FILE, RUN_FILE, identity_config, optimizer_identity, read_metrics, read_record,
+                      setting_of, setting_key)
 
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
@@ -50,6 +51,7 @@ class RunSet:
     # (RECORDED_HPARAMS), else {}.
     recorded: list[dict] = field(default_factory=list)
     _index: dict | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. optimizers renamed to tell classes apart
 
     def _rows(self) -> dict:
         if self._index is None:  # row positions per (split, metric), built in one pass
@@ -104,23 +106,24 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         if rec is None:  # listed under "Runs not included" with the reason
             rows.append({"run": i, "path": str(d), "status": "unreadable", "problem": problem, "error": "",
                          "task": "", "optimizer": "", "seed": None, "setting": "", "overrides": [],
-                         "progress": ""})
+                         "progress": "", "optimizer_class": None})
             configs.append({})
             recorded.append({})
             continue
         cfg = rec.config
-        key = setting_key(cfg)
-        settings.setdefault(key, setting_of(cfg))
+        key = setting_key(identity_config(rec))
+        settings.setdefault(key, setting_of(identity_config(rec)))
         err = rec.error
         rows.append({"run": i, "path": str(d), "status": rec.status.value, "problem": "",
                      "error": "" if not err else printable(err.splitlines()[0])[:MAX_ERROR] + ("…" if len(err) > MAX_ERROR else ""),
                      "task": clean_name(cfg["task"]["name"]), "optimizer": clean_name(cfg["optimizer"]["name"]),
                      "seed": cfg.get("seed"), "setting": key, "overrides": list(rec.overrides),
-                     "progress": _progress(rec.progress),
+                     "progress": _progress(rec.progress), "optimizer_class": optimizer_identity(rec),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
-        recorded.append(_recorded_hparams(rec.extra.get(RECORDED_HPARAMS)))
+        recorded.append(_recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)))
     runs = pd.DataFrame(rows).set_index("run", drop=False)
+    notes = _tell_classes_apart(runs)
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
     want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"]]
@@ -144,7 +147,22 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                                 [("run", "int32"), ("step", "int64"), ("epoch", "float64"),
                                  ("time", "float64"), ("split", "category"), ("metric", "category"),
                                  ("value", "float64")]})
-    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, recorded=recorded)
+    return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, recorded=recorded,
+                  notes=notes)
+
+
+def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
+    """Two different classes recorded under one name (a user's ``lion.Lion`` and
+    ``pytorch_optimizer.Lion``) are two optimizers: rename them module-qualified, and say so."""
+    notes = []
+    classes = runs[runs["optimizer_class"].notna()].groupby("optimizer")["optimizer_class"].unique()
+    for name, found in classes.items():
+        if len(found) > 1:
+            rows = runs["optimizer"].eq(name) & runs["optimizer_class"].notna()
+            runs.loc[rows, "optimizer"] = runs.loc[rows, "optimizer_class"]
+            notes.append(f"optimizer {name} names {len(found)} different classes ({', '.join(sorted(found))}): "
+                         "each is reported under its module-qualified name")
+    return notes
 
 
 def _recorded_hparams(v: Any) -> dict:

@@ -24,6 +24,7 @@ from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileB
                         performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
                         task_infos, verdict_text, NO_MARGIN)
 from ..rundir import atomic_write, effective_epochs, effective_lr_schedule, write_text
+from .best import sampled_settings
 from .load import ReportError, RunSet, load_runs
 from .published_curves import spread_line
 from .references import load_references, references_for
@@ -414,8 +415,9 @@ def analyse(paths: Iterable[str | os.PathLike], metric: str | None = None, x: st
     for name in tasks:
         a = agg[agg["task"] == name]
         multi = a.groupby("optimizer")["setting"].transform("size") > 1
-        an.edge_warnings[name] = (grid_edge_warnings(a[multi].rename(columns={"sel_mean": "score"}), rs.settings)
-                                  if multi.any() else [])
+        grid = multi & ~a["setting"].isin(sampled_settings(rs.runs[rs.runs["setting"].isin(a["setting"])]))
+        an.edge_warnings[name] = (grid_edge_warnings(a[grid].rename(columns={"sel_mean": "score"}), rs.settings)
+                                  if grid.any() else [])  # an Optuna search samples: it has no grid edge
     if len(tasks) >= 2:
         joined = rs.runs.join(scores, how="left")
         an.norm = normalised_scores(joined, agg, tasks)

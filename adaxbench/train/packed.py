@@ -89,7 +89,7 @@ def pack_key(cfg: DictConfig) -> str | None:
         return None
     # Users' code (a task, model, dataset or lr schedule by _target_) and live loggers run alone.
     if "_target_" in json.dumps(plain.get("task")) or "_target_" in effective_lr_schedule(plain) or \
-            (plain.get("logger") or {}).get("name", "none") != "none":
+            (plain.get("logger") or {"name": "none"}) != {"name": "none"}:
         return None
     for key in PER_MEMBER_KEYS:
         plain.pop(key, None)
@@ -97,14 +97,28 @@ def pack_key(cfg: DictConfig) -> str | None:
     return json.dumps(plain, sort_keys=True, default=str)
 
 
+def _elementwise(cfg: DictConfig) -> bool:
+    try:
+        return optimizer_kwargs(cfg.optimizer)[0] in ELEMENTWISE
+    except Exception:  # a config error: the runner reports it
+        return True
+
+
 def plan(configs: Sequence[DictConfig], max_pack: int) -> list[list[int]]:
     """Split jobs (by position) into groups: packs of equal ``pack_key``, at most ``max_pack``
     each, and single unpackable jobs; ordered by their first job."""
     groups: list[list[int]] = []
     open_packs: dict[str, list[int]] = {}
+    told: set[str] = set()
     for i, cfg in enumerate(configs):
         key = pack_key(cfg)
         if key is None:
+            target = str(cfg.optimizer.get("_target_"))
+            if target not in told and not _elementwise(cfg):
+                told.add(target)
+                log.info("%s runs unpacked: packs step their members' stacked tensors at once, which equals "
+                         "stepping each member only for optimizers known to update every coordinate from its own "
+                         "gradient and state (%s)", target, ", ".join(c.__name__ for c in ELEMENTWISE))
             groups.append([i])
             continue
         pack = open_packs.get(key)
@@ -411,6 +425,7 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         kwargs, run.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         m.spec = (cls, kwargs)
         m.optimizer = cls(m.model.parameters(), **kwargs)
+        run.record_optimizer(m.optimizer)
         m.scheduler = LambdaLR(m.optimizer, lr_lambda)
         try:
             resumed = resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler)

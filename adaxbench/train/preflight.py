@@ -124,6 +124,63 @@ def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def _candidates(override: Any) -> list[str]:
+    """The values of a sweep override worth checking: every choice and range value, an interval's
+    bounds (Optuna samples floats from [low, high), integers from [low, high])."""
+    import math
+
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not override.is_sweep_override():
+        return [override.get_value_element_as_str()]
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        low, high = value.start, value.end
+        if isinstance(low, float) or isinstance(high, float):
+            high = math.nextafter(float(high), float(low))
+        return [repr(low), repr(high)]
+    return list(override.sweep_string_iterator())
+
+
+def search_space_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]]:
+    """Jobs that together reach every bound and choice of a sampling sweeper's search space
+    (``hydra.sweeper.params`` and the command line's sweeps): the first value of every key, then
+    each other value of one key at a time."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+    arguments = params + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
+    values: dict[str, list[str]] = {}
+    for override in OverridesParser.create(config_loader=config_loader).parse_overrides(arguments):
+        values[override.get_key_element()] = _candidates(override)  # the command line wins
+    first = {key: vals[0] for key, vals in values.items()}
+    jobs = [[f"{k}={v}" for k, v in first.items()]]
+    for key, vals in values.items():
+        jobs += [[f"{k}={v if k != key else other}" for k, v in first.items()] for other in vals[1:]]
+    return jobs
+
+
+def _check_direction(cfg: DictConfig) -> None:
+    """An optimizing sweeper's direction must agree with the metric its jobs return (``best``'s
+    selection metric: accuracies are maximised, losses minimised)."""
+    direction = cfg.hydra.sweeper.get("direction")
+    if direction is None:
+        return
+    if not isinstance(direction, str) or direction not in ("minimize", "maximize"):
+        raise ConfigError(f"hydra.sweeper.direction must be minimize or maximize (adaxbench returns one score per "
+                          f"run: its selection metric), got {direction}")
+    task = cfg.get("task")
+    if not isinstance(task, DictConfig) or "_target_" in task:
+        return  # a user's task logs what it logs
+    metric = task.get("select_metric") or task.get("metric") or \
+        ("valid/accuracy" if task.get("kind") == "image" else "train/loss")
+    wants = "maximize" if "acc" in str(metric).split("/")[-1].lower() else "minimize"
+    if direction != wants:
+        raise ConfigError(f"hydra.sweeper.direction={direction}, but each job returns its {metric.split('/')[-1]} "
+                          f"(the selection metric of task {task.get('name')}), which is best "
+                          f"{'high' if wants == 'maximize' else 'low'}: use hydra.sweeper.direction={wants}")
+
+
 def _forgot_multirun(cfg: DictConfig, overrides: list[str]) -> None:
     """``adaxbench run experiment=beta2_ablation`` without -m would train one job of 27."""
     params = cfg.hydra.sweeper.get("params") or {}
@@ -183,8 +240,9 @@ def preflight(args: list[str]) -> None:
         check_output_dir(cfg.hydra.sweep.dir, "hydra.sweep.dir")  # before composing every job
         check_launcher_values(cfg.hydra.launcher)
         jobs = sweep_jobs(cfg, hydra.config_loader)
-        if jobs is None:  # another sweeper proposes its jobs as it goes: check the base config
-            _check_job(cfg)
+        if jobs is None:  # another sweeper (Optuna) proposes its jobs as it goes: check its search space
+            _check_direction(cfg)
+            jobs = search_space_jobs(cfg, hydra.config_loader)
         for job in jobs or []:
             try:
                 _check_job(hydra.config_loader.load_sweep_config(cfg, list(job)))

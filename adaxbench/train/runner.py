@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +42,8 @@ from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
 from .record import environment
-from .validate import ConfigError, check_config, choose_impl, name_optimizer, needs_closure, resolve_device
+from .validate import (UNSET, ConfigError, check_config, choose_impl, effective_hparams, name_optimizer, needs_closure,
+                       needs_create_graph, resolve_device)
 
 log = logging.getLogger("adaxbench")
 
@@ -132,8 +134,9 @@ class Run:
     """State of one run in its directory; ``execute`` trains it to an end status."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None,
-                 previous: dict[str, Any] | None = None):
+                 previous: dict[str, Any] | None = None, loggers: list | None = None):
         self.cfg = cfg
+        self.extra_loggers = list(loggers or [])  # RunLogger instances of the Python API
         self.run_dir = Path(run_dir)
         self.overrides = list(overrides or [])
         self.metrics = MetricsLog()
@@ -166,6 +169,8 @@ class Run:
         self._config_dict: dict[str, Any] | None = None
         # The last epoch a resume continues from (the last checkpoint written or loaded).
         self.saved_epoch: int | None = None
+        self.optimizer_class: str | None = None
+        self.optimizer_hparams: dict[str, Any] = {}
 
     # ---- persistence -------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
@@ -176,6 +181,8 @@ class Run:
             out.pop("hydra", None)
             if out.get("lr_schedule") is None and "task" in out:  # record the schedule actually used
                 out["lr_schedule"] = effective_schedule(self.cfg)
+            if isinstance(out.get("optimizer"), dict):  # keys left to the class's default (custom's lr)
+                out["optimizer"] = {k: v for k, v in out["optimizer"].items() if v != UNSET}
             self._config_dict = out
         return copy.deepcopy(self._config_dict)
 
@@ -220,6 +227,8 @@ class Run:
                       **({"resumed_from_step": self.resumed_from_step} if self.resumed_from is not None else {}),
                       **({"stops": self.stops} if self.stops else {})},
             final=self.final,
+            optimizer_class=self.optimizer_class,
+            optimizer_hparams=self.optimizer_hparams,
         ).to_json())
 
     def _write_record(self, record: dict[str, Any]) -> None:
@@ -231,6 +240,12 @@ class Run:
             write_json(self.run_dir / RUN_FILE, {**record, "status": self.status.value, "error": self.error})
             raise FalseRecord(self.error)
         write_json(self.run_dir / RUN_FILE, record)
+
+    def record_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """What run.json records of the optimizer that runs: its class, and every hyperparameter."""
+        cls = type(optimizer)
+        self.optimizer_class = f"{cls.__module__}.{cls.__qualname__}"
+        self.optimizer_hparams = effective_hparams(optimizer)
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -370,8 +385,13 @@ class Run:
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
         optimizer = cls(model.parameters(), **kwargs)
+        self.record_optimizer(optimizer)
         # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch through a closure.
         closure_step = needs_closure(cls, kwargs)
+        # AdaHessian / SophiaH estimate the Hessian from the gradient's own graph.
+        create_graph = needs_create_graph(cls, kwargs, cfg.optimizer.get("create_graph"))
+        if create_graph:  # zero_grad(set_to_none=True) breaks the cycle torch warns of
+            warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
         # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
         scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
                                     steps_per_epoch * self.epochs_total)
@@ -393,11 +413,13 @@ class Run:
         desc = f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}"
         bar = tqdm(total=steps_per_epoch * self.epochs_total, initial=self.step, disable=show, dynamic_ncols=True,
                    desc=desc, unit="step", leave=False)
-        self.loggers = build_loggers(cfg.get("logger"), console=bar.disable, run_name=desc)  # console: bar is off
-        self.loggers.start(self.run_dir, self.config_dict(), self.step)
+        self.loggers = build_loggers(self.config_dict().get("logger"), console=bar.disable, run_name=desc,
+                                     extra=self.extra_loggers)  # console: when the bar is off
+        self.loggers.start(self.run_dir, {**self.config_dict(), "optimizer_hparams": self.optimizer_hparams}, self.step)
+        training_point(optimizer)  # a checkpoint holds the evaluation point (schedule-free optimizers)
         try:
             if self.epochs_done == 0 and self.step == 0:
-                with autocast():
+                with autocast(), evaluation_point(optimizer):
                     self.evaluate(task, forward, 0.0)
                 self.write()
             for epoch in range(self.epochs_done, self.epochs_total):
@@ -412,18 +434,19 @@ class Run:
                 for batch in batches:
                     if self.stop_signals is not None and self.stop_signals.received:
                         self.train_seconds += time.perf_counter() - t_epoch
-                        self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
+                        with evaluation_point(optimizer):
+                            self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
                     logging_step = (self.step + 1) % log_every == 0
                     with autocast():
                         loss, correct = task.loss(forward, batch)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward(create_graph=create_graph)
                     if logging_step:
                         grads = [p.grad for p in params if p.grad is not None]
                         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
                     lr = optimizer.param_groups[0]["lr"]
                     if closure_step:
-                        optimizer.step(_closure(task, forward, batch, optimizer, autocast))
+                        optimizer.step(_closure(task, forward, batch, optimizer, autocast, create_graph))
                     else:
                         optimizer.step()
                     # Diagnostics describe the step just taken (before the lr moves on).
@@ -455,13 +478,14 @@ class Run:
                     torch.cuda.synchronize(device)
                 self.train_seconds += time.perf_counter() - t_epoch
                 self.epochs_done = epoch + 1
-                with autocast():
-                    self.evaluate(task, forward, float(self.epochs_done))
-                # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
-                # between leaves extra rows, which the resume drops and replays).
-                self.write()
-                if tr.checkpoint:
-                    self.save_checkpoint(model, optimizer, scheduler)
+                with evaluation_point(optimizer):
+                    with autocast():
+                        self.evaluate(task, forward, float(self.epochs_done))
+                    # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
+                    # between leaves extra rows, which the resume drops and replays).
+                    self.write()
+                    if tr.checkpoint:
+                        self.save_checkpoint(model, optimizer, scheduler)
                 self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
             self.status = Status.COMPLETED
         except Diverged as e:
@@ -486,7 +510,7 @@ def _torch_save(state: dict[str, Any], path: str) -> None:
         f.write(buffer.getbuffer())
 
 
-def _closure(task, model, batch, optimizer, autocast):
+def _closure(task, model, batch, optimizer, autocast, create_graph: bool = False):
     """The closure ``step(closure)`` optimizers call: zero the gradients, recompute the loss of
     ``batch`` and its gradients, return the loss (the logged loss stays the first pass's)."""
     @torch.enable_grad()
@@ -494,9 +518,30 @@ def _closure(task, model, batch, optimizer, autocast):
         optimizer.zero_grad(set_to_none=True)
         with autocast():
             loss, _ = task.loss(model, batch)
-        loss.backward()
+        loss.backward(create_graph=create_graph)
         return loss
     return closure
+
+
+def training_point(optimizer: torch.optim.Optimizer) -> None:
+    """Put an optimizer with an evaluation point (``train()``/``eval()``: schedule-free
+    optimizers) at its training point; a no-op for the others."""
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()
+
+
+@contextlib.contextmanager
+def evaluation_point(optimizer: torch.optim.Optimizer):
+    """Evaluate and checkpoint at the optimizer's evaluation point: ``eval()`` before, ``train()``
+    after, for optimizers that have them (schedule-free ones swap in their averaged iterate)."""
+    if not callable(getattr(optimizer, "eval", None)):
+        yield
+        return
+    optimizer.eval()
+    try:
+        yield
+    finally:
+        training_point(optimizer)
 
 
 def _first_line(e: BaseException) -> str:
@@ -645,9 +690,10 @@ def save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
 
 def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None, *, resume: bool = False,
                raise_config_errors: bool = True, dir_key: str = "hydra.run.dir",
-               accepted: Callable[[], None] | None = None) -> RunResult:
+               accepted: Callable[[], None] | None = None, loggers: list | None = None) -> RunResult:
     """Train ``cfg`` in ``run_dir``; never raises for training failures (they are recorded).
 
+    ``loggers``: RunLogger instances besides those the config names (the Python API's).
     ``resume``: continue from ``checkpoint.pt`` when present; a run that already ended
     ``completed``/``diverged`` is skipped.  Config errors are raised (single runs: exit 2)
     unless ``raise_config_errors`` is false, when they are recorded as ``failed`` (sweeps).  A run
@@ -657,17 +703,18 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     run_dir = Path(run_dir)
     lock = lock_run_dir(run_dir)
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted)
+        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted, loggers)
     finally:
         lock.release()
 
 
 def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None) -> RunResult:
+                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
+                loggers: list | None = None) -> RunResult:
     previous, finished = check_previous(run_dir, overrides, resume, dir_key)
     if finished is not None:
         return finished
-    run = Run(cfg, run_dir, overrides, previous)
+    run = Run(cfg, run_dir, overrides, previous, loggers)
     try:
         optimizer_spec = check_config(cfg)
         name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name

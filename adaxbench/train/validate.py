@@ -19,6 +19,7 @@ import numbers
 import os
 import tempfile
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,8 +32,12 @@ from ..plugins import locate
 from . import schema as S
 from . import threads
 
-# Keys of the optimizer config that are bookkeeping, not constructor arguments.
-OPTIMIZER_META = ("name", "_target_")
+# Keys of the optimizer config that are not constructor arguments: bookkeeping, and the switches
+# optimizer.allow_extra (pass keys a class takes only through **kwargs) and optimizer.create_graph
+# (backward with create_graph=True for second-order optimizers; null = detect).
+OPTIMIZER_META = ("name", "_target_", "allow_extra", "create_graph")
+# A key an optimizer config leaves at ??? (configs/optimizer/custom.yaml's lr): the class's default.
+UNSET = "???"
 # Optimizers shipped with torch or adaxbench get the hyperparameter range checks below; a
 # user's optimizer may define its keys differently (Adan's three betas), so only generic
 # checks apply to it (finite numbers, lr > 0) plus its own constructor's checks.
@@ -187,9 +192,12 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     accepted = [p for p, v in params.items() if p not in ("self", "params")
                 and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
     builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
+    for key in ("allow_extra", "create_graph"):
+        if opt_cfg.get(key) is not None:
+            _bool(f"optimizer.{key}", opt_cfg[key])
     kwargs: dict[str, Any] = {}
     for key, value in opt_cfg.items():
-        if key in OPTIMIZER_META:
+        if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
             close = difflib.get_close_matches(key, accepted, n=1)
@@ -211,7 +219,72 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first}") from None
+    # A key only **kwargs takes may be swallowed unused (+optimizer.betaz=... on Lion): refuse it,
+    # unless a base optimizer given as an argument (SAM's) names it, as **kwargs go on to it.
+    forwarded = [p for v in kwargs.values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
+                 for p in inspect.signature(v.__init__).parameters]
+    extra = [k for k in kwargs if k not in accepted and k not in forwarded]
+    if extra and not opt_cfg.get("allow_extra"):
+        close = difflib.get_close_matches(extra[0], accepted, n=1)
+        hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
+        raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
+                          f"would only reach its **kwargs{hint}; named parameters: {', '.join(accepted) or '(none)'}; "
+                          "set optimizer.allow_extra=true to pass it anyway")
+    _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
+
+
+def needs_create_graph(cls: type, kwargs: dict[str, Any], setting: bool | None = None) -> bool:
+    """Whether backward must keep the gradient's graph (``create_graph=True``) for ``cls.step``:
+    second-order optimizers that estimate the Hessian from it (AdaHessian, SophiaH).  Said by
+    ``optimizer.create_graph``, else by a class attribute ``create_graph = True``, else by the
+    class's docstring asking for ``backward(create_graph=True)`` (pytorch-optimizer's do)."""
+    if setting is not None:
+        return bool(setting)
+    declared = getattr(cls, "create_graph", None)
+    if isinstance(declared, bool):
+        return declared
+    return "create_graph=True" in (inspect.getdoc(cls) or "")
+
+
+def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: bool | None) -> None:
+    """One step on a dummy cubic, backward as the runner will do it: an optimizer that needs the
+    gradient's graph and does not get it fails here, before training, with one line."""
+    if cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES) or needs_closure(cls, kwargs):
+        return
+    create_graph = needs_create_graph(cls, kwargs, setting)
+    p = torch.ones(2, requires_grad=True)
+    try:
+        optimizer = cls([p], **kwargs)
+        with warnings.catch_warnings():  # torch's reference-cycle note: this dummy is dropped at once
+            warnings.simplefilter("ignore")
+            (p ** 3).sum().backward(create_graph=create_graph)
+        optimizer.step()
+    except RuntimeError as e:
+        if not create_graph and "grad" in str(e):
+            raise ConfigError(f"optimizer {name} ({cls.__qualname__}) fails its first step with a plain backward "
+                              f"({(str(e).splitlines() or [''])[0]}): a second-order optimizer needs "
+                              "optimizer.create_graph=true (add + for a config without the key)") from None
+    except Exception:  # other probe failures are the run's to report
+        pass
+
+
+def effective_hparams(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The hyperparameters the built optimizer holds, class defaults included: its first param
+    group without ``params`` (as JSON: tuples as lists, tensors as numbers, other objects by name).
+    Packed and per-layer groups differ in ``params`` only, and so are one setting."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            return v.item()
+        if isinstance(v, type):
+            return f"{v.__module__}.{v.__qualname__}"
+        return repr(v)
+    group = optimizer.param_groups[0] if optimizer.param_groups else {}
+    return {k: plain(v) for k, v in group.items() if k != "params"}
 
 
 def needs_closure(cls: type, kwargs: dict[str, Any]) -> bool:

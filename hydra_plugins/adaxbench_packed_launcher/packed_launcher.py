@@ -40,6 +40,11 @@ class PackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from adaxbench.report.best import sweep_score
         from adaxbench.train.packed import launch
 
-        return launch(self, job_overrides, initial_job_idx)
+        returns = launch(self, job_overrides, initial_job_idx)
+        for ret in returns:  # a packed member's status -> its score, as a job alone returns it
+            if isinstance(ret._return_value, str):
+                ret.return_value = sweep_score(ret.hydra_cfg.hydra.runtime.output_dir, self.config.hydra.sweeper)
+        return returns

@@ -641,3 +641,14 @@ def test_scheduled_beta2_rows_show_the_beta2_they_run_with(tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     assert "beta2=None" not in md
     assert "beta2=0.999" in md and "beta2=0.0001" in md
+
+
+def test_an_arm_whose_every_seed_diverged_is_worse_than_a_baseline_without_divergence(tmp_path):
+    for s in range(3):
+        write_run(tmp_path / "r" / f"adam{s}", optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, 0.8]))
+        write_run(tmp_path / "r" / f"adax{s}", optimizer="adax", seed=s, evals=_acc([0.1, 0.5, NAN, NAN]),
+                  status="diverged")
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o", formats=["md"], figures=False)
+    row = rep.aggregate.set_index("optimizer").loc["adax"]
+    assert row["verdict"] == "worse" and row["diverged_seeds"] == 3 and math.isnan(row["delta"])
+    assert "worse (3 of 3 seeds diverged)" in (tmp_path / "o" / "report.md").read_text()

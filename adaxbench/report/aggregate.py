@@ -404,9 +404,12 @@ def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SE
     seeds a side for either.  A cell with diverged seeds (``row["diverged_side"]``: "arm", "baseline"
     or "both"; Δ comes from the finite seeds) is never equivalent: dropping the diverged seeds would
     bias it.  It is better only when the baseline alone diverged, worse only when the compared arm
-    alone did (divergence only strengthens those), else inconclusive."""
+    alone did (divergence only strengthens those), else inconclusive; an arm whose every seed diverged
+    is worse than a baseline with none diverged."""
     d, m = row["delta"], row["margin"]
     has_margin = m is not None and np.isfinite(m)
+    if not np.isfinite(d):  # no finite seed in the arm: all diverged, against a baseline that had some
+        return "worse" if row.get("diverged_side", "") == "arm" else "inconclusive"
     if row["test"] == "exact":
         equivalent, differs = has_margin and abs(d) <= m, d != 0
     else:
@@ -606,13 +609,16 @@ def compare_to_baseline(agg: pd.DataFrame, tasks: Mapping[str, TaskInfo], family
         info = tasks[task]
         margin = info.margin if info.margin is not None else default_margin(info.metric)
         for i in g.index:
-            if i == base.index[0] or not len(agg.at[i, "_finals"]) or not len(b):
+            finals, bad = agg.at[i, "_finals"], agg.at[i, "_bad_seeds"]
+            if i == base.index[0] or not len(b) or not (len(finals) or bad):
                 continue
-            for k, v in compare(agg.at[i, "_finals"], b, agg.at[i, "_seeds"], bseeds, margin).items():
+            # Every seed of the arm diverged: no Δ, but still a comparison (see ``verdict``).
+            cmp = (compare(finals, b, agg.at[i, "_seeds"], bseeds, margin) if len(finals) else
+                   {"test": "none", "pairs": 0, "n": 0, "delta": math.nan, "p_value": math.nan})
+            for k, v in cmp.items():
                 agg.at[i, k] = v
             agg.at[i, "margin"] = math.nan if margin is None else margin
             agg.at[i, "margin_source"] = info.margin_source if info.margin is not None else "default"
-            bad = agg.at[i, "_bad_seeds"]
             agg.at[i, "diverged_side"] = {(True, False): "arm", (False, True): "baseline",
                                           (True, True): "both"}.get((bool(bad), bool(bbad)), "")
             agg.at[i, "diverged_seeds"], agg.at[i, "compared_seeds"] = _diverged_count(

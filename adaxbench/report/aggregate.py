@@ -415,7 +415,8 @@ def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SE
     else:
         enough = row["n"] >= min_seeds
         equivalent, differs = enough and row["p_tost_holm"] < ALPHA, enough and row["p_holm"] < ALPHA
-    v = "equivalent" if equivalent else ("better" if (d > 0) == higher_better else "worse") if differs else "inconclusive"
+    direction = "better" if (d > 0) == higher_better else "worse"
+    v = "equivalent" if equivalent else direction if differs else "inconclusive"
     side = row.get("diverged_side", "")
     if side and not (v == "better" and side == "baseline") and not (v == "worse" and side == "arm"):
         return "inconclusive"

@@ -72,10 +72,11 @@ run_task() {
   bash "$ROOT/seeds_$task.sh" > "$ROOT/log/seeds_$task.log" 2>&1
 }
 
-# Equivalence margins where the report's default (1% of the baseline's mean) means nothing: Reddi's losses are
-# signed, c̄·x in [−c̄, c̄] with the baseline near 0, so 1% of that range instead (c̄ = 10/101 and 0.2).
-# Every other task keeps the defaults (PROTOCOLS.md, "Verdicts").
-MARGINS="reddi_online=0.002,reddi_stochastic=0.004"
+# Equivalence margins of the losses (the report has no default for a loss): the values the task configs'
+# equivalence_margin now carry (docs/protocols.md, "Verdicts"), passed explicitly because the published records
+# predate that key. quadratic_deep 0.1 (below the 0.07–0.35 between DeepOBS's tuned optimizers); Reddi's
+# losses c̄·x in [−c̄, c̄]: 1% of that range (c̄ = 10/101 and 0.2). rosenbrock_2d has none; accuracy keeps 0.005.
+MARGINS="quadratic_deep=0.1,reddi_online=0.002,reddi_stochastic=0.004"
 
 publish() {
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives

@@ -83,7 +83,7 @@ def write_run(run_dir: str | Path, *, task: str = "fmnist_mlp", optimizer: str =
     final = {k: (None if math.isnan(float(v[-1])) else float(v[-1])) for k, v in evals.items()}
     RunRecord(
         status=Status(status), error=error,
-        config={"task": task_cfg, "optimizer": {**OPTIMIZERS[optimizer], **(opt or {})},
+        config={"task": task_cfg, "optimizer": {**OPTIMIZERS.get(optimizer, {"name": optimizer}), **(opt or {})},
                 "lr_schedule": dict(lr_schedule or {"name": "constant", "warmup_steps": 0}),
                 "trainer": {"epochs": epochs, "device": "auto", "log_every": log_every, **(trainer_extra or {})},
                 "seed": seed, "data": {"root": "data", "download": False}, "experiment": None},

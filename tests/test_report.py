@@ -96,8 +96,9 @@ def test_delta_paired_where_seeds_are_shared_by_hand(hand):
     assert not agg.at["sgd", "significant"] and agg.at["sgd", "verdict"] == "inconclusive"  # 2 pairs: no verdict
     row = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "0.8 ± 0.01" in row["adam"] and "baseline" in row["adam"]
-    assert "+0.1 (exact)" in row["adax"] and "| better (exact) |" in row["adax"]
-    assert "paired t, 2 pairs" in row["sgd"] and "inconclusive: fewer than 3 seeds" in row["sgd"]
+    # adam's seed 3 diverged: the baseline alone, so adax may still be better, with the count named.
+    assert "+0.1 (exact)" in row["adax"] and "| better (exact) (1 of 4 seeds diverged) |" in row["adax"]
+    assert "paired t, 2 pairs" in row["sgd"] and "inconclusive: fewer than 3 seeds; 1 of 4 seeds diverged" in row["sgd"]
     assert "*" not in row["sgd"] and "| 3/4 |" in row["adam"]
     assert "no difference" not in md.lower()
 
@@ -579,3 +580,75 @@ def test_bad_margin_and_family_are_one_line_exit_2(tmp_path, capsys):
     bad = _two_tasks(tmp_path / "bad", margin_b=-1)
     assert main([str(bad), "--out", str(tmp_path / "o"), "--no-figures"]) == 2
     assert "task B: equivalence_margin -1 for test/accuracy is not a positive number" in capsys.readouterr().err
+
+
+def _diverging_arms(root: Path, adam_bad=(), adax_bad=(), gap=0.0) -> Path:
+    """adam and adax on 5 shared seeds, adax ``gap`` above adam on every seed (±1e-4 noise); the
+    seeds in ``*_bad`` diverged (status diverged, NaN from epoch 2)."""
+    for s in range(5):
+        base = 0.80 + 0.01 * s
+        for name, value, bad in (("adam", base, adam_bad), ("adax", base + gap + 1e-4 * (-1) ** s, adax_bad)):
+            curve = [0.1, 0.5, NAN, NAN] if s in bad else [0.1, 0.5, 0.6, value]
+            write_run(root / f"{name}{s}", optimizer=name, seed=s, evals=_acc(curve),
+                      status="diverged" if s in bad else "completed")
+    return root
+
+
+@pytest.mark.parametrize("adam_bad, adax_bad, gap, expected", [
+    ((), (4,), 0.0, "inconclusive: 1 of 5 seeds diverged"),  # equivalent on the 4 left: not any more
+    ((1,), (), 0.05, "better (1 of 5 seeds diverged)"),      # the baseline alone diverged: still better
+    ((), (1, 2), 0.05, "inconclusive: 2 of 5 seeds diverged"),  # the better arm diverged itself
+    ((), (1,), -0.05, "worse (1 of 5 seeds diverged)"),
+    ((3,), (3,), 0.0, "inconclusive: 1 of 5 seeds diverged"),  # the same seed on both sides
+])
+def test_diverged_seeds_decide_what_a_verdict_may_say(tmp_path, adam_bad, adax_bad, gap, expected):
+    rep = build_report([_diverging_arms(tmp_path / "r", adam_bad, adax_bad, gap)], out=tmp_path / "o",
+                       formats=["md"], figures=False)
+    row = rep.aggregate.set_index("optimizer").loc["adax"]
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert expected in md, md.split("## Task")[1][:3000]
+
+
+def test_losses_have_no_default_margin_and_a_far_delta_plans_detection(tmp_path):
+    # adax's loss 0.1 below adam's ± 0.05 (pair differences sd ≈ 0.05·√2): Δ ≈ −0.1, no margin by default.
+    for s in range(3):
+        noise = (-0.05, 0.0, 0.05)[s]
+        write_run(tmp_path / "r" / f"adam{s}", task="L", optimizer="adam", seed=s, task_extra={"metric": "test/loss"},
+                  evals={"test/loss": [2.0, 1.5, 1.2, 1.0 + noise]})
+        write_run(tmp_path / "r" / f"adax{s}", task="L", optimizer="adax", seed=s, task_extra={"metric": "test/loss"},
+                  evals={"test/loss": [2.0, 1.5, 1.2, 0.9 - noise]})
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o", formats=["md"], figures=False)
+    row = rep.aggregate.set_index("optimizer").loc["adax"]
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert math.isnan(row["margin"]) and row["verdict"] == "inconclusive"
+    assert "inconclusive (no margin: set --margin or the task's equivalence_margin)" in md
+    # With m = 0.01 < |Δ|: the pairs a difference test would need at Δ = −0.1, d = (−0.1, −0.2, 0),
+    # sd 0.1 (effect 1): 10 pairs at α = 0.05 (family of one).
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o2", formats=["md"], figures=False, margin="L=0.01")
+    row = rep.aggregate.set_index("optimizer").loc["adax"]
+    assert row["verdict"] == "inconclusive" and row["seeds_needed"] == 10
+    assert "inconclusive: ~10 pairs to detect Δ = -0.1" in (tmp_path / "o2" / "report.md").read_text()
+
+
+def test_scheduled_beta2_rows_show_the_beta2_they_run_with(tmp_path):
+    sched = {"name": "sched_adam", "_target_": "adaxbench.optim.ScheduledBeta2", "schedule": "adam", "lr": 1e-3,
+             "beta1": 0.9, "beta2": None, "decay_rate": 0.8, "eps": 1e-8}
+    for name, schedule in (("sched_adam", "adam"), ("sched_adax", "adax"), ("sched_adafactor", "adafactor")):
+        for s in range(3):
+            write_run(tmp_path / "r" / f"{name}{s}", optimizer=name, seed=s, evals=_acc([0.1, 0.5, 0.6, 0.8 + 0.01 * s]),
+                      opt={**sched, "name": name, "schedule": schedule})
+    build_report([tmp_path / "r"], out=tmp_path / "o", formats=["md"], figures=False, baseline="sched_adam")
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "beta2=None" not in md
+    assert "beta2=0.999" in md and "beta2=0.0001" in md
+
+
+def test_an_arm_whose_every_seed_diverged_is_worse_than_a_baseline_without_divergence(tmp_path):
+    for s in range(3):
+        write_run(tmp_path / "r" / f"adam{s}", optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, 0.8]))
+        write_run(tmp_path / "r" / f"adax{s}", optimizer="adax", seed=s, evals=_acc([0.1, 0.5, NAN, NAN]),
+                  status="diverged")
+    rep = build_report([tmp_path / "r"], out=tmp_path / "o", formats=["md"], figures=False)
+    row = rep.aggregate.set_index("optimizer").loc["adax"]
+    assert row["verdict"] == "worse" and row["diverged_seeds"] == 3 and math.isnan(row["delta"])
+    assert "worse (3 of 3 seeds diverged)" in (tmp_path / "o" / "report.md").read_text()

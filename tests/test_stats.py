@@ -199,7 +199,7 @@ def test_identical_seeds_on_both_sides_get_no_interval_and_no_star():
 
 from statsmodels.stats.weightstats import ttost_paired  # noqa: E402
 
-from adaxbench.report.aggregate import (compare, holm, pair_up, paired_diff, seeds_for_margin,  # noqa: E402
+from adaxbench.report.aggregate import (compare, holm, pair_up, paired_diff, seeds_for_margin, seeds_to_detect,  # noqa: E402
                                         verdict, verdict_text)
 
 
@@ -357,3 +357,45 @@ def test_verdict_words():
     words = {_cell(**kw)["verdict"] for kw in ({}, {"delta": 1, "p_holm": 0.01}, {"p_tost_holm": 0.01},
                                              {"delta": -1, "p_holm": 0})}
     assert words == {"better", "worse", "equivalent", "inconclusive"}
+
+
+def test_equivalence_comes_first_for_tested_and_exact_cells():
+    # An interval inside ±m whose difference is also significant: equivalent, not better.
+    both = _cell(delta=0.001, p_holm=0.01, p_tost_holm=0.01)
+    assert both["verdict"] == "equivalent" and verdict_text(both) == "equivalent within ±0.005"
+    # Exact cells follow the same rule: |Δ| ≤ m equivalent, else Δ ≠ 0 decides the direction.
+    assert _cell(test="exact", delta=0.004)["verdict"] == "equivalent"
+    assert _cell(test="exact", delta=-0.006)["verdict"] == "worse"
+    # Δ = 0 exactly with no margin: nothing to call it equivalent within, and no direction.
+    zero = _cell(test="exact", delta=0.0, margin=math.nan)
+    assert zero["verdict"] == "inconclusive"
+    assert verdict_text(zero) == "inconclusive (no margin: set --margin or the task's equivalence_margin)"
+    assert _cell(test="exact", delta=0.3, margin=math.nan)["verdict"] == "better"
+    nomargin = _cell(margin=math.nan, p_tost_holm=math.nan, seeds_needed=math.nan)
+    assert verdict_text(nomargin) == "inconclusive (no margin: set --margin or the task's equivalence_margin)"
+
+
+def test_diverged_seeds_rule_out_equivalence_and_allow_only_the_direction_they_strengthen():
+    kw = {"diverged_seeds": 1, "compared_seeds": 5}
+    eq = _cell(p_tost_holm=0.01, diverged_side="arm", **kw)
+    assert eq["verdict"] == "inconclusive" and verdict_text(eq) == "inconclusive: 1 of 5 seeds diverged"
+    # Better only when the baseline alone diverged, worse only when the compared arm alone did.
+    better = _cell(delta=0.02, p_holm=0.01, diverged_side="baseline", **kw)
+    assert better["verdict"] == "better" and verdict_text(better) == "better (1 of 5 seeds diverged)"
+    assert _cell(delta=0.02, p_holm=0.01, diverged_side="arm", **kw)["verdict"] == "inconclusive"
+    assert _cell(delta=-0.02, p_holm=0.01, diverged_side="arm", **kw)["verdict"] == "worse"
+    assert _cell(delta=-0.02, p_holm=0.01, diverged_side="baseline", **kw)["verdict"] == "inconclusive"
+    assert _cell(delta=-0.02, p_holm=0.01, diverged_side="both", **kw)["verdict"] == "inconclusive"
+
+
+def test_seeds_to_detect_by_hand_and_in_the_verdict():
+    # Δ = sd (effect size 1), α = 0.05 two-sided, 80% power.  Paired, n = 9: (t_.975,8 + t_.8,8)/3 =
+    # (2.306 + 0.889)/3 = 1.065 > 1; n = 10: (2.262 + 0.883)/3.162 = 0.995 ≤ 1 -> 10 pairs (G*Power: 10).
+    assert seeds_to_detect(1.0, 1.0, paired=True) == 10 and seeds_to_detect(1.0, -1.0, paired=True) == 10
+    # Two arms, sd = √(s_a² + s_b²) = √2: df 2(n − 1); n = 16: (2.042 + 0.854)·√(2/16) = 1.024 > 1;
+    # n = 17: (2.037 + 0.853)·√(2/17) = 0.991 ≤ 1 -> 17 a side (G*Power: 17).
+    assert seeds_to_detect(math.sqrt(2), 1.0, paired=False) == 17
+    assert seeds_to_detect(1.0, 1.0, paired=True, family=5) > 10  # Holm's strictest threshold α/5
+    assert seeds_to_detect(0.0, 1.0, paired=True) is None and seeds_to_detect(1.0, 0.0, paired=True) is None
+    far = _cell(delta=-0.112, margin=0.004, seeds_needed=14.0)
+    assert verdict_text(far) == "inconclusive: ~14 pairs to detect Δ = -0.112"

@@ -12,9 +12,10 @@ Conventions (stated in every report; docs/statistics.md explains them for users)
   (unequal variances).  Both hold their error rate at a handful of seeds;
 - the star: Holm-adjusted p < ALPHA over the report's family (every Δ of the report, or of a task
   with ``family="task"``; statsmodels' multipletests), with at least MIN_SEEDS_STAR seeds a side;
-- a verdict per comparison: better / worse (the star), equivalent within ±m (two one-sided tests,
-  statsmodels' ttost_paired / ttost_ind, Holm-adjusted over the same family, against the metric's
-  margin m), else inconclusive, with the seeds that ±m would need;
+- a verdict per comparison: equivalent within ±m first (two one-sided tests, statsmodels'
+  ttost_paired / ttost_ind, Holm-adjusted over the same family, against the metric's margin m),
+  else better / worse (the star), else inconclusive, with the seeds that would settle it; a
+  diverged seed on either side rules out "equivalent" (see ``verdict``);
 - the best setting per task x optimizer: ``score_settings`` (shared with ``adaxbench best``);
 - across tasks: the interquartile mean of per-task normalised scores with a stratified
   bootstrap CI (rliable's method, Agarwal et al. 2021; computed with scipy.stats);
@@ -45,10 +46,11 @@ LEVEL = 0.95  # confidence level of every interval in the report
 MIN_SEEDS_STAR = 3  # fewer seeds on either side: an interval, but never a star nor a verdict
 ALPHA = 1 - LEVEL  # family-wise error rate of the stars and of the equivalence verdicts
 FAMILIES = ("table", "task")  # what Holm's adjustment runs over: every Δ of the report, or of each task
-POWER = 0.8  # the power at which "inconclusive" states the seeds a margin would need
-# The equivalence margin m when neither --margin nor the task's equivalence_margin sets one.
-ACCURACY_MARGIN = 0.005  # accuracy-like metrics: half a percentage point, absolute
-RELATIVE_MARGIN = 0.01  # any other metric (losses): 1% of the baseline's mean, in absolute value
+POWER = 0.8  # the power at which "inconclusive" states the seeds that would settle it
+# The equivalence margin m when neither --margin nor the task's equivalence_margin sets one:
+# accuracy-like metrics only.  Losses have none: they share no scale (87 ± 0.1 on quadratic_deep,
+# 4e-4 on rosenbrock_2d), so no rule of thumb gives a margin that means anything on most of them.
+ACCURACY_MARGIN = 0.005  # half a percentage point, absolute
 N_BOOT = 2000  # stratified-bootstrap resamples of the cross-task IQM and of the profiles' bands
 
 
@@ -132,7 +134,7 @@ def task_infos(rs: RunSet, metric: str | None, target: dict[str, float] | float 
     the metric is the task's default).  The equivalence margin is ``margins[metric]`` (--margin),
     or ``margins[task]``, else the task's ``equivalence_margin`` (a number for its default metric, or
     METRIC: VALUE), else
-    None (``default_margin`` decides once the baseline is known).
+    None (``default_margin`` decides).
     """
     by_task: dict[str, set[str]] = {}
     for split, name in rs.logged():
@@ -186,14 +188,9 @@ def task_margin(value: Any, metric: str, default_metric: str, task: str) -> tupl
     return float(value), "task config"
 
 
-def default_margin(metric: str, baseline_mean: float) -> float | None:
-    """ACCURACY_MARGIN for accuracy-like metrics, else RELATIVE_MARGIN × |baseline mean| (None when
-    that is 0 or unknown): losses have no common scale across tasks (87 on quadratic_deep, 4e-4 on
-    rosenbrock_2d), so an absolute default would be meaningless on most of them."""
-    if higher_is_better(metric):
-        return ACCURACY_MARGIN
-    m = RELATIVE_MARGIN * abs(baseline_mean)
-    return m if np.isfinite(m) and m > 0 else None
+def default_margin(metric: str) -> float | None:
+    """ACCURACY_MARGIN for accuracy-like metrics; None (no margin) for any other metric."""
+    return ACCURACY_MARGIN if higher_is_better(metric) else None
 
 
 def _eval_rows(rs: RunSet, metric: str) -> pd.DataFrame:
@@ -382,41 +379,75 @@ def seeds_for_margin(sd: float, margin: float, paired: bool, family: int = 1, po
     return int(_N[ok[0]]) if ok.size else None
 
 
-def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SEEDS_STAR) -> str:
-    """better / worse / equivalent / inconclusive for one compared cell (see ``aggregate``).
+def seeds_to_detect(sd: float, delta: float, paired: bool, family: int = 1, power: float = POWER,
+                    alpha: float = ALPHA) -> int | None:
+    """The seeds (pairs, or per arm) at which the two-sided difference test at Holm's strictest
+    threshold α/``family`` would detect a true difference ``delta`` with probability ``power``, the
+    spread ``sd`` (as in ``seeds_for_margin``) as observed: the smallest n with
+    (t_{1−α/(2·family)} + t_{power}) · sd/√n ≤ |delta|, the same t-approximation as
+    ``seeds_for_margin`` (Δ = sd: 10 pairs, 17 per arm, as G*Power's).  None: more than 100,000, or
+    no spread/difference to plan with."""
+    if not (np.isfinite(delta) and delta != 0 and np.isfinite(sd) and sd > 0):
+        return None
+    df = _N - 1 if paired else 2 * (_N - 1)
+    need = (stats.t.ppf(1 - alpha / (2 * max(family, 1)), df) + stats.t.ppf(power, df)) * sd / np.sqrt(_N)
+    ok = np.flatnonzero(need <= abs(delta))
+    return int(_N[ok[0]]) if ok.size else None
 
-    An exact difference (identical seeds, or pairs that all differ by the same amount) is better or
-    worse unless it lies within the margin.  Otherwise better/worse needs Holm-adjusted p < ALPHA and
-    equivalence a Holm-adjusted TOST p < ALPHA, both with at least ``min_seeds`` seeds a side."""
+
+def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SEEDS_STAR) -> str:
+    """equivalent / better / worse / inconclusive for one compared cell (see ``aggregate``); the same
+    rule for exact and tested cells, equivalence first.
+
+    Equivalent: a margin m, and the Holm-adjusted TOST p < ALPHA (exact cells: |Δ| ≤ m).  Else better
+    or worse: Holm-adjusted p < ALPHA (exact cells: Δ ≠ 0).  Tested cells need at least ``min_seeds``
+    seeds a side for either.  A cell with diverged seeds (``row["diverged_side"]``: "arm", "baseline"
+    or "both"; Δ comes from the finite seeds) is never equivalent: dropping the diverged seeds would
+    bias it.  It is better only when the baseline alone diverged, worse only when the compared arm
+    alone did (divergence only strengthens those), else inconclusive; an arm whose every seed diverged
+    is worse than a baseline with none diverged."""
     d, m = row["delta"], row["margin"]
+    has_margin = m is not None and np.isfinite(m)
+    if not np.isfinite(d):  # no finite seed in the arm: all diverged, against a baseline that had some
+        return "worse" if row.get("diverged_side", "") == "arm" else "inconclusive"
     if row["test"] == "exact":
-        if m is not None and np.isfinite(m) and abs(d) <= m:
-            return "equivalent"
-        return "better" if (d > 0) == higher_better else "worse"
-    enough = row["n"] >= min_seeds
-    if enough and row["p_holm"] < ALPHA:
-        return "better" if (d > 0) == higher_better else "worse"
-    if enough and row["p_tost_holm"] < ALPHA:
-        return "equivalent"
-    return "inconclusive"
+        equivalent, differs = has_margin and abs(d) <= m, d != 0
+    else:
+        enough = row["n"] >= min_seeds
+        equivalent, differs = enough and row["p_tost_holm"] < ALPHA, enough and row["p_holm"] < ALPHA
+    direction = "better" if (d > 0) == higher_better else "worse"
+    v = "equivalent" if equivalent else direction if differs else "inconclusive"
+    side = row.get("diverged_side", "")
+    if side and not (v == "better" and side == "baseline") and not (v == "worse" and side == "arm"):
+        return "inconclusive"
+    return v
+
+
+NO_MARGIN = "no margin: set --margin or the task's equivalence_margin"
 
 
 def verdict_text(row: Mapping[str, Any]) -> str:
     """The verdict as a report cell: ``better``, ``equivalent within ±0.005``, ``inconclusive: ~12
-    seeds for ±0.005`` (never "no difference")."""
+    pairs for ±0.005``, ``inconclusive: ~14 pairs to detect Δ = −0.112``, ``inconclusive: 2 of 5
+    seeds diverged`` (never "no difference")."""
     v, m = row["verdict"], row["margin"]
     ms = f"±{m:.3g}" if m is not None and np.isfinite(m) else ""
+    k, total = int(row.get("diverged_seeds", 0) or 0), int(row.get("compared_seeds", 0) or 0)
+    diverged = f"{k} of {total} seeds diverged" if k else ""
     if v == "equivalent":
         return f"equivalent within {ms}"
     if v != "inconclusive":
-        return v + (" (exact)" if row["test"] == "exact" else "")
-    if row["n"] < MIN_SEEDS_STAR:
-        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds"
-    n = row["seeds_needed"]
+        return v + (" (exact)" if row["test"] == "exact" else "") + (f" ({diverged})" if diverged else "")
+    if row["test"] != "exact" and row["n"] < MIN_SEEDS_STAR:
+        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds" + (f"; {diverged}" if diverged else "")
+    if diverged:
+        return f"inconclusive: {diverged}"
     if not ms:
-        return "inconclusive (no margin)"
+        return f"inconclusive ({NO_MARGIN})"
+    n = row["seeds_needed"]
     unit = "pairs" if row["pairs"] else "seeds a side"
-    return f"inconclusive: ~{int(n)} {unit} for {ms}" if np.isfinite(n) else f"inconclusive: > 100,000 {unit} for {ms}"
+    goal = f"to detect Δ = {row['delta']:.3g}" if abs(row["delta"]) > m else f"for {ms}"
+    return f"inconclusive: ~{int(n)} {unit} {goal}" if np.isfinite(n) else f"inconclusive: > 100,000 {unit} {goal}"
 
 
 def worst_value(higher_better: bool) -> float:
@@ -532,7 +563,11 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
             # Median over finished seeds with ∞ for misses: what performance profiles use.
             "median_to_target": float(np.median(np.where(np.isnan(hit_x), np.inf, hit_x))) if len(fin) else math.inf,
             "steps": float(done["final_step"].max()) if len(done) else math.nan,
-            "_finals": done["final"].to_numpy(float), "_seeds": done["seed"].tolist(),
+            # The compared values: completed seeds with a finite final.  The rest that ran to an end
+            # (diverged, or a non-finite final) are kept apart: they decide what a verdict may say.
+            "_finals": done["final"].to_numpy(float)[ok := np.isfinite(done["final"].to_numpy(float))],
+            "_seeds": done["seed"][ok].tolist(),
+            "_bad_seeds": g.loc[g["status"] == "diverged", "seed"].tolist() + done["seed"][~ok].tolist(),
         })
     agg = pd.DataFrame(rows)
     if agg.empty:
@@ -547,7 +582,15 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
     agg["is_baseline"] = agg["is_best"] & (agg["optimizer"] == baseline)
     compare_to_baseline(agg, tasks, family)
     add_divergence(agg, rs.settings)
-    return agg.drop(columns=["_finals", "_seeds"])
+    return agg.drop(columns=["_finals", "_seeds", "_bad_seeds"])
+
+
+def _diverged_count(seeds_a: list, seeds_b: list, bad_a: list, bad_b: list) -> tuple[int, int]:
+    """(seeds where either arm diverged, seeds compared): by seed where every seed is known, else
+    by run."""
+    if all(s is not None and s == s for s in seeds_a + seeds_b):
+        return len(set(bad_a) | set(bad_b)), len(set(seeds_a) | set(seeds_b))
+    return len(bad_a) + len(bad_b), max(len(seeds_a), len(seeds_b))
 
 
 def compare_to_baseline(agg: pd.DataFrame, tasks: Mapping[str, TaskInfo], family: str = "table") -> None:
@@ -557,32 +600,46 @@ def compare_to_baseline(agg: pd.DataFrame, tasks: Mapping[str, TaskInfo], family
     for c in ("delta", "ci_lo", "ci_hi", "p_value", "p_holm", "margin", "p_tost", "p_tost_holm", "seeds_needed", "sd"):
         agg[c] = math.nan
     agg["test"], agg["pairs"], agg["n"] = "", 0, 0
-    agg["margin_source"], agg["verdict"] = "", ""
+    agg["margin_source"], agg["verdict"], agg["diverged_side"] = "", "", ""
+    agg["diverged_seeds"], agg["compared_seeds"] = 0, 0
     for task, g in agg.groupby("task"):
         base = g[g["is_baseline"]]
         if base.empty:
             continue
-        b, bseeds = base["_finals"].iloc[0], base["_seeds"].iloc[0]
+        b, bseeds, bbad = base["_finals"].iloc[0], base["_seeds"].iloc[0], base["_bad_seeds"].iloc[0]
         info = tasks[task]
-        margin = info.margin if info.margin is not None else default_margin(info.metric, base["final_mean"].iloc[0])
+        margin = info.margin if info.margin is not None else default_margin(info.metric)
         for i in g.index:
-            if i == base.index[0] or not len(agg.at[i, "_finals"]) or not len(b):
+            finals, bad = agg.at[i, "_finals"], agg.at[i, "_bad_seeds"]
+            if i == base.index[0] or not len(b) or not (len(finals) or bad):
                 continue
-            for k, v in compare(agg.at[i, "_finals"], b, agg.at[i, "_seeds"], bseeds, margin).items():
+            # Every seed of the arm diverged: no Δ, but still a comparison (see ``verdict``).
+            cmp = (compare(finals, b, agg.at[i, "_seeds"], bseeds, margin) if len(finals) else
+                   {"test": "none", "pairs": 0, "n": 0, "delta": math.nan, "p_value": math.nan})
+            for k, v in cmp.items():
                 agg.at[i, k] = v
             agg.at[i, "margin"] = math.nan if margin is None else margin
             agg.at[i, "margin_source"] = info.margin_source if info.margin is not None else "default"
+            agg.at[i, "diverged_side"] = {(True, False): "arm", (False, True): "baseline",
+                                          (True, True): "both"}.get((bool(bad), bool(bbad)), "")
+            agg.at[i, "diverged_seeds"], agg.at[i, "compared_seeds"] = _diverged_count(
+                agg.at[i, "_seeds"] + bad, bseeds + bbad, bad, bbad)
     compared = agg["test"] != ""
     groups = agg[compared].groupby("task" if family == "task" else np.zeros(int(compared.sum()))).groups
     for idx in groups.values():
         agg.loc[idx, "p_holm"] = holm(agg.loc[idx, "p_value"].to_numpy())
         agg.loc[idx, "p_tost_holm"] = holm(agg.loc[idx, "p_tost"].to_numpy())
-        k = int(np.isfinite(agg.loc[idx, "p_tost"]).sum())
+        k_tost = int(np.isfinite(agg.loc[idx, "p_tost"]).sum())
+        k_diff = int(np.isfinite(agg.loc[idx, "p_value"]).sum())
         for i in idx:
             row = agg.loc[i]
             agg.at[i, "verdict"] = verdict(row, higher_is_better(row["metric"]))
-            if agg.at[i, "verdict"] == "inconclusive":
-                n = seeds_for_margin(row["sd"], row["margin"], bool(row["pairs"]), k)
+            if agg.at[i, "verdict"] == "inconclusive" and np.isfinite(row["margin"]):
+                # Past the margin, equivalence is out of reach: plan for detecting the Δ seen.
+                if abs(row["delta"]) > row["margin"]:
+                    n = seeds_to_detect(row["sd"], row["delta"], bool(row["pairs"]), k_diff)
+                else:
+                    n = seeds_for_margin(row["sd"], row["margin"], bool(row["pairs"]), k_tost)
                 agg.at[i, "seeds_needed"] = math.nan if n is None else n
     agg["significant"] = compared & (agg["p_holm"] < ALPHA) & (agg["n"] >= MIN_SEEDS_STAR)
     del agg["sd"]

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", default=None, metavar="KEY=M[,KEY=M...]",
                    help="equivalence margin per compared metric or per task, e.g. test/accuracy=0.005 or "
                         "reddi_online=0.002 (a task's wins over its metric's; default: the task's "
-                        "equivalence_margin, else 0.005 for accuracies and 1%% of the baseline's mean otherwise)")
+                        "equivalence_margin, else 0.005 for accuracies and none for losses)")
     p.add_argument("--family", default="table", choices=["table", "task"],
                    help="what Holm's adjustment runs over: every comparison of the report (table, default) "
                         "or each task's (task)")

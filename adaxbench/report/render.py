@@ -22,7 +22,7 @@ from . import divergence
 from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileBand, TaskInfo, _fmt_num, aggregate,
                         best_run_times, grid_edge_warnings, iqm_across_tasks, label_settings, normalised_scores,
                         performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
-                        task_infos, verdict_text)
+                        task_infos, verdict_text, NO_MARGIN)
 from ..rundir import atomic_write, effective_epochs, effective_lr_schedule, write_text
 from .best import sampled_settings
 from .load import ReportError, RunSet, load_runs
@@ -328,7 +328,16 @@ def setting_hparams(rs: RunSet, key: str) -> dict[str, Any]:
           if k.startswith("optimizer.") and k not in ("optimizer.name", "optimizer._target_")}
     runs = rs.runs.index[rs.runs["setting"] == key]
     recorded = next((rs.recorded[i] for i in runs if i < len(rs.recorded) and rs.recorded[i]), {})
-    return {**hp, **recorded}
+    hp = {**hp, **recorded}
+    # ScheduledBeta2 keeps beta2=None ("the schedule's own"): show the β2 it runs with instead, or
+    # none for adafactor, which takes none.
+    sched = divergence.beta2_schedule(dict(rs.settings.get(key, {})))
+    if "beta2" in hp and hp["beta2"] is None and sched is not None:
+        if sched[0] == "adafactor":
+            del hp["beta2"]
+        else:
+            hp["beta2"] = sched[1]
+    return hp
 
 
 def _hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -549,9 +558,10 @@ def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> 
                         f"({baseline}, its best setting) on the final metric with its {LEVEL:.0%} interval: paired t "
                         "over the seeds both ran where they share seeds, else Welch's t; * where the Holm-adjusted p "
                         f"(over {'this task' if an.family == 'task' else 'every comparison of the report'}) is below "
-                        f"{ALPHA:g}, with ≥ {MIN_SEEDS_STAR} seeds a side. Verdict: better or worse (the star), "
-                        f"equivalent within ±m (Holm-adjusted TOST), else inconclusive with the seeds ±m would need "
-                        f"at 80% power; {_margin_text(a, task)}. See docs/statistics.md."))
+                        f"{ALPHA:g}, with ≥ {MIN_SEEDS_STAR} seeds a side. Verdict: equivalent within ±m (Holm-adjusted "
+                        "TOST), else better or worse (the star), else inconclusive with the seeds that would settle it "
+                        "at 80% power (for ±m, or to detect the Δ seen where |Δ| > m); a diverged seed on either side "
+                        f"rules out equivalent; {_margin_text(a, task)}. See docs/statistics.md."))
     shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
     if len(shown) < len(a):
         blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
@@ -635,9 +645,9 @@ def _margin_text(a: pd.DataFrame, task: TaskInfo) -> str:
         return "no comparison"
     value, source = m.iloc[0]
     if not np.isfinite(value):
-        return "no margin (the baseline's mean is 0; pass --margin METRIC=VALUE)"
+        return f"{NO_MARGIN} (losses have no default margin)"
     why = {"--margin": "from --margin", "task config": "from the task's equivalence_margin"}.get(
-        source, "the default: half a point of accuracy" if task.higher_better else "the default: 1% of the baseline's mean")
+        source, "the default: half a point of accuracy")
     return f"m = {value:.3g} ({why})"
 
 

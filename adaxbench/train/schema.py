@@ -80,6 +80,7 @@ class ImageTaskSchema:
     target_metric: Optional[str] = None
     metric: Optional[str] = None
     select_metric: Optional[str] = None  # what report/best select on where there is no validation split
+    equivalence_margin: Any = None  # report's margin m: a number (the task's metric) or {METRIC: M}
     lr_schedule: Any = None
 
 
@@ -94,6 +95,7 @@ class SyntheticTaskSchema:
     target_metric: Optional[str] = None
     metric: Optional[str] = None
     select_metric: Optional[str] = None  # what report/best select on where there is no validation split
+    equivalence_margin: Any = None  # report's margin m: a number (the task's metric) or {METRIC: M}
     lr_schedule: Any = None
     noise_level: Optional[float] = None   # quadratic_deep, rosenbrock_2d
     train_size: Optional[int] = None      # quadratic_deep, rosenbrock_2d
@@ -108,7 +110,7 @@ SYNTHETIC_KEYS = {"quadratic_deep": ("noise_level", "train_size"),
                   "reddi_online": ("steps_per_epoch", "x0"),
                   "reddi_stochastic": ("steps_per_epoch", "x0")}
 SYNTHETIC_COMMON = ("name", "kind", "problem", "batch_size", "epochs", "target", "target_metric", "metric",
-                    "select_metric", "lr_schedule")
+                    "select_metric", "equivalence_margin", "lr_schedule")
 
 
 @dataclass

@@ -69,6 +69,7 @@ HELP = {
     "image.metric": "the task's main metric (what `report` compares by default)",
     "image.select_metric": "what `report` and `best` select on where there is no validation split "
                            "(`+task.select_metric=...` where the task's file leaves it out)",
+    "image.equivalence_margin": "the report's equivalence margin m: a number (for the task's metric) or `{METRIC: M}`",
     "image.lr_schedule": "the protocol's default lr schedule",
     "synthetic.name": "the task's name in records and reports",
     "synthetic.kind": "`synthetic`",
@@ -79,6 +80,7 @@ HELP = {
     "synthetic.target_metric": "the metric the target applies to",
     "synthetic.metric": "the task's main metric",
     "synthetic.select_metric": "what `report` and `best` select on where there is no validation split",
+    "synthetic.equivalence_margin": "the report's equivalence margin m: a number (for the task's metric) or `{METRIC: M}`",
     "synthetic.lr_schedule": "the protocol's default lr schedule",
     "synthetic.noise_level": "standard deviation of the data noise",
     "synthetic.train_size": "number of fixed training points",

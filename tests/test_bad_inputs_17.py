@@ -78,6 +78,17 @@ def test_slurm_environment(env, expected, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_slurm_launcher_off_a_cluster(tmp_path, capsys, monkeypatch):
+    """A SLURM launcher where sbatch/srun are not on PATH: one line before the sweep dir exists
+    (submitit itself would fail after it, with a traceback)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    code, _, err = cli(capsys, "run", "-m", "hydra/launcher=slurm_gpu", f"hydra.sweep.dir={tmp_path}/sweep",
+                       "seed=0,1", *TINY)
+    assert_one_line_error(code, err, "this launcher submits to SLURM, but sbatch/srun are not on PATH")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_joblib_zero_jobs(tmp_path, capsys):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     code, _, err = cli(capsys, "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0",

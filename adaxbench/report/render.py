@@ -748,6 +748,8 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
 
     outdir = Path(out)
     figdir = outdir / "figures"
+    if figdir.is_symlink():  # files are replaced, never written through links: a linked folder is refused
+        raise ReportError(f"{figdir} is a symbolic link: remove it, or choose another --out")
     figdir.mkdir(parents=True, exist_ok=True)
     rep = Report(out=outdir, excluded=an.excluded, analysis=an)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report_fixtures import write_run  # noqa: E402
+from report_fixtures import OPTIMIZERS, write_run  # noqa: E402
 
 from adaxbench.report import build_report, performance_profile  # noqa: E402
 from adaxbench.report.cli import main  # noqa: E402
@@ -652,3 +652,20 @@ def test_an_arm_whose_every_seed_diverged_is_worse_than_a_baseline_without_diver
     row = rep.aggregate.set_index("optimizer").loc["adax"]
     assert row["verdict"] == "worse" and row["diverged_seeds"] == 3 and math.isnan(row["delta"])
     assert "worse (3 of 3 seeds diverged)" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_beta2_parts_only_where_a_beta2_optimizer_is_compared(tmp_path):
+    # sgd against sgd-like runs of another name: no optimizer with a known β̂₂ schedule, so neither the
+    # weighting-distance column nor the β̂₂-schedule section appears; with adam and adax both appear.
+    for s, v in enumerate([0.80, 0.81, 0.79]):
+        write_run(tmp_path / "plain" / f"sgd{s}", task="toy", optimizer="sgd", seed=s, evals=_acc([0.1, 0.5, 0.6, v]))
+        write_run(tmp_path / "plain" / f"sgd2{s}", task="toy", optimizer="sgd", seed=s,
+                  opt={**OPTIMIZERS["sgd"], "name": "sgd_fast", "lr": 0.3}, evals=_acc([0.1, 0.5, 0.6, v + 0.01]))
+        write_run(tmp_path / "ada" / f"adam{s}", task="toy", optimizer="adam", seed=s, evals=_acc([0.1, 0.5, 0.6, v]))
+        write_run(tmp_path / "ada" / f"adax{s}", task="toy", optimizer="adax", seed=s, evals=_acc([0.1, 0.5, 0.6, v]))
+    build_report([tmp_path / "plain"], out=tmp_path / "o1", figures=False)
+    md = (tmp_path / "o1" / "report.md").read_text()
+    assert "weighting distance" not in md and "β̂₂ schedules" not in md
+    build_report([tmp_path / "ada"], out=tmp_path / "o2", figures=False)
+    md = (tmp_path / "o2" / "report.md").read_text()
+    assert "weighting distance" in md and "β̂₂ schedules" in md

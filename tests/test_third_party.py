@@ -131,6 +131,9 @@ def test_two_classes_of_one_name_are_told_apart(tmp_path):
     rs = load_runs([tmp_path])
     assert sorted(rs.runs["optimizer"]) == ["pytorch_optimizer.optimizer.lion.Lion", "third_party_user.Lion"]
     assert len(rs.notes) == 1 and "optimizer Lion names 2 different classes" in rs.notes[0]
+    from adaxbench.report.render import build_report
+    build_report([tmp_path], out=tmp_path / "report", figures=False)
+    assert "Note: optimizer Lion names 2 different classes" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_packed_launcher_says_why_it_runs_them_unpacked(caplog):

@@ -588,6 +588,8 @@ def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> 
         "seconds to target": [_g(v, ".3g") for v in shown["seconds_to_target"]],
         "diverged": shown["diverged"], "failed": shown["failed"], "running": shown["running"],
     })
+    if (tab["β̂₂ weighting distance"] == "—").all():  # no pair with a known β̂₂ schedule: AdaX's question is not asked
+        tab = tab.drop(columns="β̂₂ weighting distance")
     if any(task_refs.values()):
         tab.insert(4, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}{ref_budget}"
                                                              for r in task_refs[k]) or "—" for k in shown["setting"]])
@@ -685,6 +687,8 @@ def report_blocks(an: Analysis, fig: Any) -> list[tuple]:
              f"Tasks: {', '.join(tasks)}. Baseline: {an.baseline}. Curves against {an.x}.")]
     if an.missing:
         blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(an.missing)}."))
+    for note in rs.notes:  # e.g. two classes of one name, told apart by their modules
+        blocks.append(("p", f"Note: {note}"))
     contents = ([("Across tasks", "#" + anchor("Across tasks"), "")] if len(tasks) >= 2 else []) + \
         [(f"Task {n}", "#" + anchor(f"Task {n}"), "") for n in tasks] + \
         [("Runs not included", "#" + anchor("Runs not included"), ""),

@@ -141,6 +141,8 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     from .train.preflight import check_user_configs
 
     overrides = _string_list(overrides, "overrides")
+    if any(o.lstrip("+~").startswith("hydra.run.dir=") for o in overrides):  # would be ignored, not followed
+        raise ConfigError("hydra.run.dir is not an override of adaxbench.run: pass run_dir=... instead")
     if config_dir is not None:
         path = Path(config_dir).expanduser().resolve()
         if not path.is_dir():

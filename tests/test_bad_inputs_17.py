@@ -198,7 +198,8 @@ def test_api_config_error_leaves_the_run_dir_usable(kwargs, expected, tmp_path):
     (lambda a, d: a.run("adam", ["trainer.progress=false"], task=int, run_dir=d), "task._target_='builtins.int' is not a task class"),
     (lambda a, d: a.run("adam", QUICK, task=5, run_dir=d), "task must be a task config name"),
     (lambda a, d: a.run("adam", QUICK, run_dir=d, config_dir=d.parent / "nope"), "config_dir "),
-], ids=["class-dict", "int", "str-overrides", "task-int", "task-5", "config-dir"])
+    (lambda a, d: a.run("adam", [*QUICK, f"hydra.run.dir={d}"]), "hydra.run.dir is not an override of adaxbench.run"),
+], ids=["class-dict", "int", "str-overrides", "task-int", "task-5", "config-dir", "hydra-run-dir"])
 def test_api_misuse(call, expected, tmp_path):
     import adaxbench
 

@@ -88,3 +88,12 @@ def test_the_preset_runs(tmp_path):
                      f"hydra.sweep.dir={tmp_path / 'sweep'}"]) == 0
     lrs = list(scores(tmp_path / "sweep"))
     assert len(lrs) == 2 and all(1e-5 <= lr < 1.0 for lr in lrs)
+
+
+def test_the_sweepers_default_direction_is_accepted(tmp_path, capsys):
+    # No hydra.sweeper.direction: the sweeper's default (its enum Direction.minimize) passes the check,
+    # so a bad search space is reported for what it is.
+    code = cli.main(["run", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "optimizer=adam",
+                     "optimizer.lr=interval(-1.0,-0.5)", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "optimizer.lr must be a number > 0, got -1.0" in err[0], err

@@ -166,6 +166,8 @@ def _check_direction(cfg: DictConfig) -> None:
     direction = cfg.hydra.sweeper.get("direction")
     if direction is None:
         return
+    if isinstance(getattr(direction, "name", None), str):  # the sweeper's default is its enum, Direction.minimize
+        direction = direction.name
     if not isinstance(direction, str) or direction not in ("minimize", "maximize"):
         raise ConfigError(f"hydra.sweeper.direction must be minimize or maximize (adaxbench returns one score per "
                           f"run: its selection metric), got {direction}")

@@ -264,7 +264,6 @@ def check_launcher_values(launcher: DictConfig) -> None:
     ``ADAXBENCH_SLURM_TIME_MIN=abc`` or ``hydra.launcher.n_jobs=0`` would fail after the sweep dir
     exists, in the launcher's own code."""
     import re
-    import shutil
 
     for key in [*LAUNCHER_COUNTS, "n_jobs"]:
         if key not in launcher:
@@ -284,9 +283,6 @@ def check_launcher_values(launcher: DictConfig) -> None:
         if key != "n_jobs" and not (number and (value >= 1 or key == "max_num_timeout" and value >= 0)):
             low = 0 if key == "max_num_timeout" else 1
             raise ConfigError(f"hydra.launcher.{key} must be an integer >= {low}, got {value!r}{source}")
-    if str(launcher.get("_target_", "")).endswith("SlurmLauncher") and not (shutil.which("sbatch") and shutil.which("srun")):
-        raise ConfigError("this launcher submits to SLURM, but sbatch/srun are not on PATH: run the sweep on a SLURM "
-                          "login node, or use hydra/launcher=submitit_local, joblib or packed on this machine")
 
 
 def user_config_dirs(config_dir: str | None, overrides: list[str]) -> list[str]:

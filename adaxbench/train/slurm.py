@@ -11,6 +11,8 @@ refused up front.
 
 from __future__ import annotations
 
+import shutil
+
 import sys
 from typing import Any
 
@@ -34,6 +36,9 @@ def check_launcher(launcher: Any) -> str | None:
         return (f"hydra.launcher.signal_delay_s={delay} leaves {timeout_s - delay} s of hydra.launcher.timeout_min="
                 f"{timeout_min}: SLURM sends its time-limit signal up to {SLURM_CHECK_PERIOD_S} s early, so it would "
                 f"reach jobs while they start and kill them; need timeout_min*60 - signal_delay_s >= {margin}")
+    if not (shutil.which("sbatch") and shutil.which("srun")):  # submitit would fail with a traceback
+        return ("this launcher submits to SLURM, but sbatch/srun are not on PATH: run the sweep on a SLURM login "
+                "node, or use hydra/launcher=submitit_local, joblib or packed on this machine")
     return None
 
 

@@ -278,6 +278,7 @@ def test_beta2_curves_match_hand_values():
 # --- figures: inspected as matplotlib Figure objects ---------------------------------------------
 
 from adaxbench.report import figures as F  # noqa: E402
+from adaxbench.report import plot as P  # noqa: E402
 from adaxbench.report.analysis import analyse  # noqa: E402
 from adaxbench.report.references import load_references, references_for  # noqa: E402
 
@@ -326,7 +327,7 @@ def test_curves_figure_reads_at_900px_with_published_line(tmp_path):
     (d / "run.json").write_text(json.dumps(info))
     an, colors = _figure_inputs(tmp_path)
     fig, n = F.curves_figure(an, "cifar10_resnet20", colors)
-    w, h = fig.get_size_inches() * F.RC["savefig.dpi"]
+    w, h = fig.get_size_inches() * P.RC["savefig.dpi"]
     assert w == pytest.approx(900) and h < 800  # was 2208 x 432: text shrank to ~6 px on GitHub
     assert [ax.get_title() for ax in fig.axes[:4]] == ["test accuracy", "test loss", "minibatch loss", "minibatch loss"]
     assert n == 3 * 4  # 3 settings x 4 panels
@@ -394,7 +395,7 @@ def test_beta2_figure_one_log_panel_with_legend():
     # t = 2: Adam 1 − β2/(1+β2) = 1/(1+β2); AdaX 1 − (1 − 1/(2+β2)) = 1/(2+β2).
     assert fn("adam", 2, 0.999, 0.8) == pytest.approx(1 / 1.999)
     assert fn("adax", 2, 1e-4, 0.8) == pytest.approx(1 / 2.0001)
-    ticks = F._LogTicks(labelOnlyBase=True)
+    ticks = P._LogTicks(labelOnlyBase=True)
     assert [ticks._num_to_string(x, 1, 1e6) for x in (1, 10, 1e6)] == ["10⁰", "10¹", "10⁶"]
     assert [ticks._num_to_string(x, 1e-3, 1) for x in (1e-3, 0.01, 1)] == ["10⁻³", "10⁻²", "10⁰"]
     assert [ticks._num_to_string(x, 0.01, 10) for x in (0.01, 1, 10)] == ["0.01", "1", "10"]

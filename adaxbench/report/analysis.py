@@ -368,6 +368,22 @@ class TaskAnalysis:
         return self.info.name
 
     @property
+    def has_baseline(self) -> bool:
+        """The baseline ran on the task: its rows have a Δ."""
+        return bool(self.rows["is_baseline"].any())
+
+    @property
+    def margin(self) -> tuple[float, str] | None:
+        """(equivalence margin m, where it came from) of the task's comparisons; None without any."""
+        m = self.rows.loc[self.rows["margin_source"] != "", ["margin", "margin_source"]]
+        return None if m.empty else tuple(m.iloc[0])
+
+    @property
+    def curves_trimmed(self) -> bool:
+        """Some optimizer ran more settings than the curve figures draw."""
+        return len(self.plotted) < int((self.rows["seeds"] > 0).sum())
+
+    @property
     def used_refs(self) -> dict[str, Reference]:
         """The published sources some setting matched, by source."""
         return {r.source: r for rl in self.refs.values() for r in rl}

@@ -250,11 +250,10 @@ def _target_text(task: TaskInfo, budget: Budget) -> str:
     return text
 
 
-def _margin_text(a: pd.DataFrame, task: TaskInfo) -> str:
-    m = a.loc[a["margin_source"] != "", ["margin", "margin_source"]]
-    if m.empty:
+def _margin_text(t: TaskAnalysis) -> str:
+    if t.margin is None:
         return "no comparison"
-    value, source = m.iloc[0]
+    value, source = t.margin
     if not np.isfinite(value):
         return f"{NO_MARGIN} (losses have no default margin)"
     why = {"--margin": "from --margin", "task config": "from the task's equivalence_margin"}.get(
@@ -274,7 +273,7 @@ def _task_intro(an: Analysis, t: TaskAnalysis) -> list[tuple]:
                         f"{ALPHA:g}, with ≥ {MIN_SEEDS_STAR} seeds a side. Verdict: equivalent within ±m (Holm-adjusted "
                         "TOST), else better or worse (the star), else inconclusive with the seeds that would settle it "
                         "at 80% power (for ±m, or to detect the Δ seen where |Δ| > m); a diverged seed on either side "
-                        f"rules out equivalent; {_margin_text(t.rows, task)}. See docs/statistics.md."))
+                        f"rules out equivalent; {_margin_text(t)}. See docs/statistics.md."))
     if len(t.shown) < len(t.rows):
         blocks.append(("p", f"{len(t.rows)} settings: showing the best per optimizer; all are in aggregate.csv."))
     if t.shared:
@@ -286,13 +285,12 @@ def _task_intro(an: Analysis, t: TaskAnalysis) -> list[tuple]:
 def _task_table(an: Analysis, t: TaskAnalysis) -> pd.DataFrame:
     """The task's table: a row per shown setting, against the baseline."""
     task, shown, baseline = t.info, t.shown, an.baseline
-    has_base = t.rows["is_baseline"].any()
     rows = list(shown.itertuples())
     tab = pd.DataFrame({
         "optimizer": shown["label"], "hyperparameters": t.hparams, "seeds": shown["seeds"],
         f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
         f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
-        f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [_delta_cell(r) if has_base else "—" for r in rows],
+        f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [_delta_cell(r) if t.has_baseline else "—" for r in rows],
         "test": [_test_cell(r) for r in rows],
         "p (Holm)": [f"{_g(r.p_value, '.2g')} ({_g(r.p_holm, '.2g')})" if np.isfinite(r.p_value) else "—" for r in rows],
         "verdict": ["baseline" if r.is_baseline else verdict_text(r._asdict()) if r.verdict else "—" for r in rows],
@@ -334,7 +332,7 @@ def _task_figures(t: TaskAnalysis, figs: dict[str, int]) -> list[tuple]:
                         "is smoothed per seed (EMA) before averaging."
                         + (" Dotted lines: published results." if t.used_refs else "")
                         + (" Optimizers with more than four settings show only their best."
-                           if len(t.plotted) < (t.rows["seeds"] > 0).sum() else "")))
+                           if t.curves_trimmed else "")))
     blocks += _img(figs, f"{stem}_adaptivity", f"{name} logged beta2 and effective step size")
     return blocks + _img(figs, f"{stem}_lr_sensitivity", f"{name} learning-rate sensitivity")
 
@@ -358,7 +356,7 @@ def task_blocks(an: Analysis, t: TaskAnalysis, figs: dict[str, int]) -> list[tup
     """A task's section: its table with what it needs to be read, figures and best settings."""
     blocks = _task_intro(an, t) + [("table", _task_table(an, t))] + _warnings(t.divergence_warnings)
     blocks += _published_blocks(t)
-    if not t.rows["is_baseline"].any():
+    if not t.has_baseline:
         blocks.append(("p", f"No completed {an.baseline} run on this task: no Δ column (choose with --baseline)."))
     blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
                         "evaluation excluded); 'reached target' counts completed and diverged seeds."))

@@ -539,6 +539,26 @@ def test_cross_task_caption_counts_verdicts_and_no_empty_profile(tmp_path):
     assert "equivalent within ±0.005" in md and "no difference" not in md.lower()
 
 
+def test_report_flows_one_way_from_its_analysis(tmp_path, monkeypatch):
+    """The analysis holds what the text and the figures show: drawing the figures changes nothing in
+    it, and the text with figures differs from the text without them only by the figures' images."""
+    from adaxbench.report.render import report_blocks
+
+    an = analyse([_two_tasks(tmp_path / "r")])
+    assert an.across.verdicts == {"better": 1, "worse": 0, "equivalent": 1, "inconclusive": 0}
+    assert an.across.reached is False  # no target: no performance profile, drawn or described
+    agg, text = an.agg.copy(), report_blocks(an, {})
+    saved = []
+    monkeypatch.setattr(F, "save", lambda fig, out_dir, stem: saved.append(stem))  # built, not rendered: fast
+    drawn = F.draw_figures(an, tmp_path / "figures")
+    pd.testing.assert_frame_equal(an.agg, agg)
+    assert sorted(drawn) == sorted(saved) == ["A_curves", "B_curves", "beta2_schedules", "iqm", "score_profiles"]
+    blocks = report_blocks(an, drawn)
+    assert sorted(b[1] for b in blocks if b[0] == "img") == sorted(f"figures/{stem}.png" for stem in drawn)
+    strip = lambda bs: [b if b[0] != "table" else ("table", b[1].to_csv()) for b in bs if b[0] != "img"]  # noqa: E731
+    assert strip(blocks)[2:] == strip(text)[2:]  # after the title and its time stamp
+
+
 def test_family_and_margins(tmp_path):
     root = _two_tasks(tmp_path / "r")
     table = build_report([root], out=tmp_path / "o1", figures=False).aggregate.set_index(["task", "optimizer"])

@@ -57,12 +57,13 @@ def test_a_diverged_trial_scores_worst_and_the_study_goes_on(tmp_path):
     assert results["best_params"]["optimizer.lr"] == 0.001
 
 
-@pytest.mark.parametrize("launcher", ["packed", "joblib"])
+@pytest.mark.parametrize("launcher", ["packed", "joblib", "submitit_local"])
 def test_launchers_report_scores_back(tmp_path, launcher):
-    # Two trials at a time: the packed launcher trains them as one pack, joblib in two workers.
+    # Two trials at a time: the packed launcher trains them as one pack, joblib in two workers,
+    # submitit_local in two processes that send their scores back pickled.
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    if launcher == "joblib":
-        pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    if launcher != "packed":
+        pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
     assert sweep(tmp_path, f"hydra/launcher={launcher}", *extra, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2",
                  "optimizer=adam", "optimizer.lr=tag(log,interval(1e-3,1.0))") == 0
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -165,7 +164,7 @@ def ran_configs(records: list[RunRecord | None]) -> list[dict[str, Any]]:
     passes a class default and one that leaves it out are one setting.  A record without them (an
     earlier version's, or a run that failed before its optimizer was built) keeps its config, its
     missing keys filled with the default that the runs of its class which left them out recorded.
-    Numbers compare as floats (``1`` and ``1.0``, tuples and lists are one value)."""
+    Values compare by what they are: ``1`` and ``1.0`` are one number, a tuple and a list one sequence."""
     identities = [None if rec is None else identity_config(rec) for rec in records]
     ran = [None if rec is None else
            {k: v for k, v in _recorded_hparams(rec.optimizer_hparams).items() if k not in IMPLEMENTATION_KEYS}
@@ -189,7 +188,7 @@ def ran_configs(records: list[RunRecord | None]) -> list[dict[str, Any]]:
 
 
 def _canonical(v: Any) -> Any:
-    """One representation per value: numbers as floats, tuples as lists, no memory addresses."""
+    """One representation per value: numbers as floats, tuples as lists."""
     if isinstance(v, bool) or v is None:
         return v
     if isinstance(v, (int, float)):
@@ -198,12 +197,7 @@ def _canonical(v: Any) -> Any:
         return [_canonical(x) for x in v]
     if isinstance(v, dict):
         return {k: _canonical(x) for k, x in v.items()}
-    if isinstance(v, str):
-        return _ADDRESS.sub(">", v)
     return v
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")  # repr of an object held by a param group (a function, a module)
 
 
 def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:

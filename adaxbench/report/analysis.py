@@ -239,12 +239,15 @@ def hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[st
 
 def divergence_warnings(a: pd.DataFrame, settings: dict, baseline: str) -> list[str]:
     """One sentence per compared setting whose β̂₂ weighting stays within divergence.WARN_BELOW of
-    the baseline's over its run: the comparison cannot separate their schedules."""
+    the baseline's over its run: the comparison cannot separate their schedules.  Other settings of
+    the baseline's own optimizer (its lr grid) are named only where their schedule differs."""
     out = []
     base = a[a["is_baseline"]]
     for row in a[a["schedule_tv"] < divergence.WARN_BELOW].itertuples():
         sa = divergence.beta2_schedule(dict(settings[row.setting]))
         sb = divergence.beta2_schedule(dict(settings[base["setting"].iloc[0]]))
+        if sa == sb and row.optimizer == base["optimizer"].iloc[0]:
+            continue
         if sa == sb:
             why = "they use the same β̂₂ schedule, so any difference comes from elsewhere in the update"
         else:

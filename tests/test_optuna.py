@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,31 @@ def test_the_sweepers_default_direction_is_accepted(tmp_path, capsys):
                      "optimizer.lr=interval(-1.0,-0.5)", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "optimizer.lr must be a number > 0, got -1.0" in err[0], err
+
+
+ROSEN = ["task=rosenbrock_2d", "trainer.epochs=1", "trainer.progress=false"]
+
+
+def test_best_write_after_the_preset_runs_every_seed_once(tmp_path, capsys, monkeypatch):
+    """The preset's Optuna sweeper would sample `seed=0,1` as a choice; the rerun script runs each seed once."""
+    sweep_dir = tmp_path / "X"
+    assert cli.main(["run", "-m", "experiment=lr_tuning_optuna", *ROSEN, "hydra.sweeper.n_trials=2",
+                     f"hydra.sweep.dir={sweep_dir}"]) == 0
+    assert best_main([str(sweep_dir), "--write", str(tmp_path / "r.sh"), "--seeds", "3"]) == 0
+    commands = [line for line in (tmp_path / "r.sh").read_text().splitlines() if line.startswith("adaxbench")]
+    assert len(commands) == 3 and not any(" -m " in c for c in commands)
+    monkeypatch.chdir(tmp_path)
+    for c in commands:  # as bash runs them
+        assert cli.main(shlex.split(c)[1:]) == 0
+    reruns = [json.loads(p.read_text()) for p in (tmp_path / "X_best").rglob("run.json")]
+    assert sorted(r["config"]["seed"] for r in reruns) == [0, 1, 2]
+    assert best_settings(tmp_path / "X_best")["seeds"].iloc[0] == 3
+
+
+def test_trials_repeating_a_setting_and_seed_count_once(tmp_path, capsys):
+    assert sweep(tmp_path, "hydra.sweeper.n_trials=4", "optimizer=adam", "optimizer.lr=choice(0.01,0.02)") == 0
+    assert len(list((tmp_path / "sweep").glob("*/run.json"))) == 4
+    capsys.readouterr()
+    assert best_main([str(tmp_path / "sweep")]) == 0
+    out, err = capsys.readouterr()
+    assert "[1 seed(s)" in out and "repeat the setting and seed of a later run: each (setting, seed) counted once" in err

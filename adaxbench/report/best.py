@@ -94,7 +94,8 @@ def select_best(rs: RunSet, metric: str | None = None, mode: str = "final") -> t
                      "config": rs.configs[first], "setting": win["setting"],
                      **margin_over_runner_up(by_seed(win["setting"]),
                                              None if runner is None else by_seed(runner["setting"])),
-                     "runner_up": None if runner is None else runner["setting"]})
+                     "runner_up": None if runner is None else runner["setting"],
+                     "sampled": sampled_sweep(df.at[first, "path"])})
     best = pd.DataFrame(rows)
     # A sampled search (Optuna) tries continuous values: "the largest tried" says nothing of a grid.
     best.attrs["warnings"] = grid_edge_warnings(scored[~scored["setting"].isin(sampled_settings(df))], rs.settings)
@@ -272,8 +273,14 @@ def rerun_script(best: pd.DataFrame, seeds: int, sweep_root: str, allow_targets:
     seed_list = ",".join(str(s) for s in range(seeds))
     for row in best.itertuples():
         args = " ".join(shlex.quote(o) for o in row.overrides)
-        out = shlex.quote("hydra.sweep.dir=" + _hydra_string(f"{sweep_root}/{_dir_name(row.task)}_{_dir_name(row.optimizer)}"))
-        lines.append(f"adaxbench run -m {args} seed={seed_list} {out}")
+        root = f"{sweep_root}/{_dir_name(row.task)}_{_dir_name(row.optimizer)}"
+        if not row.sampled:
+            lines.append(f"adaxbench run -m {args} seed={seed_list} {shlex.quote('hydra.sweep.dir=' + _hydra_string(root))}")
+            continue
+        # The runs' sweeper (Optuna, perhaps set by an experiment preset) would sample the seeds as a
+        # search space; one plain run per seed runs each exactly once.
+        lines += [f"adaxbench run {args} seed={s} {shlex.quote('hydra.run.dir=' + _hydra_string(f'{root}/{s}'))}"
+                  for s in range(seeds)]
     return "\n".join(lines) + "\n"
 
 

@@ -121,14 +121,21 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "task": clean_name(cfg["task"]["name"]), "optimizer": clean_name(cfg["optimizer"]["name"]),
                      "seed": cfg.get("seed"), "setting": key, "overrides": list(rec.overrides),
                      "progress": _progress(rec.progress), "optimizer_class": optimizer_identity(rec),
+                     "ended": str(rec.timing.get("ended") or ""),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
         recorded.append(_recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)))
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     notes = _tell_classes_apart(runs)
+    repeated = _repeated_seeds(runs)
+    if len(repeated):
+        runs = runs.drop(index=repeated)
+        notes.append(f"{len(repeated)} run(s) repeat the setting and seed of a later run: each (setting, seed) "
+                     "counted once, the latest finished run kept")
+    runs = runs.drop(columns="ended")
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
-    want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"]]
+    want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"] and i in runs.index]
     with ThreadPoolExecutor(threads or min(16, (os.cpu_count() or 2) * 2)) as ex:
         tables = list(ex.map(lambda i: read_metrics(dirs[i] / METRICS_FILE), want))
     good, lengths = [], []
@@ -212,6 +219,14 @@ def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
             notes.append(f"optimizer {name} names {len(found)} different classes ({', '.join(sorted(found))}): "
                          "each is reported under its module-qualified name")
     return notes
+
+
+def _repeated_seeds(runs: pd.DataFrame) -> pd.Index:
+    """The finished runs whose (setting, seed) a later finished run repeats (an Optuna study proposing one
+    value twice, a grid launched again into another dir): no independent seeds, so only the latest counts."""
+    finished = runs[runs["status"].isin(READ_METRICS) & runs["seed"].notna()]
+    order = finished.sort_values(["ended", "path"])
+    return order.index[order.duplicated(["setting", "seed"], keep="last")]
 
 
 def _recorded_hparams(v: Any) -> dict:

@@ -433,29 +433,56 @@ BOOKKEEPING = (
     "trainer.channels_last", "trainer.threads", "logger", "optimizer.allow_extra", "optimizer.create_graph",
 )
 
-# Optimizer classes shipped with these packages are named by their configs' fixed _target_ paths.
-_SHIPPED = ("adaxbench", "torch", "torchvision")
+# The packages whose optimizers the shipped configs name by their public path (``torch.optim.Adam``,
+# ``adaxbench.optim.AdaX``): a class of theirs is known by that path however it was spelled
+# (``torch.optim.adam.Adam``), so the shipped configs keep the identity their records always had.
+_PUBLIC = ("torch.optim", "adaxbench.optim")
+
+
+def public_class_path(path: str) -> str:
+    """``torch.optim.adam.Adam`` -> ``torch.optim.Adam`` (every public optimizer of these packages is
+    exported at the top); any other class path as it is."""
+    for package in _PUBLIC:
+        inner = path[len(package) + 1:].split(".") if path.startswith(package + ".") else []
+        if len(inner) > 1 and not any(p.startswith("_") for p in inner):
+            return f"{package}.{inner[-1]}"
+    return path
 
 
 def optimizer_identity(record: RunRecord) -> str | None:
     """The class a run's optimizer was, whichever path its config named it by (``pytorch_optimizer.Lion``
-    and ``pytorch_optimizer.optimizer.lion.Lion`` are one class): ``optimizer_class``, else (older
-    records) the provenance of a user's optimizer; None for the shipped optimizers' fixed paths."""
+    and ``pytorch_optimizer.optimizer.lion.Lion`` are one class, as are ``torch.optim.adam.Adam`` and
+    ``torch.optim.Adam``): ``optimizer_class``, else (older records) the provenance of a user's optimizer."""
     cls = record.optimizer_class
     if cls is None:
         prov = (record.env.get("plugins") or {}).get("optimizer") or {}
         if prov.get("module") and prov.get("qualname"):
             cls = f"{prov['module']}.{prov['qualname']}"
-    return None if cls is None or cls.split(".")[0] in _SHIPPED else cls
+    return None if cls is None else public_class_path(cls)
 
 
 def identity_config(record: RunRecord) -> dict[str, Any]:
     """The record's config with the optimizer's ``_target_`` as its class's one identity (what the
-    user wrote stays in run.json), so runs of one class pool however they named it."""
-    cls = optimizer_identity(record)
-    if cls is None or not isinstance(record.config.get("optimizer"), dict):
+    user wrote stays in run.json), so runs of one class pool however they named it; a class given as
+    an argument (SAM's ``base_optimizer``) likewise."""
+    optimizer = record.config.get("optimizer")
+    if not isinstance(optimizer, dict):
         return record.config
-    return {**record.config, "optimizer": {**record.config["optimizer"], "_target_": cls}}
+    cls = optimizer_identity(record)
+    optimizer = _public_class_args(optimizer)
+    return {**record.config, "optimizer": {**optimizer, "_target_": cls} if cls else optimizer}
+
+
+def _public_class_args(section: dict[str, Any]) -> dict[str, Any]:
+    """``section`` with every class argument (``{_target_: hydra.utils.get_class, path: P}``) at its public path."""
+    out = {}
+    for k, v in section.items():
+        if isinstance(v, dict):
+            v = _public_class_args(v)
+            if v.get("_target_") == "hydra.utils.get_class" and isinstance(v.get("path"), str):
+                v = {**v, "path": public_class_path(v["path"])}
+        out[k] = v
+    return out
 
 
 def is_bookkeeping(key: str) -> bool:

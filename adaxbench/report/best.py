@@ -227,7 +227,7 @@ def _is_config_path(key: str, config: dict[str, Any]) -> bool:
 
 def override_problem(override: str, config: dict[str, Any], allow_targets: bool = False) -> str | None:
     """Why ``override`` may not go into a rerun script, or None for a plain ``key=value`` (or
-    ``+key=value``) override of this config with a single literal value, as sweep jobs record.
+    ``+key=value``, ``++key=value``: the Python API records its keyword hyperparameters so) override of this config with a single literal value, as sweep jobs record.
 
     A run.json is data anyone with write access to the sweep dir can edit; a ``_target_`` or a
     dict/list value in it names code the script would run, so those need ``allow_targets``."""
@@ -240,8 +240,8 @@ def override_problem(override: str, config: dict[str, Any], allow_targets: bool 
         ov = OverridesParser.create().parse_override(override)
     except Exception as e:  # Hydra's parser raises its own exception types
         return f"Hydra cannot parse it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-    if ov.type not in (OverrideType.CHANGE, OverrideType.ADD):
-        return "only key=value and +key=value overrides are rerun"
+    if ov.type not in (OverrideType.CHANGE, OverrideType.ADD, OverrideType.FORCE_ADD):
+        return "only key=value, +key=value and ++key=value overrides are rerun"
     if ov.is_sweep_override():
         return "a sweep job records single values, not sweeps"
     if "${" in override:

@@ -1,0 +1,74 @@
+"""Runs of one setting pool however they were made (CLI, Python API, any spelling of a class), and
+`best --write` reruns them: the seeds of a winner, each once, with the overrides its runs recorded."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import torch
+
+import adaxbench
+from adaxbench import cli
+from adaxbench.report.best import main as best_main
+from adaxbench.report.load import load_runs
+
+QUICK = ["task=rosenbrock_2d", "trainer.epochs=1", "trainer.progress=false"]
+
+
+def cli_run(tmp_path, name, *overrides):
+    assert cli.main(["run", *overrides, *QUICK, f"hydra.run.dir={tmp_path / 'D' / name}"]) == 0
+
+
+def api_run(tmp_path, name, optimizer, *overrides, **hyper):
+    assert adaxbench.run(optimizer, [*QUICK, *overrides], run_dir=tmp_path / "D" / name, **hyper).status == "completed"
+
+
+def settings_of(tmp_path):
+    """optimizer name -> seeds per setting."""
+    runs = load_runs([tmp_path / "D"]).runs
+    return {name: sorted(g.groupby("setting")["seed"].apply(lambda s: sorted(s)).tolist())
+            for name, g in runs.groupby("optimizer")}
+
+
+def test_best_write_reruns_api_and_cli_runs(tmp_path, capsys, monkeypatch):
+    api_run(tmp_path, "a", "adam", lr=1e-2)   # recorded as ++optimizer.lr=0.01
+    api_run(tmp_path, "b", "adam", lr=1e-3)
+    cli_run(tmp_path, "c", "optimizer=adam", "optimizer.lr=0.01", "seed=1")  # pools with a
+    assert settings_of(tmp_path) == {"adam": [[0], [0, 1]]}
+    assert best_main([str(tmp_path / "D"), "--write", str(tmp_path / "r.sh"), "--seeds", "2"]) == 0
+    commands = [c for c in (tmp_path / "r.sh").read_text().splitlines() if c.startswith("adaxbench")]
+    assert len(commands) == 1 and "optimizer.lr=0.01" in commands[0]
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(shlex.split(commands[0])[1:]) == 0
+    reruns = [json.loads(p.read_text()) for p in (tmp_path / "D_best").rglob("run.json")]
+    assert sorted((r["config"]["seed"], r["optimizer_hparams"]["lr"]) for r in reruns) == [(0, 0.01), (1, 0.01)]
+
+
+def test_targets_and_collections_in_api_overrides_still_need_allow_targets(tmp_path, capsys):
+    from adaxbench.report.best import override_problem
+
+    config = {"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}}
+    assert override_problem("++optimizer.lr=0.01", config) is None
+    assert "dict or list" in override_problem("++optimizer.betas=[0.9,0.9]", config)
+    assert "_target_" in override_problem("++optimizer._target_=os.system", config)
+    assert override_problem("++optimizer.betas=[0.9,0.9]", config, allow_targets=True) is None
+
+
+def test_one_torch_class_is_one_setting_whatever_its_spelling(tmp_path):
+    cli_run(tmp_path, "cli", "optimizer=custom", "optimizer._target_=torch.optim.Adam", "optimizer.lr=3e-4")
+    cli_run(tmp_path, "alias", "optimizer=custom", "optimizer._target_=torch.optim.adam.Adam", "optimizer.lr=3e-4",
+            "seed=1")
+    api_run(tmp_path, "api", torch.optim.Adam, "seed=2", lr=3e-4)
+    cli_run(tmp_path, "shipped", "optimizer=adam", "optimizer.lr=3e-4")  # the named config keeps its name
+    assert settings_of(tmp_path) == {"Adam": [[0, 1, 2]], "adam": [[0]]}
+
+
+def test_a_base_optimizer_class_is_one_setting_whatever_its_spelling(tmp_path):
+    po = pytest.importorskip("pytorch_optimizer")
+    cli_run(tmp_path, "cli", "optimizer=custom", "optimizer._target_=pytorch_optimizer.SAM",
+            "+optimizer.base_optimizer._target_=hydra.utils.get_class", "+optimizer.base_optimizer.path=torch.optim.SGD",
+            "+optimizer.lr=1e-4")
+    api_run(tmp_path, "api", po.SAM, "seed=1", base_optimizer=torch.optim.SGD, lr=1e-4)  # recorded torch.optim.sgd.SGD
+    assert settings_of(tmp_path) == {"SAM": [[0, 1]]}

@@ -72,3 +72,24 @@ def test_a_base_optimizer_class_is_one_setting_whatever_its_spelling(tmp_path):
             "+optimizer.lr=1e-4")
     api_run(tmp_path, "api", po.SAM, "seed=1", base_optimizer=torch.optim.SGD, lr=1e-4)  # recorded torch.optim.sgd.SGD
     assert settings_of(tmp_path) == {"SAM": [[0, 1]]}
+
+
+def test_recorded_hyperparameters_are_what_the_class_was_built_with(tmp_path):
+    po = pytest.importorskip("pytorch_optimizer")
+    cli_run(tmp_path, "prodigy", "optimizer=custom", "optimizer._target_=pytorch_optimizer.Prodigy")
+    api_run(tmp_path, "sf", po.ScheduleFreeAdamW, lr=1e-3)
+    api_run(tmp_path, "sam", po.SAM, base_optimizer=torch.optim.SGD, lr=1e-4, momentum=0.9)  # via **kwargs
+    recorded = {n: json.loads((tmp_path / "D" / n / "run.json").read_text())["optimizer_hparams"]
+                for n in ("prodigy", "sf", "sam")}
+    # Prodigy's constructor defaults (Mishchenko & Defazio 2023: d0=1e-6, growth_rate=inf), not its state.
+    assert recorded["prodigy"]["d0"] == 1e-6 and recorded["prodigy"]["lr"] == 1.0
+    assert not {"d", "d_max", "step", "k"} & set(recorded["prodigy"])
+    assert recorded["sf"]["lr"] == 1e-3 and not {"train_mode", "weight_sum", "lr_max"} & set(recorded["sf"])
+    assert recorded["sam"]["momentum"] == 0.9 and recorded["sam"]["rho"] == 0.05
+    # The report's hyperparameters say what was computed, not how (torch's foreach, fused...).
+    from adaxbench.report.analysis import setting_hparams
+
+    cli_run(tmp_path, "adam", "optimizer=adam")
+    rs = load_runs([tmp_path / "D" / "adam"])
+    shown = setting_hparams(rs, rs.runs["setting"].iloc[0])
+    assert shown["lr"] == 1e-3 and not {"foreach", "fused", "capturable", "differentiable"} & set(shown)

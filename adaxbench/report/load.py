@@ -49,7 +49,7 @@ class RunSet:
     configs: list[dict]
     settings: dict[str, dict[str, Any]]
     # Per run: the built optimizer's effective hyperparameters where run.json records them
-    # (RECORDED_HPARAMS), else {}.
+    # (RECORDED_HPARAMS), else {}; IMPLEMENTATION_KEYS left out.
     recorded: list[dict] = field(default_factory=list)
     _index: dict | None = None
     notes: list[str] = field(default_factory=list)  # e.g. optimizers renamed to tell classes apart
@@ -124,7 +124,8 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "ended": str(rec.timing.get("ended") or ""),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
-        recorded.append(_recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)))
+        recorded.append({k: v for k, v in _recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)).items()
+                         if k not in IMPLEMENTATION_KEYS})
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     notes = _tell_classes_apart(runs)
     repeated = _repeated_seeds(runs)

@@ -1,4 +1,4 @@
-"""The environment a run ran in (``run.json``'s ``env``).
+"""The environment a run ran in (``run.json``'s ``env``) and the hyperparameters its optimizer was built with.
 
 The run-file contract itself (file names, metrics schema, run.json record, atomic writers,
 readers, settings) lives in :mod:`adaxbench.rundir`.
@@ -6,11 +6,12 @@ readers, settings) lives in :mod:`adaxbench.rundir`.
 
 from __future__ import annotations
 
+import inspect
 import platform
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 def git_commit() -> str | None:
@@ -41,3 +42,16 @@ def environment(device) -> dict[str, Any]:
         "platform": platform.platform(),
         "git_commit": git_commit(),
     }
+
+
+def constructor_hparams(optimizer: Any, given: Iterable[str]) -> dict[str, Any]:
+    """The built optimizer's hyperparameters (``effective_hparams``: class defaults included) that it
+    was constructed with: its class's named constructor parameters and the keys the config gave (which
+    may reach it through ``**kwargs``, e.g. SAM's for its base optimizer).  What a class keeps in its
+    param groups besides (Prodigy's ``d`` and ``step``, ScheduleFree's ``train_mode`` and ``weight_sum``)
+    is its state, not a hyperparameter."""
+    from .validate import effective_hparams
+
+    named = inspect.signature(type(optimizer).__init__).parameters
+    given = set(given)
+    return {k: v for k, v in effective_hparams(optimizer).items() if k in named or k in given}

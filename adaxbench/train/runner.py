@@ -41,8 +41,8 @@ from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_F
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
-from .record import environment
-from .validate import (UNSET, ConfigError, check_config, choose_impl, effective_hparams, name_optimizer, needs_closure,
+from .record import constructor_hparams, environment
+from .validate import (UNSET, ConfigError, check_config, choose_impl, name_optimizer, needs_closure,
                        needs_create_graph, resolve_device)
 
 log = logging.getLogger("adaxbench")
@@ -245,7 +245,7 @@ class Run:
         """What run.json records of the optimizer that runs: its class, and every hyperparameter."""
         cls = type(optimizer)
         self.optimizer_class = f"{cls.__module__}.{cls.__qualname__}"
-        self.optimizer_hparams = effective_hparams(optimizer)
+        self.optimizer_hparams = constructor_hparams(optimizer, self.cfg.optimizer.keys())
 
     def save_checkpoint(self, model, optimizer, scheduler) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

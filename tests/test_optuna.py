@@ -130,3 +130,15 @@ def test_trials_repeating_a_setting_and_seed_count_once(tmp_path, capsys):
     assert best_main([str(tmp_path / "sweep")]) == 0
     out, err = capsys.readouterr()
     assert "[1 seed(s)" in out and "repeat the setting and seed of a later run: each (setting, seed) counted once" in err
+
+
+def test_an_unseeded_study_relaunched_into_its_dir_says_why_it_stops(tmp_path, capsys):
+    args = ["run", "-m", *OPTUNA, "hydra.sweeper.n_trials=1", "optimizer=adam", "optimizer.lr=tag(log,interval(1e-4,1e-1))",
+            *ROSEN, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args) == 2  # the unseeded sampler proposes another lr for trial 0
+    err = capsys.readouterr().err
+    assert "holds a different run" in err and "hydra.sweeper.sampler.seed" in err
+    seeded = [*args[:-1], "hydra.sweeper.sampler.seed=0", f"hydra.sweep.dir={tmp_path / 'seeded'}"]
+    assert cli.main(seeded) == 0 and cli.main(seeded) == 0  # the same trial again: it skips the finished run

@@ -201,7 +201,7 @@ def test_metrics_saved_in_pieces_equal_the_rows_written_at_once(tmp_path):
 
 @pytest.mark.parametrize("override, why", [
     ("--experimental-rerun=x.pkl", "not a key=value"), ("-m", "not a key=value"), ("~seed", "only key=value"),
-    ("++optimizer.lr=1", "only key=value"), ("optimizer.lr=1,2", "single values"),
+    ("++foo=1", "not a key of the run's config"), ("optimizer.lr=1,2", "single values"),
     ("optimizer.lr=${oc.env:HOME}", "interpolations"), ("+foo=1", "not a key of the run's config"),
     ("optimizer.nope=1", "not a key of the run's config"), ("optimizer.lr=1\nrm", "not a key=value"),
 ])

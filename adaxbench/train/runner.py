@@ -651,7 +651,8 @@ def check_previous(run_dir: Path, overrides: list[str] | None, resume: bool,
                 setting_overrides(previous["overrides"], keep_seed=True) != \
                 setting_overrides(list(overrides), keep_seed=True):
             # Never overwrite another run's record, not even inside a sweep: stop here.
-            again = "relaunch the same sweep" if dir_key == "hydra.sweep.dir" else "relaunch it with its own overrides"
+            again = ("relaunch the same sweep (an optimizing sweeper proposes its trials again only with a seeded sampler: "
+                     "hydra.sweeper.sampler.seed)" if dir_key == "hydra.sweep.dir" else "relaunch it with its own overrides")
             raise ConfigError(f"{run_dir} holds a different run ({' '.join(previous['overrides']) or 'no overrides'});"
                               f" {again}, or choose another {dir_key} (nothing was written)")
         if not resume:

@@ -129,7 +129,10 @@ def test_trials_repeating_a_setting_and_seed_count_once(tmp_path, capsys):
     capsys.readouterr()
     assert best_main([str(tmp_path / "sweep")]) == 0
     out, err = capsys.readouterr()
-    assert "[1 seed(s)" in out and "repeat the setting and seed of a later run: each (setting, seed) counted once" in err
+    assert "[1 seed(s)" in out and "repeats the setting and seed of a later run" in out
+    assert "repeat the setting and seed of a later run: each (setting, seed) counted once" in err
+    assert cli.main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "rep"), "--no-figures"]) == 0
+    assert "each (setting, seed) counted once" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_an_unseeded_study_relaunched_into_its_dir_says_why_it_stops(tmp_path, capsys):

@@ -128,15 +128,9 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                          if k not in IMPLEMENTATION_KEYS})
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     notes = _tell_classes_apart(runs)
-    repeated = _repeated_seeds(runs)
-    if len(repeated):
-        runs = runs.drop(index=repeated)
-        notes.append(f"{len(repeated)} run(s) repeat the setting and seed of a later run: each (setting, seed) "
-                     "counted once, the latest finished run kept")
-    runs = runs.drop(columns="ended")
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
 
-    want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"] and i in runs.index]
+    want = [i for i, r in enumerate(rows) if r["status"] in READ_METRICS and not r["problem"]]
     with ThreadPoolExecutor(threads or min(16, (os.cpu_count() or 2) * 2)) as ex:
         tables = list(ex.map(lambda i: read_metrics(dirs[i] / METRICS_FILE), want))
     good, lengths = [], []
@@ -148,6 +142,12 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
         else:
             good.append(i)
             lengths.append(t.num_rows)
+    repeated = _repeated_seeds(runs)
+    if len(repeated):
+        runs.loc[repeated, "problem"] = REPEATED
+        notes.append(f"{len(repeated)} run(s) repeat the setting and seed of a later run: each (setting, seed) "
+                     "counted once, the latest completed run kept")
+    runs = runs.drop(columns="ended")
     if good:
         table = pa.concat_tables([t for t, _ in tables if t is not None and t.num_rows])
         metrics = table.unify_dictionaries().to_pandas()
@@ -222,10 +222,14 @@ def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+REPEATED = "repeats the setting and seed of a later run (each counted once)"
+
+
 def _repeated_seeds(runs: pd.DataFrame) -> pd.Index:
-    """The finished runs whose (setting, seed) a later finished run repeats (an Optuna study proposing one
-    value twice, a grid launched again into another dir): no independent seeds, so only the latest counts."""
-    finished = runs[runs["status"].isin(READ_METRICS) & runs["seed"].notna()]
+    """The completed, readable runs whose (setting, seed) a later one repeats (an Optuna study proposing
+    one value twice, a grid launched again into another dir): no independent seeds, so only the latest counts.
+    (A diverged run keeps its own line and error, as every diverged run does.)"""
+    finished = runs[(runs["status"] == "completed") & (runs["problem"] == "") & runs["seed"].notna()]
     order = finished.sort_values(["ended", "path"])
     return order.index[order.duplicated(["setting", "seed"], keep="last")]
 

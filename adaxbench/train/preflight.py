@@ -473,7 +473,7 @@ def _typed_error(override: str, key: str, what: str) -> str:
     import typing
 
     from . import schema
-    from .validate import _describe
+    from .validate import describe as _describe
 
     value = override.split("=", 1)[1] if "=" in override else override
     node: Any = schema.RunConfig

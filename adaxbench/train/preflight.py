@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from .validate import ConfigError, check_config, check_output_dir, check_value
+from .validate import ConfigError, check_config, check_output_dir, check_value, did_you_mean, first_line
 
 CONFIG_MODULE = "pkg://adaxbench.configs"
 CONFIG_NAME = "config"
@@ -370,7 +370,6 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
 def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     import dataclasses
-    import difflib
 
     from hydra.types import RunMode
 
@@ -391,9 +390,8 @@ def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) ->
         keys = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
     except Exception:
         keys = []
-    close = difflib.get_close_matches(leaf, keys, n=1)
     where = f"a key of {parent}" if parent else "a top-level key"
-    text = f"{key} is not {where}" + (f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else "")
+    text = f"{key} is not {where}{did_you_mean(leaf, keys, parent + '.' if parent else '')}"
     if not parent:  # lr=0.1: the key of that name one level down
         for group in keys:
             if isinstance(cfg.get(group), DictConfig) and leaf in cfg[group]:
@@ -406,10 +404,6 @@ def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) ->
     return text
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
-
-
 def hydra_error_line(e: BaseException) -> str:
     """One line for an error of Hydra's composition (or our own ConfigError)."""
     from hydra.errors import MissingConfigException, OverrideParseException, SearchPathException
@@ -420,7 +414,7 @@ def hydra_error_line(e: BaseException) -> str:
     msg = str(e)
     mark = getattr(e, "problem_mark", None)
     if mark is not None:  # a YAML syntax error in a config file (ours or the user's)
-        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or _first_line(msg)})"
+        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or first_line(msg)})"
     if isinstance(e, MissingConfigException):
         missing = e.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
@@ -429,7 +423,7 @@ def hydra_error_line(e: BaseException) -> str:
                     "(hydra-joblib-launcher, hydra-submitit-launcher)")
         if group and e.options is not None:
             return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}"
-        return f"config '{missing}' not found ({_first_line(msg)})"
+        return f"config '{missing}' not found ({first_line(msg)})"
     if isinstance(e, OverrideParseException):
         lines = [line.strip() for line in msg.splitlines() if line.strip()]
         odd = next((c for c in msg if ord(c) > 127), None)
@@ -440,7 +434,7 @@ def hydra_error_line(e: BaseException) -> str:
                     "(KEY='VALUE') for a string")
         return "; ".join(lines[:2]) + " (write KEY=VALUE, quote values with spaces or special characters)"
     if isinstance(e, SearchPathException):
-        return _first_line(msg)
+        return first_line(msg)
     if msg.startswith("Ambiguous value for argument"):
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
@@ -454,12 +448,12 @@ def hydra_error_line(e: BaseException) -> str:
     cause = e.__cause__ or e.__context__
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None) or ""
-        what = _first_line(getattr(cause, "msg", None) or str(cause))
+        what = first_line(getattr(cause, "msg", None) or str(cause))
         if msg.startswith("Error merging override "):
             override = msg[len("Error merging override "):].strip()
             return _typed_error(override, key, what)
-        return f"{_first_line(msg)}: {key + ': ' if key else ''}{what}"
-    return _first_line(msg) or type(e).__name__
+        return f"{first_line(msg)}: {key + ': ' if key else ''}{what}"
+    return first_line(e)
 
 
 def _typed_error(override: str, key: str, what: str) -> str:

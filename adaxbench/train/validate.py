@@ -50,12 +50,23 @@ def _plain(cfg: Any) -> Any:
         try:
             return OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:  # a broken interpolation, e.g. ${oc.env:...} typo
-            raise ConfigError(f"config cannot be resolved: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"config cannot be resolved: {first_line(e)}") from None
     return cfg
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def first_line(e: Any) -> str:
+    """The first non-blank line of an error's text (its type's name where it has none)."""
+    text = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return text or (type(e).__name__ if isinstance(e, BaseException) else "")
+
+
+def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, list(accepted), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 # ------------------------------------------------------------------ values (one rule vocabulary)
@@ -137,7 +148,7 @@ def _argument(key: str, value: Any) -> Any:
         except Exception as e:
             cause = e.__cause__ or e
             raise ConfigError(f"{key}: {value['_target_']} cannot be instantiated: "
-                              f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
+                              f"{first_line(cause)}") from None
     return value
 
 
@@ -193,9 +204,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{hint}; "
+            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{did_you_mean(key, accepted, 'optimizer.')}; "
                               f"accepted: {', '.join(accepted) or '(none)'}")
         if builtin or key == "lr" and not isinstance(value, Mapping):
             rules = S.HYPERPARAMETERS.get(key)
@@ -210,18 +219,15 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     try:
         cls([torch.zeros(1, requires_grad=True)], **kwargs)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first}") from None
+        raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first_line(e)}") from None
     # A key only **kwargs takes may be swallowed unused (+optimizer.betaz=... on Lion): refuse it,
     # unless a base optimizer given as an argument (SAM's) names it, as **kwargs go on to it.
     forwarded = [p for v in kwargs.values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
                  for p in inspect.signature(v.__init__).parameters]
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
-        close = difflib.get_close_matches(extra[0], accepted, n=1)
-        hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
         raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{hint}; named parameters: {', '.join(accepted) or '(none)'}; "
+                          f"would only reach its **kwargs{did_you_mean(extra[0], accepted, 'optimizer.')}; named parameters: {', '.join(accepted) or '(none)'}; "
                           "set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
@@ -256,7 +262,7 @@ def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: b
     except RuntimeError as e:
         if not create_graph and "grad" in str(e):
             raise ConfigError(f"optimizer {name} ({cls.__qualname__}) fails its first step with a plain backward "
-                              f"({(str(e).splitlines() or [''])[0]}): a second-order optimizer needs "
+                              f"({first_line(e)}): a second-order optimizer needs "
                               "optimizer.create_graph=true (add + for a config without the key)") from None
     except Exception:  # other probe failures are the run's to report
         pass
@@ -348,8 +354,7 @@ def _same_type(raw: Any, typed: Any) -> bool:
 
 
 def _unknown_key(prefix: str, key: str, accepted: list[str], hint: str = "") -> ConfigError:
-    close = difflib.get_close_matches(key, accepted, n=1)
-    mean = f" (did you mean {prefix}{close[0]}?)" if close else hint
+    mean = did_you_mean(key, accepted, prefix) or hint
     where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
     return ConfigError(f"{prefix}{key} is not {where}{mean}; accepted: {', '.join(accepted)}")
 
@@ -379,7 +384,7 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
         key = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
         if key in hints:
             raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {node.get(key)!r}") from None
-        raise ConfigError(f"{prefix[:-1] or 'config'}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
     for f in fields:
         key, value = f.name, flat.get(f.name)
         if key in flat and not _same_type(value, typed[key]):

@@ -63,7 +63,8 @@ from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, Status, WriteError, effective_
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, StopSignals, _first_line,
                      _rng_state, _set_rng_state, check_previous, check_same_config, effective_schedule,
                      epoch_generator, lock_run_dir, save_hydra_files, seed_everything, torch_beta2_hat)
-from .validate import ConfigError, check_config, choose_impl, name_optimizer, optimizer_kwargs, resolve_device
+from .optimizer import choose_impl, name_optimizer
+from .validate import ConfigError, check_config, optimizer_kwargs, resolve_device
 
 log = logging.getLogger("adaxbench")
 

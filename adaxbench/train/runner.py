@@ -41,9 +41,9 @@ from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_F
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
+from .optimizer import choose_impl, effective_hparams, name_optimizer, needs_closure, needs_create_graph
 from .record import environment
-from .validate import (UNSET, ConfigError, check_config, choose_impl, effective_hparams, name_optimizer, needs_closure,
-                       needs_create_graph, resolve_device)
+from .validate import UNSET, ConfigError, check_config, resolve_device
 
 log = logging.getLogger("adaxbench")
 

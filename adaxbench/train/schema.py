@@ -84,7 +84,7 @@ class TaskSchema:
     target: Optional[float] = None
     target_metric: Optional[str] = checked(None, **SPLIT_METRIC)
     metric: Optional[str] = checked(None, **SPLIT_METRIC)
-    select_metric: Optional[str] = checked(None, **SPLIT_METRIC)  # what report/best select on without a validation split
+    select_metric: Optional[str] = checked(None, **SPLIT_METRIC)  # report/best's, where there is no valid split
     equivalence_margin: Any = None  # report's margin m: a number (the task's metric) or {METRIC: M}
     lr_schedule: Any = None   # checked as an lr schedule
 

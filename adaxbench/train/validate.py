@@ -31,6 +31,7 @@ from ..optim.schedules import SCHEDULES
 from ..plugins import locate
 from . import schema as S
 from . import threads
+from .optimizer import BUILTIN_OPTIMIZER_MODULES, needs_closure, needs_create_graph
 from .schema import MAX_SEED
 
 # Keys of the optimizer config that are not constructor arguments: bookkeeping, and the switches
@@ -39,9 +40,6 @@ from .schema import MAX_SEED
 OPTIMIZER_META = ("name", "_target_", "allow_extra", "create_graph")
 # A key an optimizer config leaves at ??? (configs/optimizer/custom.yaml's lr): the class's default.
 UNSET = "???"
-# Optimizers shipped with torch or adaxbench get the ranges of schema.HYPERPARAMETERS.
-BUILTIN_OPTIMIZER_MODULES = ("torch.optim", "adaxbench.optim")
-COUNT = {2: "two"}
 
 
 def _plain(cfg: Any) -> Any:
@@ -103,7 +101,7 @@ def check_value(key: str, v: Any, kind: Any = float, *, says: str | None = None,
         if listed or length is not None:
             if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length):
                 each = _accepts(kind, **rules).replace("a number", "numbers").replace("an integer", "integers")
-                raise ConfigError(f"{key} must be a list of {COUNT.get(length, '')} {each}, got {v!r}".replace("  ", " "))
+                raise ConfigError(f"{key} must be a list of {'two ' if length == 2 else ''}{each}, got {v!r}")
             for i, item in enumerate(v):
                 check_value(f"{key}[{i}]", item, kind, **rules)
             return
@@ -196,6 +194,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     accepted = [p for p, v in params.items() if p not in ("self", "params")
                 and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
     builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
+    meant = functools.partial(did_you_mean, accepted=accepted, prefix="optimizer.")
     for key in ("allow_extra", "create_graph"):
         if opt_cfg.get(key) is not None:
             check_value(f"optimizer.{key}", opt_cfg[key], bool)
@@ -204,7 +203,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{did_you_mean(key, accepted, 'optimizer.')}; "
+            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{meant(key)}; "
                               f"accepted: {', '.join(accepted) or '(none)'}")
         if builtin or key == "lr" and not isinstance(value, Mapping):
             rules = S.HYPERPARAMETERS.get(key)
@@ -227,23 +226,10 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
         raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{did_you_mean(extra[0], accepted, 'optimizer.')}; named parameters: {', '.join(accepted) or '(none)'}; "
-                          "set optimizer.allow_extra=true to pass it anyway")
+                          f"would only reach its **kwargs{meant(extra[0])}; named parameters: "
+                          f"{', '.join(accepted) or '(none)'}; set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
-
-
-def needs_create_graph(cls: type, kwargs: dict[str, Any], setting: bool | None = None) -> bool:
-    """Whether backward must keep the gradient's graph (``create_graph=True``) for ``cls.step``:
-    second-order optimizers that estimate the Hessian from it (AdaHessian, SophiaH).  Said by
-    ``optimizer.create_graph``, else by a class attribute ``create_graph = True``, else by the
-    class's docstring asking for ``backward(create_graph=True)`` (pytorch-optimizer's do)."""
-    if setting is not None:
-        return bool(setting)
-    declared = getattr(cls, "create_graph", None)
-    if isinstance(declared, bool):
-        return declared
-    return "create_graph=True" in (inspect.getdoc(cls) or "")
 
 
 def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: bool | None) -> None:
@@ -266,60 +252,6 @@ def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: b
                               "optimizer.create_graph=true (add + for a config without the key)") from None
     except Exception:  # other probe failures are the run's to report
         pass
-
-
-def effective_hparams(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The hyperparameters the built optimizer holds, class defaults included: its first param
-    group without ``params`` (as JSON: tuples as lists, tensors as numbers, other objects by name).
-    Packed and per-layer groups differ in ``params`` only, and so are one setting."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, (bool, int, float, str)) or v is None:
-            return v
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            return v.item()
-        if isinstance(v, type):
-            return f"{v.__module__}.{v.__qualname__}"
-        return repr(v)
-    group = optimizer.param_groups[0] if optimizer.param_groups else {}
-    return {k: plain(v) for k, v in group.items() if k != "params"}
-
-
-def needs_closure(cls: type, kwargs: dict[str, Any]) -> bool:
-    """Whether ``cls.step`` must be given a closure that re-evaluates the loss on the same
-    batch (torch.optim.LBFGS, SAM-style two-pass steps).  Said by a class attribute
-    ``requires_closure = True``, or by ``step(self, closure)`` without a default; else, for a
-    user's optimizer, a probe: one ``step()`` without a closure on a dummy parameter, which
-    such optimizers refuse with an error that names the closure (SAM's ``assert closure``)."""
-    declared = getattr(cls, "requires_closure", None)
-    if isinstance(declared, bool):
-        return declared
-    try:
-        closure = inspect.signature(cls.step).parameters.get("closure")
-    except (TypeError, ValueError):
-        closure = None
-    if closure is not None and closure.default is inspect.Parameter.empty:
-        return True
-    if cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES):
-        return False
-    p = torch.zeros(1, requires_grad=True)
-    p.grad = torch.ones(1)
-    try:
-        cls([p], **kwargs).step()
-    except Exception as e:
-        return "closure" in f"{type(e).__name__} {e}".lower()
-    return False
-
-
-def name_optimizer(cfg: DictConfig, cls: type) -> None:
-    """Record a nameless optimizer (``optimizer=custom``) under its class name, so a user's
-    optimizer is never reported as one of ours."""
-    from omegaconf import open_dict
-
-    if isinstance(cfg.get("optimizer"), DictConfig) and not cfg.optimizer.get("name"):
-        with open_dict(cfg.optimizer):
-            cfg.optimizer.name = cls.__name__
 
 
 # --------------------------------------------------------- a mapping against its schema dataclass
@@ -561,29 +493,3 @@ def resolve_device(spec: Any) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     return device
-
-
-def choose_impl(cls: type, kwargs: dict[str, Any], impl: str, device: torch.device) -> tuple[dict[str, Any], str]:
-    """Pick the optimizer's implementation: ``auto`` = fused where the class supports it on
-    this device, else foreach, else the for-loop.  An explicit ``optimizer.fused``/``foreach``
-    in the optimizer config wins.  Returns (kwargs, the implementation used)."""
-    if kwargs.get("fused"):
-        return kwargs, "fused"
-    if kwargs.get("foreach") is not None:
-        return kwargs, "foreach" if kwargs["foreach"] else "forloop"
-    accepted = inspect.signature(cls.__init__).parameters
-    for candidate in {"auto": ("fused", "foreach"), "fused": ("fused",), "foreach": ("foreach",)}.get(impl, ()):
-        if candidate not in accepted:
-            continue
-        trial = {**kwargs, candidate: True}
-        try:
-            cls([torch.zeros(1, device=device, requires_grad=True)], **trial)
-        except (RuntimeError, ValueError, TypeError):
-            continue
-        return trial, candidate
-    if impl in ("fused", "foreach"):
-        raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} on {device}; "
-                          "use auto, foreach or forloop")
-    if "foreach" in accepted:
-        kwargs = {**kwargs, "foreach": False}
-    return kwargs, "forloop"

@@ -339,21 +339,16 @@ def check_user_configs(directory: str) -> None:
                         raise ConfigError(f"{path} includes itself in its defaults list")
 
 
-def _expanded_size(node, sizes: dict) -> float:
+def _expanded_size(node: Any, sizes: dict) -> int:
     """How many nodes ``node`` becomes once every alias is copied (memoised: linear time)."""
     import yaml
 
-    if id(node) in sizes:
-        return sizes[id(node)]
-    sizes[id(node)] = 1  # (a recursive alias counts once)
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = size
-    return size
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # (a recursive alias counts once)
+        children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for item in children
+                                  for child in (item if isinstance(item, tuple) else (item,)))
+    return sizes[id(node)]
 
 
 def _group_set_to_null(group: str, hydra: Any) -> str:

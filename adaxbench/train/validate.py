@@ -69,7 +69,7 @@ def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
 
 # ------------------------------------------------------------------ values (one rule vocabulary)
 
-def _accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
+def accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
              high_open: bool = True, choices: tuple | None = None, null: bool = False, **_: Any) -> str:
     """What a value of ``kind`` under these rules may be, in a message's words."""
     if kind is bool:
@@ -100,12 +100,12 @@ def check_value(key: str, v: Any, kind: Any = float, *, says: str | None = None,
             return
         if listed or length is not None:
             if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length):
-                each = _accepts(kind, **rules).replace("a number", "numbers").replace("an integer", "integers")
+                each = accepts(kind, **rules).replace("a number", "numbers").replace("an integer", "integers")
                 raise ConfigError(f"{key} must be a list of {'two ' if length == 2 else ''}{each}, got {v!r}")
             for i, item in enumerate(v):
                 check_value(f"{key}[{i}]", item, kind, **rules)
             return
-        what = _accepts(kind, **rules)
+        what = accepts(kind, **rules)
         if kind is bool or "choices" in rules:
             ok = isinstance(v, bool) if kind is bool else v in rules["choices"]
         elif "pattern" in rules:
@@ -256,17 +256,17 @@ def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: b
 
 # --------------------------------------------------------- a mapping against its schema dataclass
 
-def _kind(hint: Any) -> tuple[Any, bool]:
+def field_kind(hint: Any) -> tuple[Any, bool]:
     """A field's type as (the type of a value, whether a list of them): Optional[List[float]] -> float, True."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) is typing.Union:
-        return _kind(args[0])
+        return field_kind(args[0])
     return (args[0], True) if typing.get_origin(hint) in (list, typing.List) else (hint, False)
 
 
 def describe(hint: Any) -> str:
     """A schema type in a message's words (``Optional[int]``: an integer or null)."""
-    kind, listed = _kind(hint)
+    kind, listed = field_kind(hint)
     what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, "a value")
     if listed:
         what = {"an integer": "a list of integers", "a number": "a list of numbers"}.get(what, "a list")
@@ -323,7 +323,7 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
             raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {value!r}")
         if typed.get(key) == UNSET and flat.get(key, UNSET) == UNSET:
             raise ConfigError(f"{prefix}{key} is required ({describe(hints[key])}); set it with +{prefix}{key}=VALUE")
-        kind, listed = _kind(hints[key])
+        kind, listed = field_kind(hints[key])
         if value is not None and value != UNSET and (f.metadata or kind is float):
             check_value(f"{prefix}{key}", value, kind, listed=listed, **f.metadata)
 

@@ -110,7 +110,7 @@ class SyntheticTaskSchema(TaskSchema):
     problem: str = MISSING
     noise_level: Optional[float] = checked(None, low=0)
     train_size: Optional[int] = None      # at least task.batch_size
-    start: Optional[List[float]] = checked(None, length=2, says="a list of two numbers [u, v]")
+    start: Optional[List[float]] = checked(None, length=2)  # [u, v]
     steps_per_epoch: Optional[int] = checked(None, low=1)
     x0: Optional[float] = checked(None, low=-1, high=1, high_open=False)
 

@@ -70,8 +70,9 @@ def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
 # ------------------------------------------------------------------ values (one rule vocabulary)
 
 def accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
-             high_open: bool = True, choices: tuple | None = None, null: bool = False, **_: Any) -> str:
-    """What a value of ``kind`` under these rules may be, in a message's words."""
+            high_open: bool = True, choices: tuple | None = None, null: bool = False, listed: bool = False,
+            length: int | None = None, **_: Any) -> str:
+    """What a value of ``kind`` (a list of them where ``listed``) may be under these rules, in a message's words."""
     if kind is bool:
         what = "true or false"
     elif choices is not None:
@@ -82,6 +83,9 @@ def accepts(kind: Any, low: float | None = None, high: float | None = None, low_
         what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     else:
         what = "a number" + ("" if low is None else f" {'>' if low_open else '>='} {low:g}")
+    if listed or length is not None:
+        each = what.replace("a number", "numbers").replace("an integer", "integers")
+        what = f"a list of {'two ' if length == 2 else ''}{each}"
     return what + (" or null" if null else "")
 
 
@@ -100,8 +104,7 @@ def check_value(key: str, v: Any, kind: Any = float, *, says: str | None = None,
             return
         if listed or length is not None:
             if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length):
-                each = accepts(kind, **rules).replace("a number", "numbers").replace("an integer", "integers")
-                raise ConfigError(f"{key} must be a list of {'two ' if length == 2 else ''}{each}, got {v!r}")
+                raise ConfigError(f"{key} must be {accepts(kind, listed=True, length=length, **rules)}, got {v!r}")
             for i, item in enumerate(v):
                 check_value(f"{key}[{i}]", item, kind, **rules)
             return

@@ -137,7 +137,8 @@ def _table(section: str, prefix: str, schema, used: set) -> str:
         kind = "section" if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
             f.default_factory()) else _type_name(f.type)
         if f.metadata:  # the rules validate.check_value applies: ranges, choices
-            kind = _escape(f.metadata.get("says") or accepts(field_kind(hints[f.name])[0], **f.metadata))
+            item, listed = field_kind(hints[f.name])
+            kind = _escape(f.metadata.get("says") or accepts(item, listed=listed, **f.metadata))
         rows.append(f"| `{prefix}{f.name}` | {kind} | {_default(f)} | {HELP.get(key, '')} |")
     return "\n".join(rows)
 

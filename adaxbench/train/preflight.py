@@ -105,7 +105,7 @@ def group_options(group: str, args: list[str] | None = None) -> list[str]:
     ``hydra.searchpath=[...]``) give, as Hydra's config repository lists them."""
     ns = parse_args(list(args or []))
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
-        overrides = [o for o in ns.overrides if o.startswith("hydra.searchpath=")]
+        overrides = [o.input_line for o in parse_overrides(ns.overrides) if o.key_or_group == "hydra.searchpath"]
         return sorted(hydra.config_loader.get_group_options(group, config_name=ns.config_name or CONFIG_NAME,
                                                             overrides=overrides))
 
@@ -117,10 +117,11 @@ def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Any
     return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
 
 
-def _sweep_overrides(cfg: DictConfig, config_loader: Any) -> list[Any]:
-    """A sweep's overrides: ``hydra.sweeper.params`` of an experiment, then the command line's."""
+def _sweep_params(cfg: DictConfig, config_loader: Any = None, command_line: bool = False) -> list[Any]:
+    """A sweep's overrides: ``hydra.sweeper.params`` of an experiment (then the command line's)."""
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-    return parse_overrides(params + list(OmegaConf.to_container(cfg.hydra.overrides.task)), config_loader)
+    given = list(OmegaConf.to_container(cfg.hydra.overrides.task)) if command_line else []
+    return parse_overrides(params + given, config_loader)
 
 
 def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
@@ -130,7 +131,8 @@ def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
 
     if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
-    return [job for batch in BasicSweeper.split_arguments(_sweep_overrides(cfg, config_loader), None) for job in batch]
+    batches = BasicSweeper.split_arguments(_sweep_params(cfg, config_loader, command_line=True), None)
+    return [job for batch in batches for job in batch]
 
 
 def _candidates(override: Any) -> list[str]:
@@ -156,7 +158,7 @@ def search_space_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]]:
     (``hydra.sweeper.params`` and the command line's sweeps): the first value of every key, then
     each other value of one key at a time."""
     values: dict[str, list[str]] = {}
-    for override in _sweep_overrides(cfg, config_loader):
+    for override in _sweep_params(cfg, config_loader, command_line=True):
         values[override.get_key_element()] = _candidates(override)  # the command line wins
     first = {key: vals[0] for key, vals in values.items()}
     jobs = [[f"{k}={v}" for k, v in first.items()]]
@@ -190,9 +192,8 @@ def _check_direction(cfg: DictConfig) -> None:
 
 def _forgot_multirun(cfg: DictConfig, parsed: list[Any]) -> None:
     """``adaxbench run experiment=beta2_ablation`` without -m would train one job of 27."""
-    params = cfg.hydra.sweeper.get("params") or {}
     given = {o.key_or_group for o in parsed}
-    loose = [str(k) for k in params if str(k).lstrip("+~") not in given]
+    loose = [o.get_key_element() for o in _sweep_params(cfg) if o.key_or_group not in given]
     if loose:
         raise ConfigError(f"this config sweeps over {', '.join(loose)} (hydra.sweeper.params): run it with -m, "
                           f"or set {' and '.join(f'{k}=...' for k in loose)} to run one job")

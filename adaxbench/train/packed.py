@@ -41,7 +41,6 @@ import logging
 import math
 import sys
 import time
-import traceback
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,12 +55,12 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
-from ..rundir import ERROR_LOG, Status, WriteError, effective_lr_schedule, read_record, result_line, write_text
+from ..rundir import Status, effective_lr_schedule
 from ..tasks import TaskError
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
-                     _first_line, _rng_state, check_previous, check_same_config, epoch_generator,
-                     lock_run_dir, prepare, progress_bar, save_hydra_files, seed_everything)
-from .validate import ConfigError, check_config, name_optimizer, optimizer_kwargs
+                     _rng_state, admit, epoch_generator, lock_run_dir, prepare, print_result, progress_bar,
+                     save_hydra_files, seed_everything)
+from .validate import ConfigError, optimizer_kwargs
 
 log = logging.getLogger("adaxbench")
 
@@ -466,17 +465,9 @@ def _guarded(fn, members: list[Member]) -> None:
                 m.run.write()
         raise
     except Exception as e:
-        error = _first_line(e)
         for m in members:
             if m.run.status == Status.RUNNING:
-                # A full disk or unwritable dir: what each member has saved, and no traceback to keep.
-                m.run.status = Status.FAILED
-                m.run.error = f"{e}; {m.run.saved_note()}" if isinstance(e, WriteError) else error
-                if not isinstance(e, WriteError):
-                    with contextlib.suppress(OSError):  # must not hide the pack's own error
-                        write_text(m.run.run_dir / ERROR_LOG, traceback.format_exc())
-                m.run.record_failure()
-        log.error("pack failed: %s", error)
+                m.run.record_crash(e)
 
 
 def _diverge(m: Member, message: str) -> None:
@@ -652,42 +643,24 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
+    composed, lock = copy.deepcopy(cfg), None
     try:
         lock = lock_run_dir(run_dir)
+        admitted = admit(cfg, run_dir, list(hc.overrides.task), resume=True, dir_key="hydra.sweep.dir",
+                         raise_config_errors=False)
     except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return RunResult("locked", run_dir, str(e))
-    except ConfigError as e:  # a planted .lock link
+    except ConfigError as e:  # a planted .lock link, a run dir of another sweep: stop, as the basic launcher does
+        if lock is not None:
+            lock.release()
         print(f"adaxbench: error: {e}", file=sys.stderr)
         sys.exit(2)
-    try:
-        previous, finished = check_previous(run_dir, overrides, resume=True, dir_key="hydra.sweep.dir")
-    except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does
+    if isinstance(admitted, RunResult):
         lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if finished is not None:
-        lock.release()
-        return finished
-    composed = copy.deepcopy(cfg)
-    run = Run(cfg, run_dir, overrides, previous)
-    try:
-        spec = check_config(cfg)
-        name_optimizer(cfg, spec[0])
-    except ConfigError as e:
-        run.status, run.error = Status.FAILED, str(e)
-        run.write()
-        lock.release()
-        return RunResult("failed", run_dir, str(e))
-    try:
-        check_same_config(run, "hydra.sweep.dir")
-    except ConfigError as e:  # as a run dir of another sweep
-        lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return admitted
     save_hydra_files(composed, run_dir)
-    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
+    return Member(run=admitted[0], seed=int(cfg.seed), spec=admitted[1], lock=lock)
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
@@ -739,11 +712,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             if isinstance(value, Member):
                 value = results[id(value)]
             if isinstance(value, RunResult):
-                rec, _ = read_record(value.run_dir)
-                if rec is not None and rec.status.value == value.status:
-                    print(result_line(rec, value.run_dir), file=sys.stderr)
-                else:
-                    print(f"{value.status}: {value.run_dir}" + (f" ({value.error})" if value.error else ""),
-                          file=sys.stderr)
+                print_result(value)
                 returns[i].return_value = value.status
     return returns

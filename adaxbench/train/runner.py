@@ -345,6 +345,21 @@ class Run:
             return "no epoch is saved for a resume; free space and launch it again"
         return f"epochs up to {self.saved_epoch} are saved; free space and resume"
 
+    def record_crash(self, e: Exception) -> None:
+        """Record this run ``failed`` by ``e``: a full disk or an unwritable dir with what is saved,
+        any other error with its traceback in error.log."""
+        self.status, self.error = Status.FAILED, _first_line(e)
+        if isinstance(e, WriteError):
+            self.error = f"{e}; {self.saved_note()}"
+        else:
+            try:
+                write_text(self.run_dir / ERROR_LOG, traceback.format_exc())
+                where = f"traceback in {self.run_dir / ERROR_LOG}"
+            except OSError as why:  # must not hide the run's own error
+                where = f"no traceback saved: {why}"
+            log.error("run failed: %s (%s)", self.error, where)
+        self.record_failure()
+
     def record_failure(self) -> None:
         """Write this failed run's record; where the disk is full or the dir unwritable, at least
         the status and error in the run.json already on disk; where not even that, say so."""
@@ -803,9 +818,10 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
         lock.release()
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
-                loggers: list | None = None) -> RunResult:
+def admit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool, dir_key: str,
+          raise_config_errors: bool, loggers: list | None = None) -> tuple[Run, tuple[type, dict]] | RunResult:
+    """The checks of a launch into a locked ``run_dir`` (``run_in_dir``, a pack's job): its Run and
+    optimizer (class, kwargs), or the result of a run that finished or whose config is wrong."""
     previous, finished = check_previous(run_dir, overrides, resume, dir_key)
     if finished is not None:
         return finished
@@ -820,6 +836,16 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             raise
         return RunResult("failed", run_dir, str(e))
     check_same_config(run, dir_key)
+    return run, optimizer_spec
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
+                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
+                loggers: list | None = None) -> RunResult:
+    admitted = admit(cfg, run_dir, overrides, resume, dir_key, raise_config_errors, loggers)
+    if isinstance(admitted, RunResult):
+        return admitted
+    run, optimizer_spec = admitted
     if accepted is not None:
         accepted()
     stop = run.stop_signals = StopSignals()
@@ -865,20 +891,18 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
             run.write()
             raise
-        except WriteError as e:  # disk full, or the run dir became unwritable: no traceback to keep
-            run.status, run.error = Status.FAILED, f"{e}; {run.saved_note()}"
-            run.record_failure()
-            return RunResult("failed", run_dir, run.error)
         except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
-            run.status, run.error = Status.FAILED, _first_line(e)
-            try:
-                write_text(run_dir / ERROR_LOG, traceback.format_exc())
-                where = f"traceback in {run_dir / ERROR_LOG}"
-            except OSError as why:  # must not hide the run's own error
-                where = f"no traceback saved: {why}"
-            log.error("run failed: %s (%s)", run.error, where)
-            run.record_failure()
+            run.record_crash(e)
             return RunResult("failed", run_dir, run.error)
+
+
+def print_result(result: RunResult) -> None:
+    """The run's result line (stderr)."""
+    rec, _ = read_record(result.run_dir)
+    if rec is not None and rec.status.value == result.status:
+        print(result_line(rec, result.run_dir), file=sys.stderr)
+    else:  # e.g. a checkpoint that could not be read: run.json was left as it was
+        print(f"{result.status}: {result.run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
 
 
 def main_from_hydra(cfg: DictConfig) -> str:
@@ -916,11 +940,7 @@ def main_from_hydra(cfg: DictConfig) -> str:
         if multirun:
             raise KeyboardInterrupt from None
         sys.exit(128 + e.signum)
-    rec, _ = read_record(run_dir)
-    if rec is not None and rec.status.value == result.status:
-        print(result_line(rec, run_dir), file=sys.stderr)
-    else:  # e.g. a checkpoint that could not be read: run.json was left as it was
-        print(f"{result.status}: {run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
+    print_result(result)
     if not multirun and result.exit_code:
         sys.exit(result.exit_code)
     return result.status

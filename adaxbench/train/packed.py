@@ -7,10 +7,11 @@ own ``loss`` once per step for all of them with ``torch.func.vmap`` (the model's
 swapped for the members' as ``functional_call`` does);
 one optimizer of the members' own class steps the stacked tensors.
 
-Every member is the run it would have been alone (``Run.execute``):
+Every member is the run it would have been alone:
 
-* its model is created exactly as there (``seed_everything(seed)`` then ``task.model()``),
-  and its batches come from its own ``epoch_generator(seed, epoch)``;
+* it is set up by the same code (``prepare`` once for the pack, then ``Run.build`` for each
+  member after ``seed_everything(seed)``), and its batches come from its own
+  ``epoch_generator(seed, epoch)``;
 * the summed loss back-propagates to each member's own slice only, and the optimizers
   allowed here (``ELEMENTWISE``) update every coordinate from that coordinate alone, so a
   stacked step is the members' steps side by side. Members whose optimizer
@@ -21,7 +22,8 @@ Every member is the run it would have been alone (``Run.execute``):
 * each member has its own ``Run``: the same run dir, metrics.parquet, run.json and
   checkpoint.pt (model, optimizer and scheduler state dicts of the unpacked classes, RNG
   state), so ``report``, ``best`` and resume cannot tell the difference, and a pack can
-  resume runs started alone and vice versa.
+  resume runs started alone and vice versa. The members are evaluated together (one vmapped
+  call where the task has ``evaluation``) and their records written side by side.
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
@@ -220,18 +222,9 @@ class Member:
     rng: dict[str, Any] = field(default_factory=dict)  # what its checkpoints hold: nothing draws from it
     active: bool = True
     lock: Any = None  # the run dir's lock, held from prepare_job until the pack has ended
-
-    @property
-    def model(self) -> nn.Module:
-        return self.trainee.model
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self.trainee.optimizer
-
-    @property
-    def scheduler(self) -> LambdaLR:
-        return self.trainee.scheduler
+    model = property(lambda self: self.trainee.model)
+    optimizer = property(lambda self: self.trainee.optimizer)
+    scheduler = property(lambda self: self.trainee.scheduler)
 
     def finish(self) -> RunResult:
         """After training: free the disk of a finished run's checkpoint (unless kept), release
@@ -565,10 +558,9 @@ class PackRun:
             m.run.step = self.step
             self.pack.to_member(m, optimizer=False)  # the model its task's log_metrics reads
             accuracy = corrects[i] / self.task.batch_size if self.task.has_accuracy else None
-            row = m.run.step_row(self.task, m.trainee, losses[i], lrs[i], accuracy,
-                                 None if norms[i] is None else norms[i].item(), diagnostics[i])
             try:
-                m.run.log_step(row, m.run.train_seconds + elapsed, self.task.steps_per_epoch)
+                m.run.log_step(self.task, m.trainee, losses[i], lrs[i], accuracy, norms[i], diagnostics[i],
+                               m.run.train_seconds + elapsed)
             except Diverged as e:
                 _diverge(m, str(e))
         self.bar.set_postfix(epoch=math.ceil(self.step / self.task.steps_per_epoch), loss=f"{losses[0]:.4f}",

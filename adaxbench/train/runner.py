@@ -429,27 +429,23 @@ class Run:
         if bad:
             raise Diverged(f"non-finite evaluation loss ({bad[0]}) after epoch {epoch:g}")
 
-    def step_row(self, task, trainee: Trainee, loss: float, lr: float, accuracy: float | None,
-                 grad_norm: float | None, diagnostics: dict[str, float]) -> dict[str, float]:
-        """The metrics of a log step (the step just taken)."""
+    def log_step(self, task, trainee: Trainee, loss: float, lr: float, accuracy: float | None,
+                 grad_norm: torch.Tensor | None, diagnostics: dict[str, float], seconds: float) -> None:
+        """Record the metrics of the step just taken (a log step); Diverged on a non-finite loss."""
         row = {"loss": loss, "lr": lr}
         if accuracy is not None:
             row["accuracy"] = accuracy
         if grad_norm is not None:
-            row["grad_norm"] = grad_norm
+            row["grad_norm"] = grad_norm.item()
         row.update(diagnostics)
         if "beta2_hat" not in row and (b2 := torch_beta2_hat(trainee.optimizer, self.step)) is not None:
             row["beta2_hat"] = b2
         row.update(task.log_metrics(trainee.model))
-        return row
-
-    def log_step(self, row: dict[str, float], seconds: float, steps_per_epoch: int) -> None:
-        """Record a log step's row; Diverged on a non-finite minibatch loss."""
-        epoch = self.step / steps_per_epoch
+        epoch = self.step / task.steps_per_epoch
         self.metrics.add(self.step, epoch, seconds, "batch", row)
         self.loggers.log("batch", row, self.step, epoch)
-        if not math.isfinite(row["loss"]):
-            raise Diverged(f"non-finite minibatch loss ({row['loss']}) at step {self.step}")
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite minibatch loss ({loss}) at step {self.step}")
 
     def finish(self) -> RunResult:
         """The run has ended: its record, and how it ended."""
@@ -544,11 +540,10 @@ class Run:
         value = loss.item()  # the one sync of a log step
         now = self.train_seconds + time.perf_counter() - t_epoch
         accuracy = correct.item() / len(batch[1]) if correct is not None else None
-        row = self.step_row(task, trainee, value, lr, accuracy, None if grad_norm is None else grad_norm.item(), diag)
         bar.set_postfix(epoch=math.ceil(self.step / task.steps_per_epoch), loss=f"{value:.4f}",
                         **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}),
                         sps=f"{self.step * self.batch_size / max(now, 1e-9):.0f}")
-        self.log_step(row, now, task.steps_per_epoch)
+        self.log_step(task, trainee, value, lr, accuracy, grad_norm, diag, now)
 
 
 @dataclass

@@ -58,7 +58,6 @@ from torch.optim.lr_scheduler import LambdaLR
 from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
-from ..tasks import TaskError
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
                      _rng_state, admit, epoch_generator, lock_run_dir, prepare, print_result, progress_bar,
                      save_hydra_files, seed_everything)
@@ -417,13 +416,7 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
     for m in members:
         m.run.run_dir.mkdir(parents=True, exist_ok=True)
     run0 = members[0].run
-    try:
-        setup = prepare(run0.cfg, run_provenance(run0.config_dict()))
-    except (ConfigError, TaskError) as e:
-        for m in members:
-            m.run.status, m.run.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
-            m.run.write()
-        return
+    setup = prepare(run0.cfg, run_provenance(run0.config_dict()))
     if not _packable_model(setup.task.model()):
         log.info("%s has dropout: its %d jobs run one by one", run0.cfg.task.name, len(members))
         for m in members:
@@ -451,16 +444,14 @@ def _guarded(fn, members: list[Member]) -> None:
     (traceback in each error.log), a signal marks them interrupted and is passed on."""
     try:
         fn()
-    except Interrupted as e:
+    except (Interrupted, SystemExit, Exception) as e:
         for m in members:
             if m.run.status == Status.RUNNING:
-                m.run.status, m.run.error = Status.INTERRUPTED, f"received {e}"
-                m.run.write()
-        raise
-    except Exception as e:
-        for m in members:
-            if m.run.status == Status.RUNNING:
-                m.run.record_crash(e)
+                m.run.record_ending(e)
+        if isinstance(e, CheckpointError):
+            log.error("%s", e)
+        if not isinstance(e, Exception):
+            raise
 
 
 def _diverge(m: Member, message: str) -> None:
@@ -592,12 +583,9 @@ class PackRun:
 
     @staticmethod
     def wait(writes: list) -> None:
-        """Every write ended (even where one failed: none may outlive the pack's record of its end);
-        then the first failure is raised."""
-        try:
-            futures.wait(writes)
-        finally:
-            futures.wait(writes)
+        """Every write ends (even where one failed), then the first failure is raised.  (A signal
+        that stops the wait still waits for them: the pool's exit does.)"""
+        futures.wait(writes)
         for write in writes:
             write.result()
 

@@ -176,9 +176,9 @@ class Run:
         self.optimizer_hparams: dict[str, Any] = {}
 
     # ---- persistence -------------------------------------------------------------
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved config as run.json records it (a copy; resolved once: the config does not
-        change during a run, and every epoch's record would otherwise resolve it again)."""
+    def config_dict(self, copy_: bool = True) -> dict[str, Any]:
+        """The resolved config as run.json records it (a copy unless not ``copy_``; resolved once: the
+        config does not change during a run, and every epoch's record would otherwise resolve it again)."""
         if self._config_dict is None:
             out = OmegaConf.to_container(self.cfg, resolve=True)
             out.pop("hydra", None)
@@ -187,7 +187,7 @@ class Run:
             if isinstance(out.get("optimizer"), dict):  # keys left to the class's default (custom's lr)
                 out["optimizer"] = {k: v for k, v in out["optimizer"].items() if v != UNSET}
             self._config_dict = out
-        return copy.deepcopy(self._config_dict)
+        return copy.deepcopy(self._config_dict) if copy_ else self._config_dict
 
     def take_over(self, resumed: bool) -> None:
         """Memory now holds the run (its checkpoint loaded, or a fresh start): the files follow it.
@@ -215,7 +215,7 @@ class Run:
         self._write_record(RunRecord(
             status=Status(self.status),
             error=self.error,
-            config=self.config_dict(),
+            config=self.config_dict(copy_=False),  # only read: serialised
             overrides=self.overrides,
             env=self.env,
             timing={"started": self.started,
@@ -344,6 +344,23 @@ class Run:
         if self.saved_epoch is None:
             return "no epoch is saved for a resume; free space and launch it again"
         return f"epochs up to {self.saved_epoch} are saved; free space and resume"
+
+    def record_ending(self, e: BaseException) -> None:
+        """Record the run as ``e`` ended it: a signal or an exit (submitit's requeue) interrupted it;
+        a config or task error or a crash failed it, as did a checkpoint that cannot be read (then
+        nothing is written: the user restores or deletes the checkpoint)."""
+        if isinstance(e, Interrupted):
+            self.status, self.error = Status.INTERRUPTED, f"received {e}"
+        elif isinstance(e, SystemExit):
+            self.status, self.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
+        elif isinstance(e, CheckpointError):
+            self.status, self.error = Status.FAILED, str(e)
+            return
+        elif isinstance(e, (ConfigError, TaskError)):
+            self.status, self.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
+        else:
+            return self.record_crash(e)
+        self.write()
 
     def record_crash(self, e: Exception) -> None:
         """Record this run ``failed`` by ``e``: a full disk or an unwritable dir with what is saved,
@@ -847,17 +864,6 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
     with stop.installed():
         try:
             return run.execute(resume=resume, optimizer_spec=optimizer_spec)
-        except CheckpointError as e:  # files untouched: the user restores or deletes the checkpoint
-            if raise_config_errors:
-                raise ConfigError(str(e)) from None
-            log.error("%s", e)
-            return RunResult("failed", run_dir, str(e))
-        except (ConfigError, TaskError) as e:
-            run.status, run.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
-            run.write()
-            if raise_config_errors:
-                raise ConfigError(run.error) from None
-            return RunResult("failed", run_dir, run.error)
         except Interrupted as e:
             requeue = stop.requeue_handler(e.signum)
             if requeue is not None and run.stalled():
@@ -870,8 +876,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 log.error("run failed: %s", run.error)
                 run.write()
                 return RunResult("failed", run_dir, run.error)
-            run.status, run.error = Status.INTERRUPTED, f"received {e}"
-            run.write()
+            run.record_ending(e)
             if requeue is not None:
                 try:
                     requeue(e.signum, None)  # submitit: pickle the job, `scontrol requeue` it, exit
@@ -880,14 +885,14 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                     run.write()
                     return RunResult("failed", run_dir, run.error)
             raise
-        except SystemExit:
-            # submitit's preemption/timeout handler requeues the job and exits from inside
-            # the loop; the requeued job resumes from the last checkpoint.
-            run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
-            run.write()
-            raise
-        except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
-            run.record_crash(e)
+        except (SystemExit, Exception) as e:  # a failed run is a recorded result; the sweep goes on
+            run.record_ending(e)
+            if isinstance(e, SystemExit):  # submitit requeued the job: it resumes from the last checkpoint
+                raise
+            if raise_config_errors and isinstance(e, (CheckpointError, ConfigError, TaskError)):
+                raise ConfigError(run.error) from None
+            if isinstance(e, CheckpointError):
+                log.error("%s", e)
             return RunResult("failed", run_dir, run.error)
 
 

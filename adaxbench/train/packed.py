@@ -23,7 +23,7 @@ Every member is the run it would have been alone:
   checkpoint.pt (model, optimizer and scheduler state dicts of the unpacked classes, RNG
   state), so ``report``, ``best`` and resume cannot tell the difference, and a pack can
   resume runs started alone and vice versa. The members are evaluated together (one vmapped
-  call where the task has ``evaluation``) and their records written side by side.
+  call where the task has ``evaluation``).
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
@@ -43,8 +43,6 @@ import logging
 import math
 import sys
 import time
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -459,11 +457,6 @@ def _diverge(m: Member, message: str) -> None:
     m.run.write()
 
 
-# Threads writing the members' records side by side: most of a small run's write is the file
-# system's wait (an atomic replace of a file flushes it), which they overlap.
-WRITERS = 8
-
-
 class PackRun:
     """The training loop of one pack: ``Run.train``'s steps, for every member at once."""
 
@@ -481,7 +474,7 @@ class PackRun:
         return [m for m in self.pack.members if m.active]
 
     def train(self) -> None:
-        with ThreadPoolExecutor(min(WRITERS, len(self.pack.members))) as self.writers, contextlib.closing(self.bar):
+        with contextlib.closing(self.bar):
             if self.epochs_done == 0 and self.step == 0:
                 self.evaluate()
             self.stop.deferred = True  # from here a signal stops the pack at a step boundary
@@ -573,21 +566,15 @@ class PackRun:
         self.save(self.active(), initial=self.epochs_done == 0)
 
     def save(self, members: list[Member], initial: bool = False) -> None:
-        """Each member's records (``initial``) or ``Run.save``, written side by side."""
-        if initial:
-            return self.wait([self.writers.submit(m.run.write) for m in members])
-        if self.run0.cfg.trainer.checkpoint:
-            for m in members:
+        """Each member's records (``initial``) or ``Run.save``, one member after the other (as the
+        runs alone would be: a kill leaves the members before it saved, the others not)."""
+        for m in members:
+            if initial:
+                m.run.write()
+                continue
+            if self.run0.cfg.trainer.checkpoint:
                 self.pack.to_member(m, optimizer=True)
-        self.wait([self.writers.submit(m.run.save, m.trainee, m.rng) for m in members])
-
-    @staticmethod
-    def wait(writes: list) -> None:
-        """Every write ends (even where one failed), then the first failure is raised.  (A signal
-        that stops the wait still waits for them: the pool's exit does.)"""
-        futures.wait(writes)
-        for write in writes:
-            write.result()
+            m.run.save(m.trainee, m.rng)
 
     def stop_if_asked(self, t_epoch: float) -> None:
         """A stop signal arrived: every active member records the stop and, between two optimizer

@@ -59,8 +59,10 @@ run: install data
 
 # The docs site must build without a warning (a broken link, a missing page, an undescribed config key);
 # not --quiet: it hides the warnings from --strict too.
+# Two workers on two cores, a file per worker at a time (a file's module fixtures are built once);
+# each worker's torch keeps to one thread (tests/conftest.py).
 test: install data browser slurm docs
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict

@@ -14,6 +14,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers share two cores, one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
 FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
                                   reason="Debian's dataset-fashion-mnist is not installed (make data)")

@@ -111,3 +111,23 @@ def test_report_warns_where_the_budget_cannot_separate_the_schedules(tmp_path):
     assert rep.aggregate.set_index("optimizer").at["sched_adax", "schedule_tv"] > 0.5
     assert "⚠ sched_adax vs sched_adam" not in (tmp_path / "o2" / "report.md").read_text()
     assert math.isfinite(rep.aggregate.set_index("optimizer").at["sched_adax", "tv_apart_step"])
+
+
+def test_an_lr_grid_of_the_baseline_gets_no_warning_of_its_own_schedule(tmp_path):
+    """Settings of the baseline's own optimizer that differ in lr only run its β̂₂ schedule: no
+    warning.  One of it with another β2, and another optimizer with the same schedule (AMSGrad's v
+    is Adam's EMA), are still named."""
+    from adaxbench import cli
+
+    quick = ["task=rosenbrock_2d", "trainer.epochs=1", "trainer.progress=false"]
+    for name, args in [("grid", ["optimizer=adam", "optimizer.lr=0.01,0.001"]),
+                       ("beta2", ["optimizer=adam", "optimizer.lr=0.001", "optimizer.betas=[0.9,0.99]"]),
+                       ("amsgrad", ["optimizer=amsgrad", "optimizer.lr=0.01"])]:
+        assert cli.main(["run", "-m", *args, *quick, f"hydra.sweep.dir={tmp_path / 'runs' / name}"]) == 0
+    assert cli.main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--no-figures",
+                     "--baseline", "adam"]) == 0
+    warned = [line for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+              if line.startswith("⚠") and "β̂₂ weighting distance" in line]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("⚠ adam betas=(0.9,0.99) lr=0.001 vs adam:") and "(adam β2=0.99 vs adam β2=0.999)" in warned[0]
+    assert warned[1].startswith("⚠ amsgrad vs adam:") and "they use the same β̂₂ schedule" in warned[1]

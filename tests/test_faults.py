@@ -188,3 +188,25 @@ def test_status_vocabulary_is_the_on_disk_strings():
     assert [s.value for s in Status] == ["running", "completed", "diverged", "failed", "interrupted"]
     assert Status("diverged").finished and not Status.INTERRUPTED.finished
     assert json.dumps({"status": Status.FAILED}) == '{"status": "failed"}'
+
+
+def test_a_stop_after_the_last_step_keeps_the_run_and_stops_the_sweep(tmp_path, monkeypatch, straight):
+    """SIGTERM after a run's last step (its final evaluation): the run is complete and says so, and
+    the sweep stops there instead of swallowing the signal and training its next job."""
+    from adaxbench.cli import main
+
+    evaluate = runner.Run.evaluate
+
+    def evaluate_then_signal(self, *a, **k):
+        evaluate(self, *a, **k)
+        if self.step == 3 * 7:  # the final evaluation
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(runner.Run, "evaluate", evaluate_then_signal)
+    sweep = tmp_path / "sweep"
+    assert main(["run", "-m", *QUICK, "seed=0,1", f"hydra.sweep.dir={sweep}"]) == 130
+    runs = [f.parent for f in sweep.rglob("run.json")]
+    assert len(runs) == 1  # seed 1 never started
+    info, rows = read_run(runs[0])
+    assert info["status"] == "completed" and info["progress"]["epoch"] == 3
+    assert comparable(rows).equals(comparable(read_run(straight)[1]))

@@ -278,21 +278,18 @@ def test_beta2_curves_match_hand_values():
 # --- figures: inspected as matplotlib Figure objects ---------------------------------------------
 
 from adaxbench.report import figures as F  # noqa: E402
-from adaxbench.report.aggregate import aggregate, label_settings, run_scores, task_infos  # noqa: E402
-from adaxbench.report.load import load_runs  # noqa: E402
+from adaxbench.report import plot as P  # noqa: E402
+from adaxbench.report.analysis import analyse  # noqa: E402
 from adaxbench.report.references import load_references, references_for  # noqa: E402
 
 DIAG = {"loss": np.linspace(2, 1, 6), "beta2_hat": np.array([0.0, 0.5, 0.9, 0.99, 0.999, 0.9999]),
         "eff_lr_median": np.full(6, 1e-4)}
 
 
-def _figure_inputs(root: Path, metric=None):
-    rs = load_runs([root])
-    rs.runs["label"] = label_settings(rs)
-    tasks = task_infos(rs, metric, None)
-    agg = aggregate(rs, tasks, run_scores(rs, tasks), "adam")
-    colors = F.optimizer_colors(list(rs.runs["optimizer"]))
-    return rs, tasks, agg, colors
+def _figure_inputs(root: Path):
+    """The analysis a report of ``root`` draws its figures from, and the figures' colours."""
+    an = analyse([root])
+    return an, F.optimizer_colors(an.optimizers)
 
 
 def _legend_labels(fig) -> list[str]:
@@ -328,11 +325,9 @@ def test_curves_figure_reads_at_900px_with_published_line(tmp_path):
     info = json.loads((d / "run.json").read_text())
     info["config"]["trainer"]["eval_limit"] = 100
     (d / "run.json").write_text(json.dumps(info))
-    rs, tasks, agg, colors = _figure_inputs(tmp_path)
-    task = tasks["cifar10_resnet20"]
-    refs = {k: references_for(load_references(), task.name, task.metric, rs.settings[k]) for k in agg["setting"]}
-    fig, n = F.curves_figure(rs, agg, task, "epoch", colors, refs)
-    w, h = fig.get_size_inches() * F.RC["savefig.dpi"]
+    an, colors = _figure_inputs(tmp_path)
+    fig, n = F.curves_figure(an, "cifar10_resnet20", colors)
+    w, h = fig.get_size_inches() * P.RC["savefig.dpi"]
     assert w == pytest.approx(900) and h < 800  # was 2208 x 432: text shrank to ~6 px on GitHub
     assert [ax.get_title() for ax in fig.axes[:4]] == ["test accuracy", "test loss", "minibatch loss", "minibatch loss"]
     assert n == 3 * 4  # 3 settings x 4 panels
@@ -350,8 +345,8 @@ def test_curves_figure_reads_at_900px_with_published_line(tmp_path):
 def test_minibatch_panels_say_why_they_are_empty(tmp_path):
     for s in range(2):  # 3 epochs x 10 steps, log_every 500: no minibatch row at all
         write_run(tmp_path / f"a{s}", optimizer="adam", seed=s, log_every=500, batch={})
-    rs, tasks, agg, colors = _figure_inputs(tmp_path)
-    fig, n = F.curves_figure(rs, agg, tasks["fmnist_mlp"], "epoch", colors)
+    an, colors = _figure_inputs(tmp_path)
+    fig, n = F.curves_figure(an, "fmnist_mlp", colors)
     assert n == 2 and len(fig.axes) == 4
     notes = [t.get_text() for ax in fig.axes[2:] for t in ax.texts]
     assert notes == ["no minibatch loss:\ntrainer.log_every = 500 exceeds\nthe runs' 30 steps"] * 2
@@ -362,8 +357,8 @@ def test_adaptivity_figure_separates_adam_from_adax_and_lists_only_drawn_lines(t
         write_run(tmp_path / f"adam{s}", optimizer="adam", seed=s, batch={"loss": DIAG["loss"], "beta2_hat": DIAG["beta2_hat"]})
         write_run(tmp_path / f"adax{s}", optimizer="adax", seed=s, batch=DIAG)
         write_run(tmp_path / f"sgd{s}", optimizer="sgd", seed=s)  # no diagnostics at all
-    rs, tasks, agg, colors = _figure_inputs(tmp_path)
-    fig, n = F.adaptivity_figure(rs, agg, tasks["fmnist_mlp"], colors)
+    an, colors = _figure_inputs(tmp_path)
+    fig, n = F.adaptivity_figure(an, "fmnist_mlp", colors)
     b2, step = fig.axes
     assert n == 3  # adam and adax on the β̂₂ panel, adax alone on the step-size panel
     assert b2.get_yscale() == "log" and b2.get_ylabel() == "1 − β̂₂,t"
@@ -379,8 +374,8 @@ def test_lr_figure_never_joins_settings_that_differ_elsewhere(tmp_path):
             for wd in (0.0, 0.1):
                 write_run(tmp_path / f"adam{lr}-{wd}-{s}", optimizer="adam", opt={"lr": lr, "weight_decay": wd},
                           seed=s, evals=_acc([0.1, 0.5, 0.6, 0.7 + lr + wd]))
-    rs, tasks, agg, colors = _figure_inputs(tmp_path)
-    fig, n = F.lr_figure(agg, rs.settings, tasks["fmnist_mlp"], colors)
+    an, colors = _figure_inputs(tmp_path)
+    fig, n = F.lr_figure(an, "fmnist_mlp", colors)
     (ax,) = fig.axes
     assert n == 2 and sorted(_legend_labels(fig)) == ["adam weight_decay=0", "adam weight_decay=0.1"]
     for c in ax.containers:  # one errorbar container per line
@@ -400,7 +395,7 @@ def test_beta2_figure_one_log_panel_with_legend():
     # t = 2: Adam 1 − β2/(1+β2) = 1/(1+β2); AdaX 1 − (1 − 1/(2+β2)) = 1/(2+β2).
     assert fn("adam", 2, 0.999, 0.8) == pytest.approx(1 / 1.999)
     assert fn("adax", 2, 1e-4, 0.8) == pytest.approx(1 / 2.0001)
-    ticks = F._LogTicks(labelOnlyBase=True)
+    ticks = P._LogTicks(labelOnlyBase=True)
     assert [ticks._num_to_string(x, 1, 1e6) for x in (1, 10, 1e6)] == ["10⁰", "10¹", "10⁶"]
     assert [ticks._num_to_string(x, 1e-3, 1) for x in (1e-3, 0.01, 1)] == ["10⁻³", "10⁻²", "10⁰"]
     assert [ticks._num_to_string(x, 0.01, 10) for x in (0.01, 1, 10)] == ["0.01", "1", "10"]
@@ -514,8 +509,8 @@ def test_one_point_series_draw_a_marker_and_empty_panels_say_why(tmp_path):
     for s in range(2):  # accuracy evaluated once (a NaN before it), test loss never finite
         write_run(tmp_path / f"a{s}", optimizer="adam", seed=s, epochs=1,
                   evals={"test/accuracy": [NAN, 0.8 + 0.01 * s], "test/loss": [NAN, NAN]})
-    rs, tasks, agg, colors = _figure_inputs(tmp_path)
-    fig, n = F.curves_figure(rs, agg, tasks["fmnist_mlp"], "epoch", colors)
+    an, colors = _figure_inputs(tmp_path)
+    fig, n = F.curves_figure(an, "fmnist_mlp", colors)
     (line,) = [ln for ln in fig.axes[0].get_lines() if (ln.get_gid() or "").startswith("series-")]
     assert line.get_marker() == "o"
     assert [t.get_text() for t in fig.axes[1].texts] == ["no finite test loss\nin any completed run"]
@@ -542,6 +537,26 @@ def test_cross_task_caption_counts_verdicts_and_no_empty_profile(tmp_path):
     assert "1 better, 0 worse, 1 equivalent, 0 inconclusive (of 2 comparisons)" in md.split("## Task A")[0]
     assert "No performance profile: no optimizer reached the target of any task" in md
     assert "equivalent within ±0.005" in md and "no difference" not in md.lower()
+
+
+def test_report_flows_one_way_from_its_analysis(tmp_path, monkeypatch):
+    """The analysis holds what the text and the figures show: drawing the figures changes nothing in
+    it, and the text with figures differs from the text without them only by the figures' images."""
+    from adaxbench.report.render import report_blocks
+
+    an = analyse([_two_tasks(tmp_path / "r")])
+    assert an.across.verdicts == {"better": 1, "worse": 0, "equivalent": 1, "inconclusive": 0}
+    assert an.across.reached is False  # no target: no performance profile, drawn or described
+    agg, text = an.agg.copy(), report_blocks(an, {})
+    saved = []
+    monkeypatch.setattr(F, "save", lambda fig, out_dir, stem: saved.append(stem))  # built, not rendered: fast
+    drawn = F.draw_figures(an, tmp_path / "figures")
+    pd.testing.assert_frame_equal(an.agg, agg)
+    assert sorted(drawn) == sorted(saved) == ["A_curves", "B_curves", "beta2_schedules", "iqm", "score_profiles"]
+    blocks = report_blocks(an, drawn)
+    assert sorted(b[1] for b in blocks if b[0] == "img") == sorted(f"figures/{stem}.png" for stem in drawn)
+    strip = lambda bs: [b if b[0] != "table" else ("table", b[1].to_csv()) for b in bs if b[0] != "img"]  # noqa: E731
+    assert strip(blocks)[2:] == strip(text)[2:]  # after the title and its time stamp
 
 
 def test_family_and_margins(tmp_path):

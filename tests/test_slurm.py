@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from adaxbench.train import runner
@@ -288,6 +289,22 @@ def test_submitit_slurm_sweep_records_each_outcome(cluster, tmp_path):
     for job in ("0", "1"):
         env = read_run(sweep / job)[0]["env"]
         assert env["threads"] == 1, env
+
+
+def test_optuna_trials_on_slurm_report_their_scores(cluster, tmp_path):
+    """Hydra's Optuna sweeper proposes two trials at a time; each runs as a SLURM job and its score
+    (the selection metric, quadratic_deep's final train/loss) comes back through submitit."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep = tmp_path / "sweep"
+    proc = _slurm_run(cluster, "hydra/sweeper=optuna", "hydra.sweeper.direction=minimize", "hydra.sweeper.n_trials=2",
+                      "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=0", "hydra/launcher=submitit_slurm",
+                      "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1", "optimizer=adam",
+                      "optimizer.lr=tag(log,interval(1e-3,1.0))", "task=quadratic_deep", "trainer.epochs=1",
+                      "trainer.progress=false", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    losses = [read_run(sweep / job)[0]["final"]["train/loss"] for job in ("0", "1")]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == pytest.approx(min(losses))
 
 
 def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
 import adaxbench
 from adaxbench import cli
+from adaxbench.report.aggregate import label_settings
 from adaxbench.report.load import load_runs
 from adaxbench.train.validate import ConfigError
 from conftest import compose_cfg
@@ -145,3 +147,35 @@ def test_packed_launcher_says_why_it_runs_them_unpacked(caplog):
         assert plan([lion, lion, adam, adam], max_pack=8) == [[0], [1], [2, 3]]
     told = [r.getMessage() for r in caplog.records if "runs unpacked" in r.getMessage()]
     assert len(told) == 1 and told[0].startswith("pytorch_optimizer.Lion runs unpacked") and "AdaX" in told[0]
+
+
+def test_a_class_default_passed_or_left_out_is_one_setting(tmp_path, capsys):
+    """Runs are compared by the hyperparameters the optimizer ran with: Lion's default betas
+    (0.9, 0.99) passed on the command line (as 0.90, with weight_decay 0 an int), left out, or
+    passed as a tuple from Python are one setting; betas (0.9, 0.95) is another.  A record of an
+    earlier version (no optimizer_hparams) that left betas out pools with them too."""
+    lion = "optimizer._target_=pytorch_optimizer.Lion"
+    cli_run(tmp_path, "passed", lion, "optimizer.lr=1e-3", "+optimizer.betas=[0.90,0.990]",
+            "+optimizer.weight_decay=0", "seed=0")
+    left_out = cli_run(tmp_path, "left_out", lion, "optimizer.lr=1e-3", "seed=1")
+    out = adaxbench.run(po.Lion, [*QUICK, "seed=2"], run_dir=tmp_path / "tuple", lr=1e-3, betas=(0.9, 0.99))
+    assert out.status == "completed", out.error
+    cli_run(tmp_path, "other", lion, "optimizer.lr=1e-3", "+optimizer.betas=[0.9,0.95]", "seed=0")
+    old = {k: v for k, v in left_out.items() if k not in ("optimizer_class", "optimizer_hparams")}
+    old["config"]["seed"] = 3
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps(old))
+    (tmp_path / "old" / "metrics.parquet").write_bytes((tmp_path / "left_out" / "metrics.parquet").read_bytes())
+
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
+    agg = pd.read_csv(tmp_path / "report" / "aggregate.csv").sort_values("seeds")
+    assert list(agg["seeds"]) == [1, 4]
+    assert list(agg["label"]) == ["Lion betas=(0.9,0.95)", "Lion betas=(0.9,0.99)"]
+    capsys.readouterr()
+    assert cli.main(["best", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "best of 2]" in out and "over Lion betas=(0.9,0.99);" in out
+    assert "None" not in out and "=default" not in out
+    # Without a run that recorded Lion's default betas, the earlier record's label says what it ran with.
+    rs = load_runs([tmp_path / "old", tmp_path / "other"])
+    assert sorted(label_settings(rs)) == ["Lion betas=(0.9,0.95)", "Lion betas=default"]

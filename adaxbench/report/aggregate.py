@@ -96,7 +96,9 @@ def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]]
                    drop: tuple[str, ...] = ()) -> dict[str, str]:
     """A readable label per setting key of ``rows`` (columns optimizer, setting): the optimizer
     name plus the hyperparameters that differ between that optimizer's settings *among these
-    rows* (e.g. ``adam lr=0.001``), so a key that changes nothing here is never shown."""
+    rows* (e.g. ``adam lr=0.001``), so a key that changes nothing here is never shown.  An optimizer
+    key a setting lacks (a record from before run.json held the built optimizer's hyperparameters,
+    whose config left it out) ran at the class default, and says so."""
     out = {}
     for name, g in rows.groupby("optimizer", sort=False):
         keys = list(dict.fromkeys(g["setting"]))
@@ -106,8 +108,14 @@ def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]]
         shorts = [f.split(".")[-1] for f in varying]
         names = [s if shorts.count(s) == 1 else f for s, f in zip(shorts, varying)]
         for k, s in zip(keys, sets):
-            out[k] = " ".join([str(name)] + [f"{n}={_fmt_num(s.get(f))}" for n, f in zip(names, varying)])
+            out[k] = " ".join([str(name)] + [f"{n}={_label_value(s, f)}" for n, f in zip(names, varying)])
     return out
+
+
+def _label_value(setting: Mapping[str, Any], key: str) -> str:
+    if key not in setting and key.startswith("optimizer."):
+        return "default"
+    return _fmt_num(setting.get(key))
 
 
 def label_settings(rs: RunSet) -> pd.Series:

@@ -69,7 +69,7 @@ def effort_curves(settings: pd.DataFrame) -> pd.DataFrame:
 
 def write_effort(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
     """``effort.csv`` (atomically) and ``effort.png``/``.svg``: one panel per task, a line per optimizer."""
-    from .figures import _new, _pretty, optimizer_colors, save
+    from .plot import _new, _pretty, optimizer_colors, save
 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "effort.csv"

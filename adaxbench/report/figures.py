@@ -1,5 +1,6 @@
 """Report figures (matplotlib Figure objects, no pyplot or backend state): PNG + SVG, one
-colour per optimizer name.
+colour per optimizer name, drawn from the report's ``Analysis`` (analysis.py), which decides what
+each figure shows (``draw_figures``).
 
 Each plotted series carries a gid ``series-<n>`` so it is a ``<g id="series-n">`` in the SVG
 (tests and scripts can count series without parsing pixels).
@@ -7,26 +8,22 @@ Each plotted series carries a gid ``series-<n>`` so it is a ``<g id="series-n">`
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable
 
-import matplotlib
-import matplotlib.text
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
 
-from ..rundir import atomic_write
-from .aggregate import TaskInfo, setting_labels, split_metric
+from .analysis import Analysis, TaskAnalysis
 from .load import RunSet
+from .plot import _legend, _new, _note, _parts, _pretty, _Series, optimizer_colors, save
 
-LINESTYLES = ("-", "--", ":", "-.")
+LINESTYLES = ("-", "--", ":", "-.")  # as many as MAX_CURVES_PER_OPTIMIZER: each drawn setting has its own
 MAX_POINTS = 2000  # per plotted curve; keeps SVGs small for long runs
-RC = {"svg.fonttype": "none", "svg.hashsalt": "adaxbench", "font.size": 9, "axes.grid": True,
-      "grid.alpha": 0.3, "legend.fontsize": 8, "legend.framealpha": 0.8, "savefig.dpi": 120}
 
 
 # --- β̂₂ schedules ---------------------------------------------------------------------------
@@ -58,98 +55,6 @@ def beta2_hat_fn() -> Callable[..., float]:
 
 # --- helpers -------------------------------------------------------------------------------
 
-WIDTH = 7.5  # inches: 900 px at savefig.dpi 120, so text stays ~9 pt when GitHub shows it ~900 px wide
-_SUP = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-class _LogTicks(LogFormatter):
-    """One tick style per axis, without mathtext (its layout dominates the draw time):
-    plain numbers (0.01 … 1000) when the whole axis lies in that range, else 10ᵏ (and 2×10ᵏ
-    for labelled minor ticks)."""
-
-    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
-        if 1e-2 <= min(vmin, vmax) and max(vmin, vmax) <= 1e4:
-            return f"{x:g}"
-        k = math.floor(math.log10(abs(x)) + 1e-9)
-        m = round(x / 10**k, 6)
-        return f"10{str(k).translate(_SUP)}" if m == 1 else f"{m:g}×10{str(k).translate(_SUP)}"
-
-
-def optimizer_colors(names: list[str]) -> dict[str, Any]:
-    """A fixed colour per optimizer name (sorted, tab10 then tab20), shared by every figure."""
-    names = sorted(set(names))
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
-
-
-def save(fig: Figure, out_dir: Path, stem: str) -> Path:
-    """Write ``stem.png`` and ``stem.svg``; returns the PNG path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            if axis.get_scale() == "log":
-                axis.set_major_formatter(_LogTicks(labelOnlyBase=True))
-                # Label minor ticks only when the axis spans at most ~1.5 decades.
-                axis.set_minor_formatter(_LogTicks(labelOnlyBase=False, minor_thresholds=(1.5, 0.4)))
-    for text in fig.findobj(matplotlib.text.Text):  # names are plain text: "$" is no mathtext
-        text.set_parse_math(False)
-    with matplotlib.rc_context(RC):
-        atomic_write(out_dir / f"{stem}.png", lambda tmp: fig.savefig(tmp, format="png"))
-        fig.set_layout_engine("none")  # the layout is fixed by the first draw; don't redo it
-        atomic_write(out_dir / f"{stem}.svg", lambda tmp: fig.savefig(tmp, format="svg"))
-    return out_dir / f"{stem}.png"
-
-
-def _new(nrows: int, ncols: int, h: float = 3.0, w: float = WIDTH) -> tuple[Figure, np.ndarray]:
-    """A figure ``w`` inches wide (all panels together), ``h`` inches per row."""
-    with matplotlib.rc_context(RC):
-        fig = Figure(figsize=(w, h * nrows), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    return fig, axes
-
-
-def _legend(fig: Figure, axes, where=None) -> None:
-    """One legend for all panels, built from every panel's handles (deduplicated by label), so
-    only series that were actually drawn appear.  ``where``: a spare axis to hold it, else
-    below the panels."""
-    handles: dict[str, Any] = {}
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-    if not handles:
-        return
-    if where is not None:
-        where.axis("off")
-        where.legend(handles.values(), handles.keys(), loc="center", frameon=False)
-    else:
-        # As many columns as fit the figure's width (~8.5 px per character at legend.fontsize 8,
-        # plus the line sample and padding).
-        width = fig.get_figwidth() * RC["savefig.dpi"]
-        longest = max(len(k) for k in handles) * 8.5 + 70
-        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-                   ncols=max(1, min(3, len(handles), int(width // longest))), frameon=False)
-
-
-def _note(ax, text: str) -> None:
-    """An empty panel that says why it is empty (instead of silently dropping it)."""
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, color="0.35")
-
-
-class _Series:
-    """Hands out gids, so every data series is countable in the SVG."""
-
-    def __init__(self, prefix: str = "series") -> None:
-        self.n = 0
-        self.prefix = prefix
-
-    def gid(self) -> str:
-        self.n += 1
-        return f"{self.prefix}-{self.n}"
-
-
 def _thin(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[:: max(1, math.ceil(len(df) / MAX_POINTS))]
 
@@ -160,21 +65,6 @@ def _styles(plotted: pd.DataFrame, colors: dict[str, Any]) -> dict[str, tuple[An
     for name, g in plotted.groupby("optimizer", sort=False):
         for i, key in enumerate(g["setting"]):
             out[key] = (colors[name], LINESTYLES[i % len(LINESTYLES)])
-    return out
-
-
-def plotted_settings(agg_task: pd.DataFrame, settings: dict[str, dict] | None = None,
-                     max_per_optimizer: int = len(LINESTYLES)) -> pd.DataFrame:
-    """Settings drawn in curve figures: all of an optimizer's settings when there are at most
-    ``max_per_optimizer``, else only its best one (the full sweep is in the lr figure/table).
-    With ``settings``, labels are recomputed among the plotted settings only, so a legend names
-    just the keys that differ between its own lines."""
-    keep = []
-    for _, g in agg_task[agg_task["seeds"] > 0].groupby("optimizer", sort=True):
-        keep.append(g if len(g) <= max_per_optimizer else g[g["is_best"]])
-    out = pd.concat(keep) if keep else agg_task.iloc[:0]
-    if settings is not None and len(out):
-        out = out.assign(label=out["setting"].map(setting_labels(out, settings)))
     return out
 
 
@@ -235,11 +125,6 @@ def _auto_log(ax) -> None:
 X_LABELS = {"epoch": "epoch", "step": "optimizer step", "time": "training time (s)"}
 
 
-def _pretty(metric: str) -> str:
-    split, name = split_metric(metric)
-    return f"{split} {name}"
-
-
 def _completed_ids(rs: RunSet, task: str, plotted: pd.DataFrame) -> pd.Index:
     runs = rs.runs
     return runs.index[(runs["task"] == task) & (runs["status"] == "completed") & (runs["problem"] == "")
@@ -252,20 +137,61 @@ def _log_every(rs: RunSet, ids: pd.Index) -> Any:
     return min(vals) if vals else None
 
 
-def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, colors: dict[str, Any],
-                  refs: dict[str, list] | None = None, ref_note: str = "") -> tuple[Figure | None, int]:
-    """Eval metric(s) against ``x`` and minibatch loss against step and time, mean ± std over
-    seeds, as a 2 x 2 grid that reads at ~900 px.  ``refs``: published results per setting key,
-    drawn as labelled dotted lines in the compared metric's panel, ``ref_note`` appended to their
-    labels (their budget beside ours).  The target line is drawn where ``task.target`` is set (the
-    caller clears it when the runs do not span the target's budget).  A panel that has no data
-    says why.  Returns the figure and its number of series."""
-    plotted = plotted_settings(agg_task, rs.settings)
+def _published_lines(ax, t: TaskAnalysis, metric: str, styles: dict, ref_ids: _Series) -> None:
+    """The published results of the plotted settings on ``metric``: a labelled dotted line each (a
+    band for a range), their budget beside ours."""
+    drawn = set()  # two settings of one optimizer match the same published number: one line
+    for key, rlist in t.refs.items():
+        if key not in styles:
+            continue
+        for r in rlist:
+            if r.metric != metric or r.label() in drawn:
+                continue
+            drawn.add(r.label())
+            kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)),
+                      label=f"{r.label()} {r.value_text()} (published{t.budget.ref_note()})")
+            art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
+                   else ax.axhline(r.value, **kw))
+            art.set_gid(ref_ids.gid())
+
+
+def _minibatch_panels(rs: RunSet, ids: pd.Index, metric: str, axes, batch: bool, plotted: pd.DataFrame,
+                      styles: dict, series: _Series) -> None:
+    """Minibatch loss against step and time (EMA-smoothed per seed), or a note saying why there is none."""
+    if batch:
+        d = _curve_data(rs, ids, "batch", "loss")
+        span = max(1, int(d.groupby("run").size().median() // 50))
+        for ax, bx in zip(axes, ("step", "time")):
+            _band_plot(ax, d, "step", bx, plotted, styles, series, _sid_of(rs), smooth=span)
+            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss",
+                   title="minibatch loss" + (f" (EMA over {span} logs)" if span > 1 else ""))
+            _auto_log(ax)
+    else:
+        steps = rs.select(*_parts(metric))
+        steps = int(steps.loc[steps["run"].isin(ids), "step"].max()) if len(steps) else 0
+        le = _log_every(rs, ids)
+        why = (f"trainer.log_every = {le} exceeds\nthe runs' {steps} steps" if le is not None and le > steps
+               else "the runs logged none")
+        for ax, bx in zip(axes, ("step", "time")):
+            ax.set_title(f"minibatch loss vs {bx}")
+            _note(ax, f"no minibatch loss:\n{why}")
+
+
+def curves_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[Figure | None, int]:
+    """Eval metric(s) against the analysis' x and minibatch loss against step and time, mean ± std
+    over seeds, as a 2 x 2 grid that reads at ~900 px.  Published results of the task's settings are
+    labelled dotted lines in the compared metric's panel, their budget beside ours.  The target line
+    is drawn where the runs span the target's budget.  A panel that has no data says why.  Returns
+    the figure and its number of series."""
+    t = an.tasks[name]
+    rs, task, x = an.rs, t.info, an.x
+    plotted = t.plotted
     styles = _styles(plotted, colors)
     ids = _completed_ids(rs, task.name, plotted)
-    split, name = split_metric(task.metric)
+    split, metric_name = _parts(task.metric)
     logged = rs.logged(ids)
-    evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss") if n != name and (split, n) in logged]
+    evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss")
+                             if n != metric_name and (split, n) in logged]
     evals = [e for e in evals if tuple(e.split("/")) in logged]
     batch = ("batch", "loss") in logged
     if not evals:
@@ -275,7 +201,7 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
     series, ref_ids = _Series(), _Series("reference")
     sid_of = _sid_of(rs)
     for ax, metric in zip(axes, evals):
-        d = _curve_data(rs, ids, *split_metric(metric))
+        d = _curve_data(rs, ids, *_parts(metric))
         before = series.n
         _band_plot(ax, d, "epoch", x, plotted, styles, series, sid_of)
         ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=_pretty(metric))
@@ -284,53 +210,23 @@ def curves_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo, x: str, co
             continue
         if "acc" not in metric.split("/")[1]:
             _auto_log(ax)
-        if task.target is not None and metric == task.metric:
-            ax.axhline(task.target, color="0.3", lw=0.8, ls="--", label=f"target {task.target:g}")
-        drawn = set()  # two settings of one optimizer match the same published number: one line
-        for key, rlist in (refs or {}).items():
-            if key not in styles:
-                continue
-            for r in rlist:
-                if r.metric != metric or r.label() in drawn:
-                    continue
-                drawn.add(r.label())
-                kw = dict(color=styles[key][0], lw=1.1, ls=(0, (1, 1.5)),
-                          label=f"{r.label()} {r.value_text()} (published{ref_note})")
-                art = (ax.axhspan(r.value, r.value_hi, alpha=0.25, **kw) if r.value_hi is not None
-                       else ax.axhline(r.value, **kw))
-                art.set_gid(ref_ids.gid())
-    batch_axes = axes[len(evals):len(evals) + 2]
-    if batch:
-        d = _curve_data(rs, ids, "batch", "loss")
-        span = max(1, int(d.groupby("run").size().median() // 50))
-        for ax, bx in zip(batch_axes, ("step", "time")):
-            _band_plot(ax, d, "step", bx, plotted, styles, series, sid_of, smooth=span)
-            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss",
-                   title="minibatch loss" + (f" (EMA over {span} logs)" if span > 1 else ""))
-            _auto_log(ax)
-    else:
-        steps = rs.select(*split_metric(task.metric))
-        steps = int(steps.loc[steps["run"].isin(ids), "step"].max()) if len(steps) else 0
-        le = _log_every(rs, ids)
-        why = (f"trainer.log_every = {le} exceeds\nthe runs' {steps} steps" if le is not None and le > steps
-               else "the runs logged none")
-        for ax, bx in zip(batch_axes, ("step", "time")):
-            ax.set_title(f"minibatch loss vs {bx}")
-            _note(ax, f"no minibatch loss:\n{why}")
+        if t.curve_target is not None and metric == task.metric:
+            ax.axhline(t.curve_target, color="0.3", lw=0.8, ls="--", label=f"target {t.curve_target:g}")
+        _published_lines(ax, t, metric, styles, ref_ids)
+    _minibatch_panels(rs, ids, task.metric, axes[len(evals):len(evals) + 2], batch, plotted, styles, series)
     spare = axes[n] if len(axes) > n else None
     _legend(fig, axes[:n], where=spare)
     fig.suptitle(task.name, fontsize=10)
     return fig, series.n
 
 
-def adaptivity_figure(rs: RunSet, agg_task: pd.DataFrame, task: TaskInfo,
-                      colors: dict[str, Any]) -> tuple[Figure | None, int]:
+def adaptivity_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[Figure | None, int]:
     """Logged 1 − β̂₂,t and effective step size (median, else mean) against step, where logged.
 
     1 − β̂₂,t on a log axis: Adam's β̂₂ → 0.999 and AdaX's → 1 coincide on a linear axis near 1,
     while 1 − β̂₂ (the weight of the newest squared gradient) separates them by decades.  Only
     settings that logged a diagnostic get a line and a legend entry."""
-    plotted = plotted_settings(agg_task, rs.settings)
+    rs, task, plotted = an.rs, an.tasks[name].info, an.tasks[name].plotted
     styles = _styles(plotted, colors)
     ids = _completed_ids(rs, task.name, plotted)
     logged = rs.logged(ids)
@@ -389,36 +285,24 @@ def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str
     return fig, series.n
 
 
-def lr_figure(agg_task: pd.DataFrame, settings: dict[str, dict], task: TaskInfo,
-              colors: dict[str, Any]) -> tuple[Figure | None, int]:
-    """Final metric (mean ± std over seeds) against lr: one line per optimizer and combination
-    of its other hyperparameters (settings that differ in anything but lr are never joined)."""
-    a = agg_task[agg_task["seeds"] > 0].copy()
-    a["lr"] = [settings[k].get("optimizer.lr") for k in a["setting"]]
-    a = a[pd.to_numeric(a["lr"], errors="coerce").notna()]
-    a["lr"] = a["lr"].astype(float)
-    # Everything but the lr identifies a line.
-    a["rest"] = [json.dumps({k: v for k, v in settings[s].items() if k != "optimizer.lr"}, sort_keys=True, default=str)
-                 for s in a["setting"]]
-    lines = [(n, r) for (n, r), g in a.groupby(["optimizer", "rest"], sort=True) if g["lr"].nunique() >= 2]
-    if not lines:
+def lr_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[Figure | None, int]:
+    """Final metric (mean ± std over seeds) against lr, a line per ``LrLine`` of the analysis."""
+    t = an.tasks[name]
+    if not t.lr_lines:
         return None, 0
     fig, (ax,) = _new(1, 1, h=3.6, w=6.0)
     series = _Series()
     markers = "osD^v<>"
-    line_settings = pd.DataFrame([{"optimizer": n, "setting": a.loc[(a["optimizer"] == n) & (a["rest"] == r), "setting"].iloc[0]}
-                                  for n, r in lines])
-    names = setting_labels(line_settings, settings, drop=("optimizer.lr",))
     per_opt: dict[str, int] = {}
-    for (name, rest), key in zip(lines, line_settings["setting"]):
-        g = a[(a["optimizer"] == name) & (a["rest"] == rest)].sort_values("lr")
-        i = per_opt[name] = per_opt.get(name, -1) + 1
-        c = ax.errorbar(g["lr"], g["final_mean"], yerr=g["final_std"].fillna(0), color=colors[name],
+    for line in t.lr_lines:
+        g = line.rows
+        i = per_opt[line.optimizer] = per_opt.get(line.optimizer, -1) + 1
+        c = ax.errorbar(g["lr"], g["final_mean"], yerr=g["final_std"].fillna(0), color=colors[line.optimizer],
                         ls=LINESTYLES[i % len(LINESTYLES)], marker=markers[i % len(markers)], ms=4, capsize=3,
-                        lw=1.4, label=names[key])
+                        lw=1.4, label=line.label)
         c.lines[0].set_gid(series.gid())
-    ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {_pretty(task.metric)}",
-           title=f"{task.name}: learning-rate sensitivity")
+    ax.set(xscale="log", xlabel="learning rate", ylabel=f"final {_pretty(t.info.metric)}",
+           title=f"{name}: learning-rate sensitivity")
     ax.legend(loc="best")
     return fig, series.n
 
@@ -481,3 +365,47 @@ def iqm_figure(iqm: pd.DataFrame, colors: dict[str, Any]) -> tuple[Figure, int]:
            title="across tasks: interquartile mean\n95% stratified-bootstrap CI")  # one line was cut off
     ax.grid(axis="y", visible=False)
     return fig, series.n
+
+
+# --- every figure of a report ------------------------------------------------------------------
+
+def task_stem(name: str) -> str:
+    """A file name stem for a task: readable, at most ~70 characters, and distinct for distinct
+    names (``a b`` and ``a/b`` both read ``a_b``: a hash of the name tells them apart)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")[:60] or "task"
+    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def _planned(an: Analysis, colors: dict[str, Any]) -> list[tuple[str, Callable[[], tuple[Figure | None, int]]]]:
+    """(stem, draw) of every figure the analysis has data for, in the report's order."""
+    out: list[tuple[str, Callable]] = []
+    if (across := an.across) is not None:
+        if len(across.iqm):
+            out.append(("iqm", lambda: iqm_figure(across.iqm, colors)))
+        if across.reached:
+            prof = across.prof
+            out.append(("performance_profiles", lambda: profile_figure(prof.rho, colors, an.x, prof.lo, prof.hi)))
+        if len(across.norm):
+            sprof = across.sprof
+            out.append(("score_profiles", lambda: score_profile_figure(sprof.rho, colors, sprof.lo, sprof.hi)))
+    for name in an.tasks:
+        stem = task_stem(name)
+        out += [(f"{stem}_curves", lambda name=name: curves_figure(an, name, colors)),
+                (f"{stem}_adaptivity", lambda name=name: adaptivity_figure(an, name, colors)),
+                (f"{stem}_lr_sensitivity", lambda name=name: lr_figure(an, name, colors))]
+    if an.schedules:
+        out.append(("beta2_schedules", lambda: beta2_figure(an.schedules, colors)))
+    return out
+
+
+def draw_figures(an: Analysis, out_dir: Path) -> dict[str, int]:
+    """Draw and save (PNG + SVG under ``out_dir``) every figure of the report; {stem: number of
+    series} of those drawn, in the report's order (a figure without data is not drawn)."""
+    colors = optimizer_colors(an.optimizers)
+    drawn = {}
+    for stem, draw in _planned(an, colors):
+        fig, n = draw()
+        if fig is not None:
+            save(fig, out_dir, stem)
+            drawn[stem] = n
+    return drawn

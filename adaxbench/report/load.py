@@ -7,6 +7,7 @@ kept as a row with a ``problem`` so the report can list it instead of dropping i
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import unicodedata
@@ -19,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..rundir import (FINISHED, METRICS_FILE, RUN_FILE, identity_config, optimizer_identity, read_metrics, read_record,
-                      setting_of, setting_key)
+from ..rundir import (FINISHED, METRICS_FILE, RUN_FILE, RunRecord, identity_config, optimizer_identity, read_metrics,
+                      read_record, setting_of, setting_key)
 
 # Statuses whose curves are read: completed runs make the tables, diverged runs still count
 # for time-to-target (they may reach the target before blowing up).
@@ -100,6 +101,7 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
     if not dirs:
         raise ReportError("no run dirs found (no run.json under the given paths)")
     records = [read_record(d) for d in dirs]
+    identities = ran_configs([rec for rec, _ in records])
 
     rows, configs, settings, recorded = [], [], {}, []
     for i, (d, (rec, problem)) in enumerate(zip(dirs, records)):
@@ -111,8 +113,8 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
             recorded.append({})
             continue
         cfg = rec.config
-        key = setting_key(identity_config(rec))
-        settings.setdefault(key, setting_of(identity_config(rec)))
+        key = setting_key(identities[i])
+        settings.setdefault(key, setting_of(identities[i]))
         err = rec.error
         rows.append({"run": i, "path": str(d), "status": rec.status.value, "problem": "",
                      "error": "" if not err else printable(err.splitlines()[0])[:MAX_ERROR] + ("…" if len(err) > MAX_ERROR else ""),
@@ -149,6 +151,53 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                                  ("value", "float64")]})
     return RunSet(runs=runs, metrics=metrics, configs=configs, settings=settings, recorded=recorded,
                   notes=notes)
+
+
+# Param-group keys that say how an update is computed, not what it computes (trainer.optimizer_impl
+# chooses them, and a class may resolve them by device): never part of a setting.
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def ran_configs(records: list[RunRecord | None]) -> list[dict[str, Any]]:
+    """Per record, the config whose setting it ran: the optimizer section holds the hyperparameters
+    the built optimizer recorded (class defaults included) over what the config wrote, so a run that
+    passes a class default and one that leaves it out are one setting.  A record without them (an
+    earlier version's, or a run that failed before its optimizer was built) keeps its config, its
+    missing keys filled with the default that the runs of its class which left them out recorded.
+    Values compare by what they are: ``1`` and ``1.0`` are one number, a tuple and a list one sequence."""
+    identities = [None if rec is None else identity_config(rec) for rec in records]
+    ran = [None if rec is None else
+           {k: v for k, v in _recorded_hparams(rec.optimizer_hparams).items() if k not in IMPLEMENTATION_KEYS}
+           for rec in records]
+    defaults: dict[str, dict[str, set[str]]] = {}  # class -> key -> the values recorded where no config set it
+    for cfg, hp in zip(identities, ran):
+        for k, v in (hp or {}).items():
+            if k not in cfg["optimizer"]:
+                defaults.setdefault(str(cfg["optimizer"].get("_target_")), {}).setdefault(k, set()).add(
+                    json.dumps(_canonical(v)))
+    out = []
+    for cfg, hp in zip(identities, ran):
+        if cfg is None:
+            out.append({})
+            continue
+        known = defaults.get(str(cfg["optimizer"].get("_target_")), {})
+        filled = hp or {k: json.loads(next(iter(vs))) for k, vs in known.items() if len(vs) == 1}
+        optimizer = {**filled, **cfg["optimizer"], **(hp or {})}
+        out.append({**cfg, "optimizer": {k: _canonical(v) for k, v in optimizer.items()}})
+    return out
+
+
+def _canonical(v: Any) -> Any:
+    """One representation per value: numbers as floats, tuples as lists."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _canonical(x) for k, x in v.items()}
+    return v
 
 
 def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:

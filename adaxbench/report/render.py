@@ -1,15 +1,19 @@
-"""Build a report directory: figures, tables, report.md, report.html, summary.csv, aggregate.csv."""
+"""Build a report directory: figures, tables, report.md, report.html, summary.csv, aggregate.csv.
+
+The report flows one way: ``analyse`` (analysis.py) computes everything it shows, ``draw_figures``
+(figures.py) draws from that analysis, and this module lays the analysis out as text (blocks of
+headings, paragraphs, tables, images and links, rendered as Markdown and HTML) and writes it all.
+"""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import math
 import os
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,18 +22,11 @@ import numpy as np
 import pandas as pd
 
 from . import figures as F
-from . import divergence
-from .aggregate import (ALPHA, FAMILIES, LEVEL, MIN_SEEDS_STAR, N_BOOT, ProfileBand, TaskInfo, _fmt_num, aggregate,
-                        best_run_times, grid_edge_warnings, iqm_across_tasks, label_settings, normalised_scores,
-                        performance_profile_band, profile_times, run_scores, score_profile_band, split_metric,
-                        task_infos, verdict_text, NO_MARGIN)
-from ..rundir import atomic_write, effective_epochs, effective_lr_schedule, write_text
-from .best import sampled_settings
-from .load import ReportError, RunSet, load_runs
-from .published_curves import spread_line
-from .references import load_references, references_for
+from ..rundir import atomic_write, write_text
+from .aggregate import ALPHA, LEVEL, MIN_SEEDS_STAR, N_BOOT, NO_MARGIN, TaskInfo, _fmt_num, verdict_text
+from .analysis import Analysis, Budget, TaskAnalysis, analyse, vals
+from .load import ReportError
 
-MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
 FORMATS = ("md", "html")
 
 
@@ -45,7 +42,7 @@ class Report:
     series: dict[str, int] = field(default_factory=dict)  # figure stem -> number of series
     warnings: list[str] = field(default_factory=list)  # winners on the edge of their grid
     seconds: float = 0.0
-    analysis: "Analysis | None" = None
+    analysis: Analysis | None = None
 
 
 # --- formatting -----------------------------------------------------------------------------
@@ -79,21 +76,6 @@ def _band_text(prof: Any, resampled: str, csv: str, coupled: str = "") -> str:
         text += (f" {which}: fewer than 2 seeds on {pairs}, whose spread the bootstrap cannot see"
                  + (f", and {coupled}." if coupled else "."))
     return text
-
-
-def _slug(s: str) -> str:
-    """A file name stem for a task: readable, at most ~70 characters, and distinct for distinct
-    names (``a b`` and ``a/b`` both read ``a_b``: a hash of the name tells them apart)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_.")[:60] or "task"
-    return slug if slug == s else f"{slug}-{hashlib.sha1(s.encode()).hexdigest()[:8]}"
-
-
-def _rel(p: str) -> str:
-    try:
-        r = os.path.relpath(p)
-        return p if r.startswith("..") else r
-    except ValueError:
-        return p
 
 
 # --- blocks -> markdown / html ----------------------------------------------------------------
@@ -171,267 +153,6 @@ def to_html(blocks: list[tuple], root: Path) -> str:
     return "\n".join(out)
 
 
-# --- the report -------------------------------------------------------------------------------
-
-def _parse_target(target: str | float | None) -> dict[str, float] | float | None:
-    if target is None:
-        return target
-    bad = ReportError(f"bad --target {target!r}: expected a finite number or TASK=VALUE[,TASK=VALUE...]")
-    try:
-        value = float(target)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise bad
-        return value
-    out = {}
-    for part in str(target).split(","):
-        task, _, val = part.partition("=")
-        try:
-            out[task.strip()] = float(val)
-        except ValueError:
-            raise bad from None
-        if not math.isfinite(out[task.strip()]):
-            raise bad
-    return out
-
-
-def _parse_margins(margin: str | dict | None) -> dict[str, float]:
-    """``test/accuracy=0.005[,KEY=VALUE...]`` (or a dict) -> {key: margin}, a key being a metric
-    (SPLIT/METRIC: every task compared on it) or a task name (its compared metric).  ReportError on
-    a bad metric name or a margin that is not a positive number."""
-    if margin is None or margin == "":
-        return {}
-    pairs = margin.items() if isinstance(margin, dict) else (part.partition("=")[::2] for part in str(margin).split(","))
-    out = {}
-    for metric, val in pairs:
-        metric = str(metric).strip()
-        if not metric or val in ("", None):
-            raise ReportError(f"bad --margin {margin!r}: expected METRIC=VALUE or TASK=VALUE, comma-separated, "
-                              "e.g. test/accuracy=0.005")
-        if "/" in metric:
-            split_metric(metric)
-        try:
-            m = float(val)
-        except (TypeError, ValueError):
-            m = math.nan
-        if not 0 < m < math.inf:
-            raise ReportError(f"bad --margin for {metric}: {val!r} is not a positive number (an equivalence "
-                              "margin m > 0, in the metric's units)")
-        out[metric] = m
-    return out
-
-
-def _setting_columns(rs: RunSet, keys: Iterable[str]) -> pd.DataFrame:
-    rows = [{k: (str(v) if isinstance(v, (list, dict)) else v) for k, v in rs.settings[key].items()} for key in keys]
-    return pd.DataFrame(rows)
-
-
-def _excluded(rs: RunSet, tasks: dict) -> pd.DataFrame:
-    r = rs.runs
-    bad = r[(r["status"] != "completed") | (r["problem"] != "") | ~r["task"].isin(list(tasks))]
-    reason = bad["problem"].where(bad["problem"] != "", bad["error"])
-    reason = reason.where(reason != "", bad["status"].map({
-        "running": "still running", "interrupted": "interrupted (resume to finish)",
-        "diverged": "diverged", "failed": "failed (no error message)", "completed": "no usable metric logged"})
-        .fillna("unknown status"))
-    return pd.DataFrame({"run dir": [_rel(p) for p in bad["path"]], "task": bad["task"], "optimizer": bad["optimizer"],
-                         "seed": [("" if s is None or s != s else str(int(s)) if float(s).is_integer() else str(s))
-                                  for s in bad["seed"]],
-                         "status": bad["status"], "reason": reason,
-                         "progress": bad["progress"]})
-
-
-def _exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
-    """A completed run without a finite final value of its task's metric cannot enter a mean (it
-    would turn its setting's into NaN): it goes under "Runs not included" with the reason."""
-    r = rs.runs
-    done = r.index[(r["status"] == "completed") & (r["problem"] == "") & r["task"].isin(list(tasks))]
-    s = scores.reindex(done)
-    final, best = s["final"].to_numpy(float), s["best"].to_numpy(float)
-    for i in done[~np.isfinite(final) | np.isinf(best)]:  # NaN, or ±inf that would enter a mean
-        metric = tasks[r.at[i, "task"]].metric
-        r.at[i, "problem"] = (f"no finite {metric} value logged (all NaN or missing)" if pd.isna(s.at[i, "best"])
-                              else f"final {metric} is {s.at[i, 'final']:g}" if not np.isfinite(s.at[i, "final"])
-                              else f"{metric} reaches {s.at[i, 'best']:g}")
-    if not ((r["status"] == "completed") & (r["problem"] == "")).any():
-        raise ReportError(f"no usable run among {len(r)} run dir(s): no completed run has a finite "
-                          f"value of its task's metric")
-
-
-# --- analysis: everything the report says, in one object ---------------------------------------
-
-@dataclass
-class Budget:
-    """What a task's runs were given (distinct values over its completed runs)."""
-
-    epochs: list
-    protocol_epochs: list  # the task's own budget (task.epochs), that of its target and references
-    steps: list
-    batch_size: list
-    train_limit: list
-    eval_limit: list
-    lr_schedule: list
-
-    @property
-    def full(self) -> bool:
-        """True when every run had the task's own budget: its epochs on the whole training split."""
-        return self.epochs == self.protocol_epochs and self.train_limit == [None]
-
-    def ours(self) -> str:
-        """``2 epochs on 4,096 training examples``."""
-        data = "" if self.train_limit == [None] else f" on {_vals(self.train_limit)} training examples"
-        return f"{_vals(self.epochs)} epochs{data}"
-
-    def text(self) -> str:
-        batch = f", batch {_vals(self.batch_size)}" if self.batch_size != [None] else ""
-        train = ("the whole training split" if self.train_limit == [None]
-                 else f"the first {_vals(self.train_limit)} training examples (trainer.train_limit)")
-        evals = ("the whole evaluation splits" if self.eval_limit == [None]
-                 else f"{_vals(self.eval_limit)} examples per evaluation split (trainer.eval_limit)")
-        proto = ("the task's own budget" if self.full
-                 else f"the task's own budget is {_vals(self.protocol_epochs)} epochs on the whole training split")
-        return (f"Budget: {_vals(self.epochs)} epochs, {_vals(self.steps)} optimizer steps{batch}, {train}, "
-                f"evaluated on {evals}, lr schedule {_vals(self.lr_schedule)} ({proto}).")
-
-
-def _vals(values: list) -> str:
-    """Distinct values joined with " / " (one value when the runs agree), integers with separators."""
-    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _fmt_num(v) for v in values)
-
-
-def _schedule_text(cfg: dict) -> str:
-    rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in cfg.items() if k != "name")
-    return str(cfg.get("name", "constant")) + (f" ({rest})" if rest else "")
-
-
-def task_budget(rs: RunSet, scores: pd.DataFrame, task: str) -> Budget:
-    r = rs.runs
-    ids = r.index[(r["task"] == task) & (r["status"] == "completed") & (r["problem"] == "")]
-    cfgs = [rs.configs[i] for i in ids]
-    tr = [c.get("trainer") or {} for c in cfgs]
-    tk = [c.get("task") or {} for c in cfgs]
-    distinct = lambda vals: list(dict.fromkeys(vals))  # noqa: E731
-    steps = scores.reindex(ids)["final_step"].dropna()
-    return Budget(
-        epochs=distinct(effective_epochs(c) for c in cfgs), protocol_epochs=distinct(k.get("epochs") for k in tk),
-        steps=distinct(int(v) for v in steps), batch_size=distinct(k.get("batch_size") for k in tk),
-        train_limit=distinct(t.get("train_limit") for t in tr), eval_limit=distinct(t.get("eval_limit") for t in tr),
-        lr_schedule=distinct(_schedule_text(effective_lr_schedule(c)) for c in cfgs))
-
-
-def setting_hparams(rs: RunSet, key: str) -> dict[str, Any]:
-    """A setting's complete optimizer hyperparameters: the built optimizer's param-group values where
-    its runs recorded them (a third-party class's defaults included), over the config's."""
-    hp = {k.split(".", 1)[1]: v for k, v in rs.settings.get(key, {}).items()
-          if k.startswith("optimizer.") and k not in ("optimizer.name", "optimizer._target_")}
-    runs = rs.runs.index[rs.runs["setting"] == key]
-    recorded = next((rs.recorded[i] for i in runs if i < len(rs.recorded) and rs.recorded[i]), {})
-    hp = {**hp, **recorded}
-    # ScheduledBeta2 keeps beta2=None ("the schedule's own"): show the β2 it runs with instead, or
-    # none for adafactor, which takes none.
-    sched = divergence.beta2_schedule(dict(rs.settings.get(key, {})))
-    if "beta2" in hp and hp["beta2"] is None and sched is not None:
-        if sched[0] == "adafactor":
-            del hp["beta2"]
-        else:
-            hp["beta2"] = sched[1]
-    return hp
-
-
-def _hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """(hyperparameters shared by every setting in ``keys``, the rest of each as text)."""
-    hps = [setting_hparams(rs, k) for k in keys]
-    common = set.intersection(*(set(h) for h in hps)) if hps else set()
-    shared = {k: hps[0][k] for k in sorted(common) if len({repr(h[k]) for h in hps}) == 1} if len(hps) > 1 else {}
-    rest = [", ".join(f"{k}={_fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
-    return shared, rest
-
-
-@dataclass
-class Analysis:
-    """Every table, interval and verdict of a report, computed once; figures and text read it."""
-
-    rs: RunSet
-    tasks: dict[str, TaskInfo]
-    missing: list[str]
-    scores: pd.DataFrame
-    agg: pd.DataFrame
-    excluded: pd.DataFrame
-    budgets: dict[str, Budget]
-    baseline: str
-    x: str
-    select: str
-    family: str
-    edge_warnings: dict[str, list[str]]
-    norm: pd.DataFrame | None = None
-    iqm: pd.DataFrame | None = None
-    times: pd.DataFrame | None = None
-    prof: ProfileBand | None = None
-    sprof: ProfileBand | None = None
-
-    @property
-    def usable(self) -> int:
-        return int(((self.rs.runs["status"] == "completed") & (self.rs.runs["problem"] == "")).sum())
-
-
-def analyse(paths: Iterable[str | os.PathLike], metric: str | None = None, x: str = "epoch",
-            target: str | float | None = None, baseline: str = "adam", select: str = "final",
-            margin: str | dict | None = None, family: str = "table") -> Analysis:
-    """Load the runs under ``paths`` and compute everything the report shows."""
-    if x not in F.X_LABELS:
-        raise ReportError(f"bad --x {x!r}: expected one of epoch, step, time")
-    if select not in ("final", "best"):
-        raise ReportError(f"bad --select {select!r}: expected final or best")
-    if family not in FAMILIES:
-        raise ReportError(f"bad --family {family!r}: expected table (Holm over every comparison of the report) "
-                          "or task (Holm within each task)")
-    if metric is not None:
-        split_metric(metric)
-    tgt = _parse_target(target)
-    margins = _parse_margins(margin)
-
-    rs = load_runs(paths)
-    rs.runs["label"] = label_settings(rs)
-    usable = rs.runs[(rs.runs["status"] == "completed") & (rs.runs["problem"] == "")]
-    if usable.empty:
-        raise ReportError(f"no usable run among {len(rs.runs)} run dir(s): none is completed with "
-                          f"readable metrics (see run.json status of each)")
-    tasks = task_infos(rs, metric, tgt, margins)
-    tasks = {k: v for k, v in tasks.items() if not v.note}
-    missing = sorted(set(usable["task"]) - set(tasks))
-    if not tasks:
-        raise ReportError(f"no usable run logs {metric or 'any evaluation metric'}: "
-                          "pass --metric SPLIT/METRIC that the runs logged, e.g. test/accuracy")
-    if unknown := sorted(set(margins) - {t.metric for t in tasks.values()} - set(tasks)):
-        raise ReportError(f"--margin for {', '.join(unknown)}: no task is compared on it (compared: "
-                          f"{', '.join(sorted({t.metric for t in tasks.values()}))}; tasks: {', '.join(tasks)})")
-    scores = run_scores(rs, tasks, select)
-    _exclude_unscored(rs, tasks, scores)
-    agg = aggregate(rs, tasks, scores, baseline, x, family)
-    an = Analysis(rs, tasks, missing, scores, agg, _excluded(rs, tasks),
-                  {n: task_budget(rs, scores, n) for n in tasks}, baseline, x, select, family, {})
-    for name in tasks:
-        a = agg[agg["task"] == name]
-        multi = a.groupby("optimizer")["setting"].transform("size") > 1
-        grid = multi & ~a["setting"].isin(sampled_settings(rs.runs[rs.runs["setting"].isin(a["setting"])]))
-        an.edge_warnings[name] = (grid_edge_warnings(a[grid].rename(columns={"sel_mean": "score"}), rs.settings)
-                                  if grid.any() else [])  # an Optuna search samples: it has no grid edge
-    if len(tasks) >= 2:
-        joined = rs.runs.join(scores, how="left")
-        an.norm = normalised_scores(joined, agg, tasks)
-        an.iqm = iqm_across_tasks(an.norm)
-        an.times = profile_times(agg, list(tasks))
-        ratios = an.times.div(an.times.min(axis=1), axis=0).to_numpy()
-        top = max(4.0, float(np.nanmax(ratios[np.isfinite(ratios)], initial=1.0)) * 1.1)
-        taus = np.unique(np.concatenate([np.logspace(0, math.log10(top), 400), ratios[np.isfinite(ratios)]]))
-        an.prof = performance_profile_band(best_run_times(joined, agg, x), list(tasks), list(an.times.columns), taus)
-        s_taus = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), an.norm["score"].to_numpy(float)]))
-        an.sprof = score_profile_band(an.norm, s_taus)
-    return an
-
-
 # --- text: the report's blocks from the analysis ------------------------------------------------
 
 def _delta_cell(row: Any) -> str:
@@ -458,41 +179,28 @@ def _tv_cell(row: Any) -> str:
     return f"{row.schedule_tv:.3f} at {int(row.steps):,} steps"
 
 
-def divergence_warnings(a: pd.DataFrame, settings: dict, baseline: str) -> list[str]:
-    """One sentence per compared setting whose β̂₂ weighting stays within divergence.WARN_BELOW of
-    the baseline's over its run: the comparison cannot separate their schedules."""
-    out = []
-    base = a[a["is_baseline"]]
-    for row in a[a["schedule_tv"] < divergence.WARN_BELOW].itertuples():
-        sa = divergence.beta2_schedule(dict(settings[row.setting]))
-        sb = divergence.beta2_schedule(dict(settings[base["setting"].iloc[0]]))
-        if sa == sb:
-            why = "they use the same β̂₂ schedule, so any difference comes from elsewhere in the update"
-        else:
-            apart = (f"their weightings reach a distance of {divergence.APART} only at step {int(row.tv_apart_step):,}"
-                     if np.isfinite(row.tv_apart_step) else
-                     f"their weightings do not reach {divergence.APART} within {divergence.MAX_STEPS:,} steps")
-            why = (f"over this budget the two weight past squared gradients almost identically "
-                   f"({divergence.describe(sa)} vs {divergence.describe(sb)}), so the comparison cannot separate "
-                   f"their schedules; {apart}")
-        out.append(f"{row.label} vs {baseline}: β̂₂ weighting distance {row.schedule_tv:.3f} (below {divergence.WARN_BELOW}) "
-                   f"after {int(row.steps):,} steps: {why}.")
-    return out
+def _img(figs: dict[str, int], stem: str, alt: str) -> list[tuple]:
+    """The image block of a drawn figure; nothing where it was not drawn."""
+    return [("img", f"figures/{stem}.png", alt)] if stem in figs else []
 
 
-def _verdict_counts(agg: pd.DataFrame) -> str:
-    v = agg.loc[agg["is_best"] & (agg["verdict"] != ""), "verdict"]
-    counts = [f"{int((v == w).sum())} {w}" for w in ("better", "worse", "equivalent", "inconclusive")]
-    return f"{', '.join(counts)} (of {len(v)} comparisons)"
+def _warnings(sentences: list[str]) -> list[tuple]:
+    return [("p", f"⚠ {w}") for w in sentences]
 
 
-def across_tasks_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
-    iqm, prof, sprof, times, x = an.iqm, an.prof, an.sprof, an.times, an.x
+def _verdict_counts(verdicts: dict[str, int]) -> str:
+    counts = [f"{n} {w}" for w, n in verdicts.items()]
+    return f"{', '.join(counts)} (of {sum(verdicts.values())} comparisons)"
+
+
+def across_tasks_blocks(an: Analysis, figs: dict[str, int]) -> list[tuple]:
+    across, x = an.across, an.x
+    iqm = across.iqm
     blocks: list[tuple] = [
         ("h", 2, "Across tasks"),
         ("p", f"The per-task verdicts behind these aggregates (each optimizer's best setting against {an.baseline}): "
-              f"{_verdict_counts(an.agg)}. The aggregates below rank optimizers over tasks; they decide nothing "
-              "that the per-task verdicts do not."),
+              f"{_verdict_counts(across.verdicts)}. The aggregates below rank optimizers over tasks; they decide "
+              "nothing that the per-task verdicts do not."),
         ("p", "Interquartile mean (IQM) of each optimizer's final scores over all task × seed pairs, its "
               f"best setting per task, with a {LEVEL:.0%} stratified-bootstrap CI ({N_BOOT} resamples of "
               "the seeds within each task) — the aggregate of rliable (Agarwal et al. 2021) for few "
@@ -504,11 +212,9 @@ def across_tasks_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
             f"IQM [{LEVEL:.0%} CI]": [f"{_g(m, '.3f')} [{_g(lo, '.3f')}, {_g(hi, '.3f')}]"
                                       for m, lo, hi in zip(iqm["iqm"], iqm["ci_lo"], iqm["ci_hi"])],
             "mean": [_g(v, ".3f") for v in iqm["mean"]]}))]
-    img = fig("iqm", lambda: F.iqm_figure(iqm, colors) if len(iqm) else (None, 0))
-    if img:
-        blocks.append(("img", img, "interquartile mean across tasks"))
+    blocks += _img(figs, "iqm", "interquartile mean across tasks")
     blocks.append(("h", 3, "Performance profiles"))
-    if not np.isfinite(times.to_numpy()).any():
+    if not across.reached:
         blocks.append(("p", "No performance profile: no optimizer reached the target of any task (targets come from "
                             "--target or the tasks' target keys), so there is no time to compare."))
     else:
@@ -517,26 +223,21 @@ def across_tasks_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
                             f"median over seeds of its {F.X_LABELS[x]} to reach the task's target (∞ if not reached, "
                             "diverged or not run); ρ(τ) is the fraction of tasks on which that time is within a factor τ "
                             "of the fastest optimizer's."
-                            + _band_text(prof, "the finished seeds within each task × optimizer best setting, each "
-                                               "median time and every ratio recomputed", "performance_profiles.csv",
+                            + _band_text(across.prof, "the finished seeds within each task × optimizer best setting, "
+                                                      "each median time and every ratio recomputed",
+                                         "performance_profiles.csv",
                                          "every optimizer's ratios depend on all optimizers' times on a task")))
-        tt = times.map(lambda v: _g(v, ".4g")).reset_index()
+        tt = across.times.map(lambda v: _g(v, ".4g")).reset_index()
         blocks.append(("table", tt.rename(columns={"task": f"median {F.X_LABELS[x]} to target"})))
-        img = fig("performance_profiles", lambda: F.profile_figure(prof.rho, colors, x, prof.lo, prof.hi))
-        if img:
-            blocks.append(("img", img, "performance profiles"))
+        blocks += _img(figs, "performance_profiles", "performance profiles")
     blocks += [("h", 3, "Score distributions"),
                ("p", "rliable's performance profile (Agarwal et al. 2021): for each τ in [0, 1], the fraction "
                      "of an optimizer's runs (its best setting per task) whose normalised final score is at "
                      "least τ, averaged over the tasks it ran on so that every task weighs the same. The "
                      "whole distribution behind the IQM: a curve above another everywhere ranks higher, and "
                      "decides no more than the IQM does."
-                     + _band_text(sprof, "the seeds within each task", "score_profiles.csv"))]
-    img = fig("score_profiles", lambda: F.score_profile_figure(sprof.rho, colors, sprof.lo, sprof.hi)
-              if len(an.norm) else (None, 0))
-    if img:
-        blocks.append(("img", img, "score distributions"))
-    return blocks
+                     + _band_text(across.sprof, "the seeds within each task", "score_profiles.csv"))]
+    return blocks + _img(figs, "score_profiles", "score distributions")
 
 
 def _target_text(task: TaskInfo, budget: Budget) -> str:
@@ -544,40 +245,52 @@ def _target_text(task: TaskInfo, budget: Budget) -> str:
         return "no target (pass --target VALUE)"
     text = f"target {task.target:g} (from {task.target_source})"
     if task.target_source == "task config" and not budget.full:
-        text += (f", set for the task's own budget of {_vals(budget.protocol_epochs)} epochs; ours is "
+        text += (f", set for the task's own budget of {vals(budget.protocol_epochs)} epochs; ours is "
                  f"{budget.ours()}, so it is not drawn on the curves")
     return text
 
 
-def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> list[tuple]:
-    task, budget, rs, baseline = an.tasks[name], an.budgets[name], an.rs, an.baseline
-    a = an.agg[an.agg["task"] == name]
-    blocks: list[tuple] = [("h", 2, f"Task {name}"), ("p", budget.text())]
+def _margin_text(t: TaskAnalysis) -> str:
+    if t.margin is None:
+        return "no comparison"
+    value, source = t.margin
+    if not np.isfinite(value):
+        return f"{NO_MARGIN} (losses have no default margin)"
+    why = {"--margin": "from --margin", "task config": "from the task's equivalence_margin"}.get(
+        source, "the default: half a point of accuracy")
+    return f"m = {value:.3g} ({why})"
+
+
+def _task_intro(an: Analysis, t: TaskAnalysis) -> list[tuple]:
+    """The task's heading, budget and how to read its table."""
+    task = t.info
+    blocks: list[tuple] = [("h", 2, f"Task {task.name}"), ("p", t.budget.text())]
     blocks.append(("p", f"Metric {task.metric} ({'higher' if task.higher_better else 'lower'} is better), "
-                        f"{_target_text(task, budget)}. Mean ± std over completed seeds. Δ = setting − baseline "
-                        f"({baseline}, its best setting) on the final metric with its {LEVEL:.0%} interval: paired t "
+                        f"{_target_text(task, t.budget)}. Mean ± std over completed seeds. Δ = setting − baseline "
+                        f"({an.baseline}, its best setting) on the final metric with its {LEVEL:.0%} interval: paired t "
                         "over the seeds both ran where they share seeds, else Welch's t; * where the Holm-adjusted p "
                         f"(over {'this task' if an.family == 'task' else 'every comparison of the report'}) is below "
                         f"{ALPHA:g}, with ≥ {MIN_SEEDS_STAR} seeds a side. Verdict: equivalent within ±m (Holm-adjusted "
                         "TOST), else better or worse (the star), else inconclusive with the seeds that would settle it "
                         "at 80% power (for ±m, or to detect the Δ seen where |Δ| > m); a diverged seed on either side "
-                        f"rules out equivalent; {_margin_text(a, task)}. See docs/statistics.md."))
-    shown = a if len(a) <= MAX_TABLE_SETTINGS else a[a["is_best"]]
-    if len(shown) < len(a):
-        blocks.append(("p", f"{len(a)} settings: showing the best per optimizer; all are in aggregate.csv."))
-    has_base = a["is_baseline"].any()
-    task_refs = {k: references_for(refs, name, task.metric, rs.settings[k]) for k in a["setting"]}
-    shared, rest = _hparam_columns(rs, list(shown["setting"]))
-    if shared:
-        blocks.append(("p", "Hyperparameters of every row: " + ", ".join(f"{k}={_fmt_num(v)}" for k, v in shared.items())
-                            + "."))
-    ref_budget = "" if budget.full else f", {_vals(budget.protocol_epochs)} epochs; ours {budget.ours()}"
+                        f"rules out equivalent; {_margin_text(t)}. See docs/statistics.md."))
+    if len(t.shown) < len(t.rows):
+        blocks.append(("p", f"{len(t.rows)} settings: showing the best per optimizer; all are in aggregate.csv."))
+    if t.shared:
+        blocks.append(("p", "Hyperparameters of every row: "
+                            + ", ".join(f"{k}={_fmt_num(v)}" for k, v in t.shared.items()) + "."))
+    return blocks
+
+
+def _task_table(an: Analysis, t: TaskAnalysis) -> pd.DataFrame:
+    """The task's table: a row per shown setting, against the baseline."""
+    task, shown, baseline = t.info, t.shown, an.baseline
     rows = list(shown.itertuples())
     tab = pd.DataFrame({
-        "optimizer": shown["label"], "hyperparameters": rest, "seeds": shown["seeds"],
+        "optimizer": shown["label"], "hyperparameters": t.hparams, "seeds": shown["seeds"],
         f"final {task.metric}": [_pm(m, s) for m, s in zip(shown["final_mean"], shown["final_std"])],
         f"best {task.metric}": [_pm(m, s) for m, s in zip(shown["best_mean"], shown["best_std"])],
-        f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [_delta_cell(r) if has_base else "—" for r in rows],
+        f"Δ final vs {baseline} [{LEVEL:.0%} CI]": [_delta_cell(r) if t.has_baseline else "—" for r in rows],
         "test": [_test_cell(r) for r in rows],
         "p (Holm)": [f"{_g(r.p_value, '.2g')} ({_g(r.p_holm, '.2g')})" if np.isfinite(r.p_value) else "—" for r in rows],
         "verdict": ["baseline" if r.is_baseline else verdict_text(r._asdict()) if r.verdict else "—" for r in rows],
@@ -590,116 +303,98 @@ def task_blocks(an: Analysis, name: str, fig: Any, colors: dict, refs: list) -> 
     })
     if (tab["β̂₂ weighting distance"] == "—").all():  # no pair with a known β̂₂ schedule: AdaX's question is not asked
         tab = tab.drop(columns="β̂₂ weighting distance")
-    if any(task_refs.values()):
-        tab.insert(4, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}{ref_budget}"
-                                                             for r in task_refs[k]) or "—" for k in shown["setting"]])
-    blocks.append(("table", tab))
-    blocks += [("p", f"⚠ {w}") for w in divergence_warnings(a, rs.settings, baseline)]
-    used = {r.source: r for rl in task_refs.values() for r in rl}
-    if used:
+    if any(t.refs.values()):
+        ref_note = t.budget.ref_note()
+        tab.insert(4, f"published {task.metric}", ["; ".join(f"{r.value_text()} {r.source}{r.detail()}{ref_note}"
+                                                             for r in t.refs[k]) or "—" for k in shown["setting"]])
+    return tab
+
+
+def _published_blocks(t: TaskAnalysis) -> list[tuple]:
+    """Where the published numbers of the table come from, and how our curves lie in their spread."""
+    blocks: list[tuple] = []
+    budget = t.budget
+    if used := t.used_refs:
         blocks.append(("p", "Published: results of the same optimizer (and the hyperparameters the source fixes) on "
-                            f"this task at the task's own budget ({_vals(budget.protocol_epochs)} epochs), from the "
+                            f"this task at the task's own budget ({vals(budget.protocol_epochs)} epochs), from the "
                             "sources below; their protocol may differ from these runs'."
                             + ("" if budget.full else f" Ours: {budget.ours()}: not comparable numbers.")))
         blocks.append(("links", [(r.source, r.url, "— " + r.citation) for r in used.values()]))
-    if (line := spread_line(rs, name, task.metric, a["setting"])) is not None:
-        blocks.append(("p", line))
-    if not has_base:
-        blocks.append(("p", f"No completed {baseline} run on this task: no Δ column (choose with --baseline)."))
-    blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
-                        "evaluation excluded); 'reached target' counts completed and diverged seeds."))
-    slug = _slug(name)
-    drawn_task = task if budget.full or task.target_source == "--target" else replace(task, target=None)
-    img = fig(f"{slug}_curves", lambda: F.curves_figure(rs, a, drawn_task, an.x, colors, task_refs,
-                                                       ref_note=ref_budget))
-    if img:
-        blocks.append(("img", img, f"{name} curves"))
+    if t.spread is not None:
+        blocks.append(("p", t.spread))
+    return blocks
+
+
+def _task_figures(t: TaskAnalysis, figs: dict[str, int]) -> list[tuple]:
+    stem, name = F.task_stem(t.name), t.name
+    blocks = _img(figs, f"{stem}_curves", f"{name} curves")
     blocks.append(("p", "Lines: mean over seeds; bands: ± one std; a single evaluation is a marker. Minibatch loss "
                         "is smoothed per seed (EMA) before averaging."
-                        + (" Dotted lines: published results." if used else "")
+                        + (" Dotted lines: published results." if t.used_refs else "")
                         + (" Optimizers with more than four settings show only their best."
-                           if len(F.plotted_settings(a)) < (a["seeds"] > 0).sum() else "")))
-    img = fig(f"{slug}_adaptivity", lambda: F.adaptivity_figure(rs, a, task, colors))
-    if img:
-        blocks.append(("img", img, f"{name} logged beta2 and effective step size"))
-    img = fig(f"{slug}_lr_sensitivity", lambda: F.lr_figure(a, rs.settings, task, colors))
-    if img:
-        blocks.append(("img", img, f"{name} learning-rate sensitivity"))
-    multi = a.groupby("optimizer")["setting"].transform("size") > 1
-    if multi.any():
-        b = a[multi & a["is_best"]]
-        tried = a[multi].groupby("optimizer").size()
-        blocks += [("h", 3, f"Best setting per optimizer on {name}"),
-                   ("p", f"Selected by the {an.select} {task.select_metric}: mean over seeds, a diverged seed "
-                         "counting as the worst value (the rule `adaxbench best` uses)."),
-                   ("table", pd.DataFrame({
-                       "optimizer": b["optimizer"], "best setting": b["label"],
-                       f"{an.select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
-                       f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
-                       "settings tried": [int(tried[o]) for o in b["optimizer"]]}))]
-        blocks += [("p", f"⚠ {w}") for w in an.edge_warnings[name]]
-    return blocks
+                           if t.curves_trimmed else "")))
+    blocks += _img(figs, f"{stem}_adaptivity", f"{name} logged beta2 and effective step size")
+    return blocks + _img(figs, f"{stem}_lr_sensitivity", f"{name} learning-rate sensitivity")
 
 
-def _margin_text(a: pd.DataFrame, task: TaskInfo) -> str:
-    m = a.loc[a["margin_source"] != "", ["margin", "margin_source"]]
-    if m.empty:
-        return "no comparison"
-    value, source = m.iloc[0]
-    if not np.isfinite(value):
-        return f"{NO_MARGIN} (losses have no default margin)"
-    why = {"--margin": "from --margin", "task config": "from the task's equivalence_margin"}.get(
-        source, "the default: half a point of accuracy")
-    return f"m = {value:.3g} ({why})"
-
-
-def schedule_blocks(an: Analysis, fig: Any, colors: dict) -> list[tuple]:
-    sched = {}
-    for key in an.agg.loc[an.agg["seeds"] > 0, "setting"]:
-        s = an.rs.settings[key]
-        sc = divergence.beta2_schedule(dict(s))
-        if sc is not None:
-            sched.setdefault(sc, s.get("optimizer.name"))
-    if not sched:
+def _best_blocks(an: Analysis, t: TaskAnalysis) -> list[tuple]:
+    """The best setting of each optimizer that ran several, and the grid edges they sit on."""
+    b, task = t.best, t.info
+    if b is None:
         return []
-    items = [(n + ("" if n == sc[0] else f" ({sc[0]})")
-              + (f" β2={sc[1]:g}" if sc[0] != "adafactor" else f" c={sc[2]:g}"), sc, n)
-             for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
-    blocks: list[tuple] = [
-        ("h", 2, "β̂₂ schedules"),
-        ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
-              "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6. The "
-              "'β̂₂ weighting distance' of the task tables is the total-variation distance between two such "
-              "schedules' weightings of all past squared gradients after the run's steps (0: the same, 1: disjoint).")]
-    img = fig("beta2_schedules", lambda: F.beta2_figure(items, colors))
-    if img:
-        blocks.append(("img", img, "beta2 schedules"))
-    return blocks
+    return [("h", 3, f"Best setting per optimizer on {t.name}"),
+            ("p", f"Selected by the {an.select} {task.select_metric}: mean over seeds, a diverged seed "
+                  "counting as the worst value (the rule `adaxbench best` uses)."),
+            ("table", pd.DataFrame({
+                "optimizer": b["optimizer"], "best setting": b["label"],
+                f"{an.select} {task.select_metric}": [_g(v) for v in b["sel_mean"]],
+                f"final {task.metric}": [_pm(m, s) for m, s in zip(b["final_mean"], b["final_std"])],
+                "settings tried": b["tried"]}))] + _warnings(t.edge_warnings)
 
 
-def report_blocks(an: Analysis, fig: Any) -> list[tuple]:
-    """The whole report as blocks (headings, paragraphs, tables, images, link lists)."""
+def task_blocks(an: Analysis, t: TaskAnalysis, figs: dict[str, int]) -> list[tuple]:
+    """A task's section: its table with what it needs to be read, figures and best settings."""
+    blocks = _task_intro(an, t) + [("table", _task_table(an, t))] + _warnings(t.divergence_warnings)
+    blocks += _published_blocks(t)
+    if not t.has_baseline:
+        blocks.append(("p", f"No completed {an.baseline} run on this task: no Δ column (choose with --baseline)."))
+    blocks.append(("p", "Epochs/seconds to target: mean over the seeds that reached it (training time, "
+                        "evaluation excluded); 'reached target' counts completed and diverged seeds."))
+    return blocks + _task_figures(t, figs) + _best_blocks(an, t)
+
+
+def schedule_blocks(an: Analysis, figs: dict[str, int]) -> list[tuple]:
+    if not an.schedules:
+        return []
+    return [("h", 2, "β̂₂ schedules"),
+            ("p", "The weight 1 − β̂₂,t that each schedule present gives the newest squared gradient "
+                  "(β̂₂,t: the effective second-moment weight, bias correction folded in), t = 1 to 1e6. The "
+                  "'β̂₂ weighting distance' of the task tables is the total-variation distance between two such "
+                  "schedules' weightings of all past squared gradients after the run's steps (0: the same, 1: "
+                  "disjoint).")] + _img(figs, "beta2_schedules", "beta2 schedules")
+
+
+def report_blocks(an: Analysis, figs: dict[str, int]) -> list[tuple]:
+    """The whole report as blocks (headings, paragraphs, tables, images, link lists); ``figs``: the
+    figures drawn (``figures.draw_figures``)."""
     rs, tasks = an.rs, an.tasks
-    colors = F.optimizer_colors(list(rs.runs.loc[rs.runs["optimizer"] != "", "optimizer"]))
     blocks: list[tuple] = [("h", 1, "adaxbench report"), (
         "p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from {len(rs.runs)} run dir(s): "
              f"{an.usable} completed and usable, {len(an.excluded)} listed under 'Runs not included'. "
              f"Tasks: {', '.join(tasks)}. Baseline: {an.baseline}. Curves against {an.x}.")]
     if an.missing:
         blocks.append(("p", f"Tasks without the requested metric (not scored): {', '.join(an.missing)}."))
-    for note in rs.notes:  # e.g. two classes of one name, told apart by their modules
-        blocks.append(("p", f"Note: {note}"))
+    blocks += [("p", f"Note: {note}") for note in an.notes]
     contents = ([("Across tasks", "#" + anchor("Across tasks"), "")] if len(tasks) >= 2 else []) + \
         [(f"Task {n}", "#" + anchor(f"Task {n}"), "") for n in tasks] + \
         [("Runs not included", "#" + anchor("Runs not included"), ""),
          ("summary.csv", "summary.csv", "(a row per run)"), ("aggregate.csv", "aggregate.csv", "(a row per task × setting)")]
     blocks.append(("links", contents))
-    if an.iqm is not None:
-        blocks += across_tasks_blocks(an, fig, colors)
-    refs = load_references()
-    for name in tasks:
-        blocks += task_blocks(an, name, fig, colors, refs)
-    blocks += schedule_blocks(an, fig, colors)
+    if an.across is not None:
+        blocks += across_tasks_blocks(an, figs)
+    for t in tasks.values():
+        blocks += task_blocks(an, t, figs)
+    blocks += schedule_blocks(an, figs)
     blocks.append(("h", 2, "Runs not included"))
     if an.excluded.empty:
         blocks.append(("p", "None: every run dir completed and was readable."))
@@ -713,19 +408,14 @@ def report_blocks(an: Analysis, fig: Any) -> list[tuple]:
 def write_tables(an: Analysis, outdir: Path) -> tuple[list[Path], pd.DataFrame]:
     """summary.csv (a row per run) and aggregate.csv (a row per task × setting), hyperparameters as
     columns; the cross-task CSVs where there are several tasks."""
-    rs, agg = an.rs, an.agg
-    summ = rs.runs.drop(columns=["setting", "sid", "overrides"]).join(an.scores.add_prefix("report."), how="left")
-    cfg = pd.json_normalize([c if isinstance(c, dict) else {} for c in rs.configs]).add_prefix("config.")
-    summ = pd.concat([summ.reset_index(drop=True), cfg], axis=1)
+    summ, agg = an.summary_table(), an.aggregate_table()
     atomic_write(outdir / "summary.csv", lambda tmp: summ.to_csv(tmp, index=False))
-    agg_out = pd.concat([agg.drop(columns=["setting"]).reset_index(drop=True),
-                         _setting_columns(rs, agg["setting"]).add_prefix("config.")], axis=1)
-    atomic_write(outdir / "aggregate.csv", lambda tmp: agg_out.to_csv(tmp, index=False))
+    atomic_write(outdir / "aggregate.csv", lambda tmp: agg.to_csv(tmp, index=False))
     files = [outdir / "summary.csv", outdir / "aggregate.csv"]
-    if an.iqm is not None:
-        atomic_write(outdir / "iqm.csv", lambda tmp: an.iqm.to_csv(tmp, index=False))
-        atomic_write(outdir / "performance_profiles.csv", an.prof.to_csv_frame().to_csv)
-        atomic_write(outdir / "score_profiles.csv", an.sprof.to_csv_frame().to_csv)
+    if (across := an.across) is not None:
+        atomic_write(outdir / "iqm.csv", lambda tmp: across.iqm.to_csv(tmp, index=False))
+        atomic_write(outdir / "performance_profiles.csv", across.prof.to_csv_frame().to_csv)
+        atomic_write(outdir / "score_profiles.csv", across.sprof.to_csv_frame().to_csv)
         files += [outdir / "iqm.csv", outdir / "performance_profiles.csv", outdir / "score_profiles.csv"]
     return files, summ
 
@@ -734,8 +424,9 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
                  metric: str | None = None, x: str = "epoch", target: str | float | None = None,
                  baseline: str = "adam", formats: Iterable[str] = FORMATS, select: str = "final",
                  figures: bool = True, margin: str | dict | None = None, family: str = "table") -> Report:
-    """Read every run under ``paths`` and write the comparison report into ``out``: load and
-    analyse (``analyse``), draw the figures and lay out the text from that analysis, write.
+    """Read every run under ``paths`` and write the comparison report into ``out``, one way: load
+    and analyse (``analysis.analyse``), draw the figures from that analysis
+    (``figures.draw_figures``), lay out its text (``report_blocks``), write.
 
     ``figures=False`` skips the figures (tables and CSVs only, much faster).  ``margin``:
     equivalence margins per metric (``"test/accuracy=0.005"``); ``family``: "table" or "task", what
@@ -756,29 +447,18 @@ def build_report(paths: Iterable[str | os.PathLike], out: str | os.PathLike = "r
         raise ReportError(f"{figdir} is a symbolic link: remove it, or choose another --out")
     figdir.mkdir(parents=True, exist_ok=True)
     rep = Report(out=outdir, excluded=an.excluded, analysis=an)
-
-    def fig(stem: str, make: Any) -> str | None:
-        """Draw (``make()`` -> (figure, series)) and save a figure; its link, or None."""
-        if not figures:
-            return None
-        f, n = make()
-        if f is None:
-            return None
-        F.save(f, figdir, stem)
-        rep.series[stem] = n
-        rep.files += [figdir / f"{stem}.png", figdir / f"{stem}.svg"]
-        return f"figures/{stem}.png"
-
-    blocks = report_blocks(an, fig)
-    files, summ = write_tables(an, outdir)
+    rep.series = F.draw_figures(an, figdir) if figures else {}
+    rep.files += [figdir / f"{stem}.{ext}" for stem in rep.series for ext in ("png", "svg")]
+    blocks = report_blocks(an, rep.series)
+    files, rep.summary = write_tables(an, outdir)
     rep.files += files
-    rep.summary, rep.aggregate = summ, an.agg
+    rep.aggregate = an.agg
     if "md" in formats:
         write_text(outdir / "report.md", to_markdown(blocks))
         rep.files.append(outdir / "report.md")
     if "html" in formats:
         write_text(outdir / "report.html", to_html(blocks, outdir))
         rep.files.append(outdir / "report.html")
-    rep.warnings = [w for ws in an.edge_warnings.values() for w in ws]
+    rep.warnings = an.warnings
     rep.seconds = time.perf_counter() - t0
     return rep

@@ -733,6 +733,11 @@ class StopSignals:
                 pass
         try:
             yield self
+            # A stop asked for after the last step: the run is complete and recorded so, but what
+            # would follow it (the sweep's next job) is not started.
+            late = [s for s in self.received if s != REQUEUE_SIGNAL]
+            if late:
+                raise Interrupted(late[0])
         finally:
             for sig, h in self.previous.items():
                 signal.signal(sig, h)

@@ -136,12 +136,15 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from .train.validate import ConfigError
-
-    from .train.preflight import check_user_configs
+    from .train.preflight import check_user_configs, hydra_error_line, parse_overrides
+    from .train.validate import ConfigError, first_line
 
     overrides = _string_list(overrides, "overrides")
-    if any(o.lstrip("+~").startswith("hydra.run.dir=") for o in overrides):  # would be ignored, not followed
+    try:
+        keys = {o.key_or_group for o in parse_overrides(overrides)}
+    except HydraException as e:
+        raise ConfigError(hydra_error_line(e)) from None
+    if "hydra.run.dir" in keys:  # would be ignored, not followed
         raise ConfigError("hydra.run.dir is not an override of adaxbench.run: pass run_dir=... instead")
     if config_dir is not None:
         path = Path(config_dir).expanduser().resolve()
@@ -153,7 +156,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
         with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError((str(e).strip().splitlines() or [type(e).__name__])[0]) from None
+        raise ConfigError(first_line(e)) from None
     except RecursionError:
         raise ConfigError("the configs include each other without end: a defaults list names its own config") from None
     with open_dict(cfg):

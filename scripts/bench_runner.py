@@ -33,7 +33,8 @@ from adaxbench.tasks import datasets, image
 from adaxbench.tasks.augment import color_jitter, jitter_ranges, random_crop_flip
 from adaxbench.tasks.models import build_model, l2_parameters
 from adaxbench.train.runner import run_in_dir
-from adaxbench.train.validate import choose_impl, resolve_device
+from adaxbench.train.optimizer import choose_impl
+from adaxbench.train.validate import resolve_device
 
 
 def load_arrays(task_cfg) -> datasets.ImageArrays:

@@ -11,7 +11,8 @@ launcher, into fresh sweep dirs, and prints
                 job's records)
   max rel diff- of the final metrics between the two sweeps (float32 rounding at most)
 On CPU: 32 seeds each of reddi_online, quadratic_deep and rosenbrock_2d (goal: packed >= 10x,
-one torch thread per process: their tensors are too small to share) and 8 seeds of
+one torch thread per process: their tensors are too small to share), 16 seeds of rosenbrock_2d at
+its full 100 epochs (rosenbrock_2d_full; goal: packed >= 5x wall time) and 8 seeds of
 fmnist_mlp (goal: >= 0.8x; compute-bound on 2 cores), all with reduced budgets (below) so the
 script ends in a few minutes. With CUDA (detected) it adds fmnist_mlp and fmnist_2c2d with 16
 seeds for one full epoch each (goal: packed >= 5x samples/s).
@@ -40,6 +41,8 @@ CPU_SCENARIOS = {
                           "trainer.epochs=2"]),  # 2 x 1,000 steps
     "quadratic_deep": (32, ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=100"]),  # DeepOBS budget
     "rosenbrock_2d": (32, ["task=rosenbrock_2d", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=5"]),
+    # The full budget: per-epoch work (evaluation, records, checkpoints) weighs as in real use.
+    "rosenbrock_2d_full": (16, ["task=rosenbrock_2d", "optimizer=adam", "optimizer.lr=0.01"]),
     "fmnist_mlp": (8, ["task=fmnist_mlp", "optimizer=adam", "trainer.train_limit=10000", "trainer.eval_limit=2000",
                        "trainer.epochs=1"]),  # 78 steps of batch 128
 }
@@ -49,6 +52,8 @@ GPU_SCENARIOS = {
 }
 GOALS = {"reddi_online": 10.0, "quadratic_deep": 10.0, "rosenbrock_2d": 10.0, "fmnist_mlp": 0.8,
          "fmnist_mlp_gpu": 5.0, "fmnist_2c2d_gpu": 5.0}
+# Goals on the wall-time ratio instead (full budgets, where a pack's wall time should follow its throughput).
+WALL_GOALS = {"rosenbrock_2d_full": 5.0}
 
 
 def sweep(launcher: str, seeds: int, overrides: list[str], device: str, out: Path, threads: int | None) -> dict:
@@ -107,16 +112,16 @@ def main() -> None:
     print("|---|---:|---:|---|---:|---:|---:|---:|---|---:|")
     for task, (seeds, overrides) in scenarios.items():
         seeds = args.seeds or seeds
-        threads = args.threads or (1 if task in ("reddi_online", "quadratic_deep", "rosenbrock_2d") else None)
+        threads = args.threads or (1 if task.startswith(("reddi_online", "quadratic_deep", "rosenbrock_2d")) else None)
         seq, pk = None, None
         for _ in range(args.repeats):  # interleaved; the best of each (a shared machine is noisy)
             with tempfile.TemporaryDirectory() as tmp:
                 seq = best(seq, sweep("basic", seeds, overrides, device, Path(tmp) / "basic", threads))
                 pk = best(pk, sweep("packed", seeds, overrides, device, Path(tmp) / "packed", threads))
         wall_ratio, sps_ratio = seq["wall"] / pk["wall"], pk["sps"] / seq["sps"]
-        goal = GOALS.get(task)
-        measured = sps_ratio
-        verdict = "" if goal is None else f">= {goal:g}x: {'met' if measured >= goal else 'MISSED'}"
+        goal, measured, on = (WALL_GOALS[task], wall_ratio, "wall") if task in WALL_GOALS else \
+            (GOALS.get(task), sps_ratio, "samples/s")
+        verdict = "" if goal is None else f"{on} >= {goal:g}x: {'met' if measured >= goal else 'MISSED'}"
         diff = max_rel_diff(seq["final"], pk["final"])
         shown = threads or torch.get_num_threads()
         print(f"| {task} | {seeds} | {shown} | sequential | {seq['wall']:.1f} | {seq['sps']:,.0f} | | | | |")

@@ -374,7 +374,7 @@ def test_pytorch_optimizer_optimizers(tmp_path, capsys):
 def test_closure_detection():
     import torch
 
-    from adaxbench.train.validate import needs_closure
+    from adaxbench.train.optimizer import needs_closure
 
     assert needs_closure(torch.optim.LBFGS, {})
     assert not needs_closure(torch.optim.Adam, {})

@@ -52,6 +52,12 @@ def _epoch_order(n: int, batch_size: int, generator: torch.Generator, device: to
     return torch.randperm(n, generator=generator, device=device)[: steps * batch_size].view(steps, batch_size)
 
 
+def _floats(results: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """``evaluate``'s numbers from ``evaluation``'s tensors.  ``evaluation`` (optional, no host
+    sync) lets a pack evaluate all its members in one vmapped call."""
+    return {split: {metric: value.item() for metric, value in values.items()} for split, values in results.items()}
+
+
 # --------------------------------------------------------------------------- quadratic_deep
 
 
@@ -157,8 +163,11 @@ class QuadraticDeep:
         pass
 
     @torch.no_grad()
+    def evaluation(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        return {split: {"loss": self._loss(model.theta, means)} for split, means in self.eval_sets.items()}
+
     def evaluate(self, model: nn.Module) -> dict[str, dict[str, float]]:
-        return {split: {"loss": self._loss(model.theta, means).item()} for split, means in self.eval_sets.items()}
+        return _floats(self.evaluation(model))
 
     def log_metrics(self, model: nn.Module) -> dict[str, float]:
         return {}
@@ -221,8 +230,11 @@ class Rosenbrock2D:
         pass
 
     @torch.no_grad()
+    def evaluation(self, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+        return {split: {"loss": self._loss(model.u, model.v, noise)} for split, noise in self.eval_sets.items()}
+
     def evaluate(self, model: nn.Module) -> dict[str, dict[str, float]]:
-        return {split: {"loss": self._loss(model.u, model.v, noise).item()} for split, noise in self.eval_sets.items()}
+        return _floats(self.evaluation(model))
 
     def log_metrics(self, model: nn.Module) -> dict[str, float]:
         return {"u": model.u.item(), "v": model.v.item()}

@@ -7,10 +7,11 @@ own ``loss`` once per step for all of them with ``torch.func.vmap`` (the model's
 swapped for the members' as ``functional_call`` does);
 one optimizer of the members' own class steps the stacked tensors.
 
-Every member is the run it would have been alone (``Run.execute``):
+Every member is the run it would have been alone:
 
-* its model is created exactly as there (``seed_everything(seed)`` then ``task.model()``),
-  and its batches come from its own ``epoch_generator(seed, epoch)``;
+* it is set up by the same code (``prepare`` once for the pack, then ``Run.build`` for each
+  member after ``seed_everything(seed)``), and its batches come from its own
+  ``epoch_generator(seed, epoch)``;
 * the summed loss back-propagates to each member's own slice only, and the optimizers
   allowed here (``ELEMENTWISE``) update every coordinate from that coordinate alone, so a
   stacked step is the members' steps side by side. Members whose optimizer
@@ -21,7 +22,8 @@ Every member is the run it would have been alone (``Run.execute``):
 * each member has its own ``Run``: the same run dir, metrics.parquet, run.json and
   checkpoint.pt (model, optimizer and scheduler state dicts of the unpacked classes, RNG
   state), so ``report``, ``best`` and resume cannot tell the difference, and a pack can
-  resume runs started alone and vice versa.
+  resume runs started alone and vice versa. The members are evaluated together (one vmapped
+  call where the task has ``evaluation``).
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
@@ -41,7 +43,6 @@ import logging
 import math
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,19 +52,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.func import vmap
 from torch.optim.lr_scheduler import LambdaLR
-from tqdm.auto import tqdm
 
 from ..optim import AdaX, AdaXW, ScheduledBeta2
-from ..optim.schedules import build_lr_lambda
 from ..plugins import run_provenance
-from ..tasks import TaskError, build_task
-from . import record, threads
-from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, Status, WriteError, effective_lr_schedule, read_record, result_line,
-                      write_text)
-from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, StopSignals, _first_line,
-                     _rng_state, _set_rng_state, check_previous, check_same_config, effective_schedule,
-                     epoch_generator, lock_run_dir, save_hydra_files, seed_everything, torch_beta2_hat)
-from .validate import ConfigError, check_config, choose_impl, name_optimizer, optimizer_kwargs, resolve_device
+from ..rundir import Status, effective_lr_schedule
+from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
+                     _rng_state, admit, epoch_generator, lock_run_dir, prepare, print_result, progress_bar,
+                     save_hydra_files, seed_everything)
+from .validate import ConfigError, optimizer_kwargs
 
 log = logging.getLogger("adaxbench")
 
@@ -213,28 +209,28 @@ def _stack_batches(batches: list[Any]) -> tuple[Any, Any]:
 
 @dataclass
 class Member:
-    """One job of a pack: its Run (the record) and its own model, optimizer and scheduler,
-    which hold its state whenever it is written to disk or evaluated."""
+    """One job of a pack: its Run (the record) and its own model, optimizer and scheduler
+    (``trainee``), which hold its state whenever it is written to disk or evaluated."""
 
     run: Run
     seed: int
     spec: tuple[type, dict[str, Any]]
-    model: nn.Module = None
-    optimizer: torch.optim.Optimizer = None
-    scheduler: LambdaLR = None
-    rng: dict[str, Any] = field(default_factory=dict)
+    trainee: Trainee = None
+    rng: dict[str, Any] = field(default_factory=dict)  # what its checkpoints hold: nothing draws from it
     active: bool = True
     lock: Any = None  # the run dir's lock, held from prepare_job until the pack has ended
+    model = property(lambda self: self.trainee.model)
+    optimizer = property(lambda self: self.trainee.optimizer)
+    scheduler = property(lambda self: self.trainee.scheduler)
 
     def finish(self) -> RunResult:
         """After training: free the disk of a finished run's checkpoint (unless kept), release
         the run dir, and say how it ended."""
-        run = self.run
-        if Status(run.status).finished and not run.cfg.trainer.get("keep_checkpoint", False):
-            (run.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        self.run.drop_checkpoint()
+        self.run.loggers.close(Status(self.run.status).value)
         if self.lock is not None:
             self.lock.release()
-        return RunResult(Status(run.status).value, run.run_dir, run.error)
+        return RunResult(Status(self.run.status).value, self.run.run_dir, self.run.error)
 
 
 def _member_slice(t: torch.Tensor, clone: bool) -> torch.Tensor:
@@ -248,7 +244,7 @@ def _group_hyper(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 class Pack:
     """The active members' tensors stacked, one optimizer and LR scheduler over them."""
 
-    def __init__(self, members: list[Member], task, lr_lambda):
+    def __init__(self, members: list[Member], task):
         # Members with equal optimizer hyperparameters share a param group; order by group.
         keys: dict[str, list[Member]] = {}
         for m in members:
@@ -281,7 +277,7 @@ class Pack:
                         k: (v.clone() if isinstance(v, torch.Tensor) else v) if k in SHARED_STATE
                         or not isinstance(v, torch.Tensor) else torch.stack([self._logical(n, s[k]) for s in states])
                         for k, v in states[0].items()}
-        self.scheduler = LambdaLR(self.optimizer, lr_lambda)
+        self.scheduler = LambdaLR(self.optimizer, self.members[0].scheduler.lr_lambdas[0])  # the same for all
         # Continue the members' schedules (a resumed pack): per-group lists side by side.
         state = {k: ([g[0].scheduler.state_dict()[k][0] for g in self.groups] if isinstance(v, list) else v)
                  for k, v in self.members[0].scheduler.state_dict().items()}
@@ -323,6 +319,32 @@ class Pack:
             return loss, (correct if correct is not None else torch.zeros((), dtype=torch.int64, device=loss.device))
         tensors = (*self.params().values(), *self.buffers.values())
         return _vmap(member_loss, len(self.members), tensors, batch, in_dims)
+
+    @torch.no_grad()
+    def evaluate(self) -> list[dict[str, dict[str, float]]]:
+        """Every member's evaluation: one vmapped call of the task's ``evaluation`` (its metrics as
+        tensors: the built-in synthetic tasks), read in one transfer; else each member's own
+        ``evaluate`` on its model."""
+        measure = getattr(self.task, "evaluation", None)
+        if measure is None:
+            results = []
+            for m in self.members:
+                self.to_member(m, optimizer=False)
+                results.append(self.task.evaluate(m.model))
+            return results
+        names: list[tuple[str, str]] = []
+
+        def member_evaluation(tensors, _):
+            results = self.call(measure, tensors)
+            names[:] = [(split, metric) for split, values in results.items() for metric in values]
+            return tuple(value for values in results.values() for value in values.values())
+        tensors = (*self.params().values(), *self.buffers.values())
+        values = torch.stack([v.double() for v in _vmap(member_evaluation, len(self.members), tensors)], 1).tolist()
+        results = [{} for _ in self.members]
+        for result, row in zip(results, values):
+            for (split, metric), value in zip(names, row):
+                result.setdefault(split, {})[metric] = value
+        return results
 
     def run_after_step(self) -> None:
         if self.after_step is None:
@@ -371,12 +393,6 @@ class Pack:
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 def _packable_model(model: nn.Module) -> bool:
     # Dropout draws from the global RNG: under vmap no member could get its own stream.
     return not any(isinstance(mod, nn.modules.dropout._DropoutNd) and mod.p > 0 for mod in model.modules())
@@ -397,61 +413,28 @@ def train(members: list[Member], resume: bool = True) -> None:
 def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
     for m in members:
         m.run.run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = members[0].run.cfg
-    tr = cfg.trainer
-    device = resolve_device(tr.device)
-    budget = threads.configure(tr.get("threads", "auto"))  # as Run.execute: one pack trains at a time
-    env = {**record.environment(device), "threads": budget.threads, "threads_reason": budget.reason,
-           **run_provenance(members[0].run.config_dict())}
-    try:
-        task = build_task(cfg.task, cfg.data, device, members[0].seed, train_limit=tr.train_limit,
-                          channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
-                          eval_limit=tr.get("eval_limit"))
-    except (ConfigError, TaskError) as e:
+    run0 = members[0].run
+    setup = prepare(run0.cfg, run_provenance(run0.config_dict()))
+    if not _packable_model(setup.task.model()):
+        log.info("%s has dropout: its %d jobs run one by one", run0.cfg.task.name, len(members))
         for m in members:
-            m.run.status, m.run.error = "failed", str(e).splitlines()[0] if str(e) else type(e).__name__
-            m.run.write()
+            _guarded(lambda m=m: m.run.execute(resume=resume, optimizer_spec=m.spec), [m])
         return
-    epochs_total = int(tr.epochs if tr.epochs is not None else cfg.task.epochs)
-    steps_per_epoch = task.steps_per_epoch
-    lr_lambda = build_lr_lambda(effective_schedule(cfg), steps_per_epoch, steps_per_epoch * epochs_total)
-    for m in members:  # exactly Run.execute's construction, member by member
-        run = m.run
-        run.env = {**env, "data_source": getattr(task, "source", None)}
-        run.epochs_total, run.batch_size = epochs_total, int(task.batch_size)
+    for m in members:  # each member is built as its run alone builds itself
         seed_everything(m.seed)
-        m.model = task.model()
-        cls, kwargs = m.spec
-        kwargs, run.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
-        m.spec = (cls, kwargs)
-        m.optimizer = cls(m.model.parameters(), **kwargs)
-        run.record_optimizer(m.optimizer)
-        m.scheduler = LambdaLR(m.optimizer, lr_lambda)
         try:
-            resumed = resume and run.load_checkpoint(m.model, m.optimizer, m.scheduler)
+            m.trainee = m.run.build(setup, m.spec, resume)
         except CheckpointError as e:  # as alone: this run's files stay as they are, the user decides
-            run.status, run.error, m.active = Status.FAILED, str(e), False
+            m.run.status, m.run.error, m.active = Status.FAILED, str(e), False
             log.error("%s", e)
-            continue
-        if resumed:
-            log.info("resuming %s from epoch %d (step %d)", run.run_dir, run.epochs_done, run.step)
-        run.take_over(resumed)  # as Run.execute: from here the member's files follow its memory
-        m.rng = _rng_state()  # what the run's checkpoints hold: nothing draws from it after init
-        run.write()
-    members = [m for m in members if m.active]
-    if not members:
-        return
-    if not _packable_model(members[0].model):
-        log.info("%s has dropout: its %d jobs run one by one", cfg.task.name, len(members))
-        for m in members:
-            _guarded(lambda m=m: m.run.execute(resume=True, optimizer_spec=m.spec), [m])
-        return
+        m.rng = _rng_state()
     # Members resumed from different points train as separate packs.
     by_progress: dict[tuple[int, int], list[Member]] = {}
     for m in members:
-        by_progress.setdefault((m.run.step, m.run.epochs_done), []).append(m)
+        if m.active:
+            by_progress.setdefault((m.run.step, m.run.epochs_done), []).append(m)
     for group in by_progress.values():
-        _guarded(lambda group=group: _train_pack(group, task, lr_lambda, device, stop), group)
+        _guarded(lambda group=group: PackRun(group, setup, stop).train(), group)
 
 
 def _guarded(fn, members: list[Member]) -> None:
@@ -459,151 +442,153 @@ def _guarded(fn, members: list[Member]) -> None:
     (traceback in each error.log), a signal marks them interrupted and is passed on."""
     try:
         fn()
-    except Interrupted as e:
+    except (Interrupted, SystemExit, Exception) as e:
         for m in members:
-            if m.run.status == "running":
-                m.run.status, m.run.error = "interrupted", f"received {e}"
-                m.run.write()
-        raise
-    except Exception as e:
-        error = _first_line(e)
-        for m in members:
-            if m.run.status == "running":
-                # A full disk or unwritable dir: what each member has saved, and no traceback to keep.
-                m.run.status = "failed"
-                m.run.error = f"{e}; {m.run.saved_note()}" if isinstance(e, WriteError) else error
-                if not isinstance(e, WriteError):
-                    with contextlib.suppress(OSError):  # must not hide the pack's own error
-                        write_text(m.run.run_dir / ERROR_LOG, traceback.format_exc())
-                m.run.record_failure()
-        log.error("pack failed: %s", error)
+            if m.run.status == Status.RUNNING:
+                m.run.record_ending(e)
+        if isinstance(e, CheckpointError):
+            log.error("%s", e)
+        if not isinstance(e, Exception):
+            raise
 
 
 def _diverge(m: Member, message: str) -> None:
-    m.run.status, m.run.error, m.active = "diverged", message, False
+    m.run.status, m.run.error, m.active = Status.DIVERGED, message, False
     m.run.write()
 
 
-def _stop_pack(pack: Pack, stop: StopSignals, step: int, elapsed: float, checkpoint: bool) -> None:
-    """A stop signal arrived mid-pack: every active member records the stop and, between two
-    optimizer steps, its metrics and checkpoint (``Run.stop_here`` for each), then stop."""
-    signum = stop.reason()
-    for m in pack.members:
-        if not m.active:
-            continue
-        m.run.train_seconds += elapsed
-        m.run.step = step
-        pack.to_member(m, optimizer=checkpoint)
-        _set_rng_state(m.rng)  # what the member's checkpoint holds
-        m.run.record_stop(signum, m.model, m.optimizer, m.scheduler, checkpoint)
-    raise Interrupted(signum)
+class PackRun:
+    """The training loop of one pack: ``Run.train``'s steps, for every member at once."""
 
-
-def _train_pack(members: list[Member], task, lr_lambda, device: torch.device, stop: StopSignals) -> None:
-    run0 = members[0].run
-    cfg, tr = run0.cfg, run0.cfg.trainer
-    autocast = _autocast(tr.precision, device)
-    log_every = int(tr.log_every)
-    steps_per_epoch, epochs_total = task.steps_per_epoch, run0.epochs_total
-    step = run0.step
-    for m in members:
-        m.run.env["packed"] = {"members": len(members)}
-    pack = Pack(members, task, lr_lambda)
-    show = {"auto": None, True: False, False: True}[tr.get("progress", "auto")]
-    bar = tqdm(total=steps_per_epoch * epochs_total, initial=step, disable=show, dynamic_ncols=True,
-               desc=f"{cfg.task.name}/{cfg.optimizer.get('name', '?')} x{len(members)}", unit="step", leave=False)
-    try:
-        if run0.epochs_done == 0 and step == 0:
-            for m in members:
-                try:
-                    with autocast():
-                        m.run.evaluate(task, m.model, 0.0)
-                except Diverged as e:
-                    _diverge(m, str(e))
-                else:
-                    m.run.write()
-        stop.deferred = True  # from here a signal stops the pack at a step boundary
-        for epoch in range(run0.epochs_done, epochs_total):
-            if not any(m.active for m in pack.members):
-                break
-            if not all(m.active for m in pack.members):  # drop the diverged
-                for m in pack.members:
-                    if m.active:
-                        pack.to_member(m, optimizer=True)
-                pack = Pack([m for m in pack.members if m.active], task, lr_lambda)
-            members = pack.members
-            t_epoch = time.perf_counter()
-            iters = [task.batches(epoch, epoch_generator(m.seed, epoch, device)) for m in members]
-            if (done := step - epoch * steps_per_epoch) > 0:
-                # Resumed mid-epoch (a stop at a step): replay the epoch's order and skip the
-                # batches already trained, as the runner does.
-                iters = [itertools.islice(it, done, None) for it in iters]
-            pack.call.model.train()
-            for _ in range(steps_per_epoch - max(done, 0)):
-                if stop.received:
-                    _stop_pack(pack, stop, step, time.perf_counter() - t_epoch, bool(tr.checkpoint))
-                logging_step = (step + 1) % log_every == 0
-                batch, in_dims = _stack_batches([next(it) for it in iters])
-                with autocast():
-                    losses, corrects = pack.losses(batch, in_dims)
-                pack.optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                if logging_step:
-                    norms = [pack.grad_norm(m) for m in members]
-                    lrs = [pack.lr(m) for m in members]
-                pack.optimizer.step()
-                diags = [_diagnostics(pack, m) for m in members] if logging_step else None
-                pack.scheduler.step()
-                pack.run_after_step()
-                step += 1
-                if logging_step:
-                    values, correct = losses.tolist(), corrects.tolist()
-                    elapsed = time.perf_counter() - t_epoch
-                    for i, m in enumerate(members):
-                        if not m.active:
-                            continue
-                        row = {"loss": values[i], "lr": lrs[i]}
-                        if task.has_accuracy:
-                            row["accuracy"] = correct[i] / task.batch_size
-                        if norms[i] is not None:
-                            row["grad_norm"] = norms[i].item()
-                        row.update(diags[i])
-                        if "beta2_hat" not in row and (b2 := torch_beta2_hat(m.optimizer, step)) is not None:
-                            row["beta2_hat"] = b2
-                        pack.to_member(m, optimizer=False)
-                        row.update(task.log_metrics(m.model))
-                        m.run.step = step
-                        m.run.metrics.add(step, step / steps_per_epoch, m.run.train_seconds + elapsed, "batch", row)
-                        if not math.isfinite(values[i]):
-                            _diverge(m, f"non-finite minibatch loss ({values[i]}) at step {step}")
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{values[0]:.4f}", members=sum(m.active for m in members))
-                bar.update(1)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - t_epoch
-            for m in members:
-                if not m.active:
-                    continue
-                run = m.run
-                run.train_seconds += elapsed
-                run.step, run.epochs_done = step, epoch + 1
-                pack.to_member(m, optimizer=bool(tr.checkpoint))
-                try:
-                    with autocast():
-                        run.evaluate(task, m.model, float(run.epochs_done))
-                except Diverged as e:
-                    _diverge(m, str(e))
-                    continue
-                run.write()  # metrics first: a checkpoint never refers to rows not on disk
-                if tr.checkpoint:
-                    _set_rng_state(m.rng)
-                    run.save_checkpoint(m.model, m.optimizer, m.scheduler)
+    def __init__(self, members: list[Member], setup: Setup, stop: StopSignals):
+        self.setup, self.stop, self.task = setup, stop, setup.task
+        self.run0 = members[0].run
+        self.step, self.epochs_done = self.run0.step, self.run0.epochs_done
         for m in members:
-            if m.active:
-                m.run.status = "completed"
+            m.run.env["packed"] = {"members": len(members)}
+        self.pack = Pack(members, self.task)
+        self.bar = progress_bar(self.run0.cfg, self.task.steps_per_epoch * self.run0.epochs_total, self.step,
+                                f" x{len(members)}")
+
+    def active(self) -> list[Member]:
+        return [m for m in self.pack.members if m.active]
+
+    def train(self) -> None:
+        with contextlib.closing(self.bar):
+            if self.epochs_done == 0 and self.step == 0:
+                self.evaluate()
+            self.stop.deferred = True  # from here a signal stops the pack at a step boundary
+            for epoch in range(self.epochs_done, self.run0.epochs_total):
+                if not self.drop_diverged():
+                    return
+                self.train_epoch(epoch)
+                self.evaluate()
+            for m in self.active():
+                m.run.status = Status.COMPLETED
                 m.run.write()
-    finally:
-        bar.close()
+
+    def drop_diverged(self) -> bool:
+        """Repack without the members that diverged; False when none is left."""
+        active = self.active()
+        if active and len(active) < len(self.pack.members):
+            for m in active:
+                self.pack.to_member(m, optimizer=True)
+            self.pack = Pack(active, self.task)
+        return bool(active)
+
+    def train_epoch(self, epoch: int) -> None:
+        members, steps = self.pack.members, self.task.steps_per_epoch
+        t_epoch = time.perf_counter()
+        batches = [self.task.batches(epoch, epoch_generator(m.seed, epoch, self.setup.device)) for m in members]
+        if (done := self.step - epoch * steps) > 0:
+            # Resumed mid-epoch (a stop at a step): replay the epoch's order and skip the
+            # batches already trained, as the runner does.
+            batches = [itertools.islice(it, done, None) for it in batches]
+        self.pack.call.model.train()
+        for _ in range(steps - max(done, 0)):
+            self.stop_if_asked(t_epoch)
+            self.take_step([next(it) for it in batches], t_epoch)
+            self.bar.update(1)
+        if self.setup.device.type == "cuda":
+            torch.cuda.synchronize(self.setup.device)
+        elapsed = time.perf_counter() - t_epoch
+        self.epochs_done = epoch + 1
+        for m in self.active():
+            m.run.train_seconds += elapsed
+            m.run.step, m.run.epochs_done = self.step, self.epochs_done
+
+    def take_step(self, batches: list[Any], t_epoch: float) -> None:
+        pack, members = self.pack, self.pack.members
+        logging_step = (self.step + 1) % int(self.run0.cfg.trainer.log_every) == 0
+        batch, in_dims = _stack_batches(batches)
+        with self.setup.autocast():
+            losses, corrects = pack.losses(batch, in_dims)
+        pack.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        if logging_step:
+            norms, lrs = [pack.grad_norm(m) for m in members], [pack.lr(m) for m in members]
+        pack.optimizer.step()
+        diagnostics = [_diagnostics(pack, m) for m in members] if logging_step else None
+        pack.scheduler.step()
+        pack.run_after_step()
+        self.step += 1
+        if logging_step:
+            self.log_step(losses.tolist(), corrects.tolist(), norms, lrs, diagnostics, time.perf_counter() - t_epoch)
+
+    def log_step(self, losses, corrects, norms, lrs, diagnostics, elapsed: float) -> None:
+        for i, m in enumerate(self.pack.members):
+            if not m.active:
+                continue
+            m.run.step = self.step
+            self.pack.to_member(m, optimizer=False)  # the model its task's log_metrics reads
+            accuracy = corrects[i] / self.task.batch_size if self.task.has_accuracy else None
+            try:
+                m.run.log_step(self.task, m.trainee, losses[i], lrs[i], accuracy, norms[i], diagnostics[i],
+                               m.run.train_seconds + elapsed)
+            except Diverged as e:
+                _diverge(m, str(e))
+        self.bar.set_postfix(epoch=math.ceil(self.step / self.task.steps_per_epoch), loss=f"{losses[0]:.4f}",
+                             members=len(self.active()))
+
+    def evaluate(self) -> None:
+        """Evaluate every active member (at once where the task allows), record it and save each:
+        its records and, after an epoch, its checkpoint."""
+        t0 = time.perf_counter()
+        with self.setup.autocast():
+            results = self.pack.evaluate()
+        seconds = time.perf_counter() - t0
+        for m, result in zip(self.pack.members, results):
+            if m.active:
+                try:
+                    m.run.record_evaluation(result, seconds)
+                except Diverged as e:
+                    _diverge(m, str(e))
+        self.save(self.active(), initial=self.epochs_done == 0)
+
+    def save(self, members: list[Member], initial: bool = False) -> None:
+        """Each member's records (``initial``) or ``Run.save``, one member after the other (as the
+        runs alone would be: a kill leaves the members before it saved, the others not)."""
+        for m in members:
+            if initial:
+                m.run.write()
+                continue
+            if self.run0.cfg.trainer.checkpoint:
+                self.pack.to_member(m, optimizer=True)
+            m.run.save(m.trainee, m.rng)
+
+    def stop_if_asked(self, t_epoch: float) -> None:
+        """A stop signal arrived: every active member records the stop and, between two optimizer
+        steps, its records and checkpoint (``Run.record_stop``), then the pack stops."""
+        if not self.stop.received:
+            return
+        signum, elapsed = self.stop.reason(), time.perf_counter() - t_epoch
+        checkpoint = bool(self.run0.cfg.trainer.checkpoint)
+        for m in self.active():
+            m.run.train_seconds += elapsed
+            m.run.step = self.step
+            self.pack.to_member(m, optimizer=checkpoint)
+            m.run.record_stop(signum, m.trainee, m.rng)
+        raise Interrupted(signum)
 
 
 def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
@@ -625,42 +610,24 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
+    composed, lock = copy.deepcopy(cfg), None
     try:
         lock = lock_run_dir(run_dir)
+        admitted = admit(cfg, run_dir, list(hc.overrides.task), resume=True, dir_key="hydra.sweep.dir",
+                         raise_config_errors=False)
     except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return RunResult("locked", run_dir, str(e))
-    except ConfigError as e:  # a planted .lock link
+    except ConfigError as e:  # a planted .lock link, a run dir of another sweep: stop, as the basic launcher does
+        if lock is not None:
+            lock.release()
         print(f"adaxbench: error: {e}", file=sys.stderr)
         sys.exit(2)
-    try:
-        previous, finished = check_previous(run_dir, overrides, resume=True, dir_key="hydra.sweep.dir")
-    except ConfigError as e:  # a run dir of another sweep: stop, as the basic launcher does
+    if isinstance(admitted, RunResult):
         lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if finished is not None:
-        lock.release()
-        return finished
-    composed = copy.deepcopy(cfg)
-    run = Run(cfg, run_dir, overrides, previous)
-    try:
-        spec = check_config(cfg)
-        name_optimizer(cfg, spec[0])
-    except ConfigError as e:
-        run.status, run.error = Status.FAILED, str(e)
-        run.write()
-        lock.release()
-        return RunResult("failed", run_dir, str(e))
-    try:
-        check_same_config(run, "hydra.sweep.dir")
-    except ConfigError as e:  # as a run dir of another sweep
-        lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        return admitted
     save_hydra_files(composed, run_dir)
-    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
+    return Member(run=admitted[0], seed=int(cfg.seed), spec=admitted[1], lock=lock)
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
@@ -712,11 +679,6 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             if isinstance(value, Member):
                 value = results[id(value)]
             if isinstance(value, RunResult):
-                rec, _ = read_record(value.run_dir)
-                if rec is not None and rec.status.value == value.status:
-                    print(result_line(rec, value.run_dir), file=sys.stderr)
-                else:
-                    print(f"{value.status}: {value.run_dir}" + (f" ({value.error})" if value.error else ""),
-                          file=sys.stderr)
+                print_result(value)
                 returns[i].return_value = value.status
     return returns

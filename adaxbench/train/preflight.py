@@ -1,11 +1,11 @@
 """``adaxbench run`` checks everything before the first job starts, through Hydra's own machinery.
 
-The command line is parsed by Hydra's argument parser and composed by Hydra's config loader
-with the same search path ``hydra.main`` builds (``--config-dir``, ``hydra.searchpath``), so a
-user's own ``optimizer/*.yaml`` or ``task/*.yaml`` are seen exactly as the run will see them.
-A sweep is expanded with the basic sweeper's own override parser and every job's config is
-composed (``load_sweep_config``, as the launchers do) and checked, so ``-m optimizer.lr=-1,0.01``
-fails before the good job trains.  Any failure becomes one line (``hydra_error_line``); with
+Hydra's argument parser reads the command line, its override parser the overrides, and its
+config loader composes them with the search path ``hydra.main`` builds (``--config-dir``,
+``hydra.searchpath``), so a user's own config files are seen as the run will see them.  Every
+job of a sweep is composed (``load_sweep_config``, as the launchers do) and given to
+``validate.check_config``, the check the run itself makes, so ``-m optimizer.lr=-1,0.01`` fails
+before the good job trains.  Any failure becomes one line (``hydra_error_line``); with
 ``HYDRA_FULL_ERROR=1`` the original exception propagates with its traceback.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from .validate import ConfigError, check_config, check_output_dir
+from .validate import ConfigError, check_config, check_output_dir, check_value, did_you_mean, first_line
 
 CONFIG_MODULE = "pkg://adaxbench.configs"
 CONFIG_NAME = "config"
@@ -105,23 +105,34 @@ def group_options(group: str, args: list[str] | None = None) -> list[str]:
     ``hydra.searchpath=[...]``) give, as Hydra's config repository lists them."""
     ns = parse_args(list(args or []))
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
-        overrides = [o for o in ns.overrides if o.startswith("hydra.searchpath=")]
+        overrides = [o.input_line for o in parse_overrides(ns.overrides) if o.key_or_group == "hydra.searchpath"]
         return sorted(hydra.config_loader.get_group_options(group, config_name=ns.config_name or CONFIG_NAME,
                                                             overrides=overrides))
 
 
-def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
-    """The override list of every job the basic sweeper will launch (its own expansion:
-    ``hydra.sweeper.params`` of an experiment, then the command line); None for other sweepers."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+def parse_overrides(overrides: list[str], config_loader: Any = None) -> list[Any]:
+    """Overrides as Hydra's own parser reads them (``Override``: key, value, +/~/++)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create(config_loader=config_loader).parse_overrides(overrides)
+
+
+def _sweep_params(cfg: DictConfig, config_loader: Any = None, command_line: bool = False) -> list[Any]:
+    """A sweep's overrides: ``hydra.sweeper.params`` of an experiment (then the command line's)."""
+    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
+    given = list(OmegaConf.to_container(cfg.hydra.overrides.task)) if command_line else []
+    return parse_overrides(params + given, config_loader)
+
+
+def sweep_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]] | None:
+    """The override list of every job the basic sweeper will launch (its own expansion); None for
+    other sweepers."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
-    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-    arguments = params + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
-    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    batches = BasicSweeper.split_arguments(_sweep_params(cfg, config_loader, command_line=True), None)
+    return [job for batch in batches for job in batch]
 
 
 def _candidates(override: Any) -> list[str]:
@@ -146,12 +157,8 @@ def search_space_jobs(cfg: DictConfig, config_loader: Any) -> list[list[str]]:
     """Jobs that together reach every bound and choice of a sampling sweeper's search space
     (``hydra.sweeper.params`` and the command line's sweeps): the first value of every key, then
     each other value of one key at a time."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-    arguments = params + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
     values: dict[str, list[str]] = {}
-    for override in OverridesParser.create(config_loader=config_loader).parse_overrides(arguments):
+    for override in _sweep_params(cfg, config_loader, command_line=True):
         values[override.get_key_element()] = _candidates(override)  # the command line wins
     first = {key: vals[0] for key, vals in values.items()}
     jobs = [[f"{k}={v}" for k, v in first.items()]]
@@ -183,11 +190,10 @@ def _check_direction(cfg: DictConfig) -> None:
                           f"{'high' if wants == 'maximize' else 'low'}: use hydra.sweeper.direction={wants}")
 
 
-def _forgot_multirun(cfg: DictConfig, overrides: list[str]) -> None:
+def _forgot_multirun(cfg: DictConfig, parsed: list[Any]) -> None:
     """``adaxbench run experiment=beta2_ablation`` without -m would train one job of 27."""
-    params = cfg.hydra.sweeper.get("params") or {}
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-    loose = [str(k) for k in params if str(k).lstrip("+~") not in given]
+    given = {o.key_or_group for o in parsed}
+    loose = [o.get_key_element() for o in _sweep_params(cfg) if o.key_or_group not in given]
     if loose:
         raise ConfigError(f"this config sweeps over {', '.join(loose)} (hydra.sweeper.params): run it with -m, "
                           f"or set {' and '.join(f'{k}=...' for k in loose)} to run one job")
@@ -214,7 +220,8 @@ def preflight(args: list[str]) -> None:
         raise ConfigError("--resolve works only together with --cfg")
     config_name = ns.config_name or CONFIG_NAME
     overrides = list(ns.overrides)
-    for directory in user_config_dirs(ns.config_dir, overrides):
+    parsed = parse_overrides(overrides)
+    for directory in user_config_dirs(ns.config_dir, parsed):
         check_user_configs(directory)
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
         mode = RunMode.MULTIRUN if ns.multirun else (hydra.get_mode(config_name, overrides) or RunMode.RUN)
@@ -227,15 +234,16 @@ def preflight(args: list[str]) -> None:
                 raise ConfigError("the configs include each other without end: a defaults list names its own "
                                   "config (directly or through others)") from None
             if str(e).startswith("Could not override '"):
-                raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, overrides)) from e
-            nulled = [o.split("=")[0].lstrip("+~") for o in overrides if o.endswith("=null") and "." not in o]
+                raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, parsed)) from e
+            nulled = [o.key_or_group for o in parsed if not o.is_delete() and o.value() is None
+                      and "." not in o.key_or_group]
             if str(e).startswith("Config group override must be a string") and nulled:
                 raise ConfigError(_group_set_to_null(nulled[0], hydra)) from e
             raise
         if ns.cfg:  # printing the config: composition is all it needs
             return
         if mode == RunMode.RUN:
-            _forgot_multirun(cfg, overrides)
+            _forgot_multirun(cfg, parsed)
             _check_job(cfg)
             check_output_dir(cfg.hydra.run.dir, "hydra.run.dir")
             return
@@ -265,34 +273,28 @@ def check_launcher_values(launcher: DictConfig) -> None:
     exists, in the launcher's own code."""
     import re
 
-    for key in [*LAUNCHER_COUNTS, "n_jobs"]:
-        if key not in launcher:
-            continue
+    for key in [key for key in [*LAUNCHER_COUNTS, "n_jobs"] if key in launcher]:
         raw = OmegaConf.to_container(launcher, resolve=False)[key]
         env = re.match(r"\$\{oc\.env:(\w+)", raw) if isinstance(raw, str) else None
-        source = f" ({env.group(1)})" if env else ""
         try:
             value = launcher[key]
         except Exception:  # a typed field that cannot hold the value (Hydra's launcher schemas)
             value = os.environ.get(env.group(1), raw) if env else raw
-        if value is None and key != "n_jobs":
-            continue
-        number = isinstance(value, int) and not isinstance(value, bool)
-        if key == "n_jobs" and not (number and value != 0 or value is None):
+        if key == "n_jobs" and (value == 0 or not isinstance(value, (int, type(None))) or isinstance(value, bool)):
             raise ConfigError(f"hydra.launcher.n_jobs must be a non-zero integer (-1: all cores), got {value!r}")
-        if key != "n_jobs" and not (number and (value >= 1 or key == "max_num_timeout" and value >= 0)):
-            low = 0 if key == "max_num_timeout" else 1
-            raise ConfigError(f"hydra.launcher.{key} must be an integer >= {low}, got {value!r}{source}")
+        if key != "n_jobs" and value is not None:
+            try:
+                check_value(f"hydra.launcher.{key}", value, int, low=0 if key == "max_num_timeout" else 1)
+            except ConfigError as e:
+                raise ConfigError(f"{e}{f' ({env.group(1)})' if env else ''}") from None
 
 
-def user_config_dirs(config_dir: str | None, overrides: list[str]) -> list[str]:
+def user_config_dirs(config_dir: str | None, parsed: list[Any]) -> list[str]:
     """The user's own config dirs: ``--config-dir`` and ``hydra.searchpath=[file://...]``."""
-    import re
-
     dirs = [config_dir] if config_dir else []
-    for o in overrides:
-        if o.lstrip("+").startswith("hydra.searchpath="):
-            dirs += re.findall(r"file://([^,\]'\"]+)", o)
+    for o in parsed:
+        if o.key_or_group == "hydra.searchpath" and isinstance(o.value(), list):
+            dirs += [str(p)[len("file://"):] for p in o.value() if str(p).startswith("file://")]
     return [os.path.abspath(os.path.expanduser(d)) for d in dirs if os.path.isdir(os.path.expanduser(d))]
 
 
@@ -338,21 +340,16 @@ def check_user_configs(directory: str) -> None:
                         raise ConfigError(f"{path} includes itself in its defaults list")
 
 
-def _expanded_size(node, sizes: dict) -> float:
+def _expanded_size(node: Any, sizes: dict) -> int:
     """How many nodes ``node`` becomes once every alias is copied (memoised: linear time)."""
     import yaml
 
-    if id(node) in sizes:
-        return sizes[id(node)]
-    sizes[id(node)] = 1  # (a recursive alias counts once)
-    if isinstance(node, yaml.SequenceNode):
-        size = 1 + sum(_expanded_size(child, sizes) for child in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
-    else:
-        size = 1
-    sizes[id(node)] = size
-    return size
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # (a recursive alias counts once)
+        children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for item in children
+                                  for child in (item if isinstance(item, tuple) else (item,)))
+    return sizes[id(node)]
 
 
 def _group_set_to_null(group: str, hydra: Any) -> str:
@@ -366,21 +363,13 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
     return f"{group}=null: a config group is chosen by name; choose one of {options}{optional}"
 
 
-def _optional_task_keys() -> set[str]:
-    """Keys every task kind's schema declares with a None default (metric, select_metric, ...)."""
+def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) -> str:
+    """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     import dataclasses
 
-    from .schema import TASK_SCHEMAS
-
-    return set.intersection(*({f.name for f in dataclasses.fields(schema) if f.default is None}
-                              for schema in TASK_SCHEMAS.values()))
-
-
-def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str]) -> str:
-    """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
-    import difflib
-
     from hydra.types import RunMode
+
+    from .schema import TaskSchema
 
     parent, _, leaf = key.rpartition(".")
     if parent == "lr_schedule":
@@ -388,18 +377,17 @@ def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str])
             return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
         return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
                 f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
-    if parent == "task" and leaf in _optional_task_keys():  # declared by the schema, unset by the task's yaml
+    if parent == "task" and leaf in {f.name for f in dataclasses.fields(TaskSchema) if f.default is None}:
         return f"{key} is an optional task key this task's config does not set: write +{key}=VALUE"
-    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    rest = [o.input_line for o in parsed if o.key_or_group != key]
     try:
         cfg = hydra.compose_config(config_name=config_name, overrides=rest, run_mode=RunMode.MULTIRUN)
         node = OmegaConf.select(cfg, parent) if parent else cfg
         keys = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
     except Exception:
         keys = []
-    close = difflib.get_close_matches(leaf, keys, n=1)
     where = f"a key of {parent}" if parent else "a top-level key"
-    text = f"{key} is not {where}" + (f" (did you mean {parent + '.' if parent else ''}{close[0]}?)" if close else "")
+    text = f"{key} is not {where}{did_you_mean(leaf, keys, parent + '.' if parent else '')}"
     if not parent:  # lr=0.1: the key of that name one level down
         for group in keys:
             if isinstance(cfg.get(group), DictConfig) and leaf in cfg[group]:
@@ -412,10 +400,6 @@ def _not_in_config(key: str, hydra: Any, config_name: str, overrides: list[str])
     return text
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
-
-
 def hydra_error_line(e: BaseException) -> str:
     """One line for an error of Hydra's composition (or our own ConfigError)."""
     from hydra.errors import MissingConfigException, OverrideParseException, SearchPathException
@@ -426,7 +410,7 @@ def hydra_error_line(e: BaseException) -> str:
     msg = str(e)
     mark = getattr(e, "problem_mark", None)
     if mark is not None:  # a YAML syntax error in a config file (ours or the user's)
-        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or _first_line(msg)})"
+        return f"{mark.name}, line {mark.line + 1}: not valid YAML ({getattr(e, 'problem', None) or first_line(msg)})"
     if isinstance(e, MissingConfigException):
         missing = e.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
@@ -435,7 +419,7 @@ def hydra_error_line(e: BaseException) -> str:
                     "(hydra-joblib-launcher, hydra-submitit-launcher)")
         if group and e.options is not None:
             return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}"
-        return f"config '{missing}' not found ({_first_line(msg)})"
+        return f"config '{missing}' not found ({first_line(msg)})"
     if isinstance(e, OverrideParseException):
         lines = [line.strip() for line in msg.splitlines() if line.strip()]
         odd = next((c for c in msg if ord(c) > 127), None)
@@ -446,7 +430,7 @@ def hydra_error_line(e: BaseException) -> str:
                     "(KEY='VALUE') for a string")
         return "; ".join(lines[:2]) + " (write KEY=VALUE, quote values with spaces or special characters)"
     if isinstance(e, SearchPathException):
-        return _first_line(msg)
+        return first_line(msg)
     if msg.startswith("Ambiguous value for argument"):
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
@@ -460,30 +444,23 @@ def hydra_error_line(e: BaseException) -> str:
     cause = e.__cause__ or e.__context__
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None) or ""
-        what = _first_line(getattr(cause, "msg", None) or str(cause))
+        what = first_line(getattr(cause, "msg", None) or str(cause))
         if msg.startswith("Error merging override "):
             override = msg[len("Error merging override "):].strip()
             return _typed_error(override, key, what)
-        return f"{_first_line(msg)}: {key + ': ' if key else ''}{what}"
-    return _first_line(msg) or type(e).__name__
+        return f"{first_line(msg)}: {key + ': ' if key else ''}{what}"
+    return first_line(e)
 
 
 def _typed_error(override: str, key: str, what: str) -> str:
     """``trainer.epochs=abc``: say what the schema accepts there."""
     import typing
 
-    from . import schema
-    from .validate import _describe
+    from .schema import RunConfig
+    from .validate import describe
 
-    value = override.split("=", 1)[1] if "=" in override else override
-    node: Any = schema.RunConfig
-    hint: Any = None
+    hint: Any = RunConfig
     for part in key.split("."):
-        hints = typing.get_type_hints(node) if isinstance(node, type) else {}
-        if part not in hints:
-            hint = None
-            break
-        hint = node = hints[part]
-    if hint is not None:
-        return f"{key} must be {_describe(hint)}, got {value!r}"
-    return f"{override}: {what}"
+        hint = typing.get_type_hints(hint).get(part) if isinstance(hint, type) else None
+    value = override.split("=", 1)[1] if "=" in override else override
+    return f"{key} must be {describe(hint)}, got {value!r}" if hint is not None else f"{override}: {what}"

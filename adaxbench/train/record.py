@@ -50,7 +50,7 @@ def constructor_hparams(optimizer: Any, given: Iterable[str]) -> dict[str, Any]:
     may reach it through ``**kwargs``, e.g. SAM's for its base optimizer).  What a class keeps in its
     param groups besides (Prodigy's ``d`` and ``step``, ScheduleFree's ``train_mode`` and ``weight_sum``)
     is its state, not a hyperparameter."""
-    from .validate import effective_hparams
+    from .optimizer import effective_hparams
 
     named = inspect.signature(type(optimizer).__init__).parameters
     given = set(given)

@@ -41,9 +41,9 @@ from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_F
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
+from .optimizer import choose_impl, name_optimizer, needs_closure, needs_create_graph
 from .record import constructor_hparams, environment
-from .validate import (UNSET, ConfigError, check_config, choose_impl, name_optimizer, needs_closure,
-                       needs_create_graph, resolve_device)
+from .validate import UNSET, ConfigError, check_config, resolve_device
 
 log = logging.getLogger("adaxbench")
 
@@ -112,7 +112,7 @@ def torch_beta2_hat(optimizer: torch.optim.Optimizer, t: int) -> float | None:
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+    state = {"torch": torch.get_rng_state(), "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
              "python_version": random.getstate()[0], "python_gauss": random.getstate()[2],
              "numpy": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
              "numpy_gauss": [int(np_state[3]), float(np_state[4])]}
@@ -123,7 +123,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    python = state["python"]  # a list in checkpoints before 2026-12
+    random.setstate((state["python_version"], tuple(python.tolist() if isinstance(python, torch.Tensor) else python),
+                     state["python_gauss"]))
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"],
                          int(state["numpy_gauss"][0]), float(state["numpy_gauss"][1])))
     if "cuda" in state and torch.cuda.is_available():
@@ -167,15 +169,16 @@ class Run:
         self.stops: list[dict[str, Any]] = []
         self.stop_signals: StopSignals | None = None
         self._config_dict: dict[str, Any] | None = None
+        self._identity: dict[str, Any] | None = None
         # The last epoch a resume continues from (the last checkpoint written or loaded).
         self.saved_epoch: int | None = None
         self.optimizer_class: str | None = None
         self.optimizer_hparams: dict[str, Any] = {}
 
     # ---- persistence -------------------------------------------------------------
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved config as run.json records it (a copy; resolved once: the config does not
-        change during a run, and every epoch's record would otherwise resolve it again)."""
+    def config_dict(self, copy_: bool = True) -> dict[str, Any]:
+        """The resolved config as run.json records it (a copy unless not ``copy_``; resolved once: the
+        config does not change during a run, and every epoch's record would otherwise resolve it again)."""
         if self._config_dict is None:
             out = OmegaConf.to_container(self.cfg, resolve=True)
             out.pop("hydra", None)
@@ -184,7 +187,7 @@ class Run:
             if isinstance(out.get("optimizer"), dict):  # keys left to the class's default (custom's lr)
                 out["optimizer"] = {k: v for k, v in out["optimizer"].items() if v != UNSET}
             self._config_dict = out
-        return copy.deepcopy(self._config_dict)
+        return copy.deepcopy(self._config_dict) if copy_ else self._config_dict
 
     def take_over(self, resumed: bool) -> None:
         """Memory now holds the run (its checkpoint loaded, or a fresh start): the files follow it.
@@ -212,7 +215,7 @@ class Run:
         self._write_record(RunRecord(
             status=Status(self.status),
             error=self.error,
-            config=self.config_dict(),
+            config=self.config_dict(copy_=False),  # only read: serialised
             overrides=self.overrides,
             env=self.env,
             timing={"started": self.started,
@@ -247,9 +250,10 @@ class Run:
         self.optimizer_class = f"{cls.__module__}.{cls.__qualname__}"
         self.optimizer_hparams = constructor_hparams(optimizer, self.cfg.optimizer.keys())
 
-    def save_checkpoint(self, model, optimizer, scheduler) -> None:
+    def save_checkpoint(self, model, optimizer, scheduler, rng: dict[str, Any] | None = None) -> None:
+        """checkpoint.pt at this step; ``rng``: the RNG state to record (default: this process's)."""
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": _rng_state(), "step": self.step,
+                 "scheduler": scheduler.state_dict(), "rng": rng or _rng_state(), "step": self.step,
                  "epoch": self.epochs_done, "train_seconds": self.train_seconds,
                  "eval_seconds": self.eval_seconds, "metric_rows": len(self.metrics), "final": self.final,
                  "stops": self.stops, "identity": self.identity()}
@@ -258,7 +262,9 @@ class Run:
 
     def identity(self) -> dict[str, Any]:
         """Which run a checkpoint belongs to: the setting (``setting_key``) and the seed."""
-        return {"setting": setting_key(self.config_dict()), "seed": int(self.cfg.seed)}
+        if self._identity is None:  # the config does not change during a run
+            self._identity = {"setting": setting_key(self.config_dict()), "seed": int(self.cfg.seed)}
+        return dict(self._identity)
 
     def load_checkpoint(self, model, optimizer, scheduler) -> bool:
         """Continue from checkpoint.pt if there is one; CheckpointError (nothing written) if it or
@@ -308,25 +314,68 @@ class Run:
         self.saved_epoch = self.epochs_done
         return True
 
-    def stop_here(self, model, optimizer, scheduler, checkpoint: bool) -> None:
+    def stop_if_asked(self, trainee: Trainee, t_epoch: float) -> None:
         """A stop signal arrived: checkpoint at this step (between two optimizer steps), then stop."""
+        if self.stop_signals is None or not self.stop_signals.received:
+            return
+        self.train_seconds += time.perf_counter() - t_epoch
         signum = self.stop_signals.reason()
-        self.record_stop(signum, model, optimizer, scheduler, checkpoint)
+        with evaluation_point(trainee.optimizer):
+            self.record_stop(signum, trainee)
         raise Interrupted(signum)
 
-    def record_stop(self, signum: int, model, optimizer, scheduler, checkpoint: bool) -> None:
-        """Record a stop by ``signum`` at this step and, with ``checkpoint``, write the metrics and
-        a checkpoint here (``stop_here``; a pack does it for each member, then stops)."""
+    def record_stop(self, signum: int, trainee: Trainee, rng: dict[str, Any] | None = None) -> None:
+        """Record a stop by ``signum`` at this step and, where the run checkpoints, its records and
+        checkpoint here (a pack does it for each member, then stops)."""
         self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
-        if checkpoint:
-            self.write()  # metrics first: a checkpoint never refers to rows that are not on disk
-            self.save_checkpoint(model, optimizer, scheduler)
+        if self.cfg.trainer.checkpoint:
+            self.save(trainee, rng)
+
+    def save(self, trainee: Trainee, rng: dict[str, Any] | None = None) -> None:
+        """metrics.parquet and run.json, then (``trainer.checkpoint``) checkpoint.pt: in this order, so
+        that a checkpoint never refers to rows that are not on disk (a kill in between leaves extra
+        rows, which the resume drops and replays)."""
+        self.write()
+        if self.cfg.trainer.checkpoint:
+            self.save_checkpoint(trainee.model, trainee.optimizer, trainee.scheduler, rng)
 
     def saved_note(self) -> str:
         """What a resume would continue from, for the message of a failed write."""
         if self.saved_epoch is None:
             return "no epoch is saved for a resume; free space and launch it again"
         return f"epochs up to {self.saved_epoch} are saved; free space and resume"
+
+    def record_ending(self, e: BaseException) -> None:
+        """Record the run as ``e`` ended it: a signal or an exit (submitit's requeue) interrupted it;
+        a config or task error or a crash failed it, as did a checkpoint that cannot be read (then
+        nothing is written: the user restores or deletes the checkpoint)."""
+        if isinstance(e, Interrupted):
+            self.status, self.error = Status.INTERRUPTED, f"received {e}"
+        elif isinstance(e, SystemExit):
+            self.status, self.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
+        elif isinstance(e, CheckpointError):
+            self.status, self.error = Status.FAILED, str(e)
+            return
+        elif isinstance(e, (ConfigError, TaskError)):
+            self.status, self.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
+        else:
+            return self.record_crash(e)
+        self.write()
+
+    def record_crash(self, e: Exception) -> None:
+        """Record this run ``failed`` by ``e``: a full disk or an unwritable dir with what is saved,
+        any other error with its traceback in error.log."""
+        self.status, self.error = Status.FAILED, _first_line(e)
+        if isinstance(e, WriteError):
+            self.error = f"{e}; {self.saved_note()}"
+        else:
+            try:
+                write_text(self.run_dir / ERROR_LOG, traceback.format_exc())
+                where = f"traceback in {self.run_dir / ERROR_LOG}"
+            except OSError as why:  # must not hide the run's own error
+                where = f"no traceback saved: {why}"
+            log.error("run failed: %s (%s)", self.error, where)
+        self.record_failure()
 
     def record_failure(self) -> None:
         """Write this failed run's record; where the disk is full or the dir unwritable, at least
@@ -348,144 +397,101 @@ class Run:
         """The last two stops came at the same step: a requeue would not progress either."""
         return len(self.stops) >= 2 and self.stops[-1]["step"] == self.stops[-2]["step"]
 
-    # ---- training ----------------------------------------------------------------
-    def evaluate(self, task, model, epoch: float) -> None:
-        t0 = time.perf_counter()
-        results = task.evaluate(model)
-        self.eval_seconds += time.perf_counter() - t0
-        for split, values in results.items():
-            self.metrics.add(self.step, epoch, self.train_seconds, split, values)
-            self.loggers.log(split, values, self.step, epoch)
-            for metric, value in values.items():
-                self.final[f"{split}/{metric}"] = value
-        losses = [v.get("loss") for v in results.values() if "loss" in v]
-        bad = [x for x in losses if not math.isfinite(x)]
-        if bad:
-            raise Diverged(f"non-finite evaluation loss ({bad[0]}) after epoch {epoch:g}")
-
-    def execute(self, resume: bool, optimizer_spec: tuple[type, dict[str, Any]]) -> RunResult:
-        """Train to an end status; ``optimizer_spec`` is (class, kwargs) from ``check_config``."""
-        cfg = self.cfg
-        tr = cfg.trainer
-        device = resolve_device(tr.device)
-        budget = threads.configure(tr.get("threads", "auto"))
-        self.env = environment(device)
-        self.env["threads"], self.env["threads_reason"] = budget.threads, budget.reason
-        self.env.update(run_provenance(self.config_dict()))  # adaxbench's version, users' code
-        seed = int(cfg.seed)
-        seed_everything(seed)
-        task = build_task(cfg.task, cfg.data, device, seed, train_limit=tr.train_limit,
-                          channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
-                          eval_limit=tr.get("eval_limit"))
-        self.env["data_source"] = getattr(task, "source", None)
-        self.epochs_total = int(effective_epochs(cfg))
-        self.batch_size = int(task.batch_size)
-        steps_per_epoch = task.steps_per_epoch
+    # ---- setup ---------------------------------------------------------------------
+    def build(self, setup: Setup, optimizer_spec: tuple[type, dict[str, Any]], resume: bool,
+              console: bool = False) -> Trainee:
+        """This run's model, optimizer and LR scheduler (from its checkpoint where it resumes) and its
+        loggers (``console``: with the console line).  Models come from the global RNG: the caller
+        seeds it.  From here the run's files follow its memory (``take_over``)."""
+        cfg, task = self.cfg, setup.task
+        self.env = dict(setup.env)
+        self.epochs_total, self.batch_size = setup.epochs_total, int(task.batch_size)
         model = task.model()
         cls, kwargs = optimizer_spec
-        kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, tr.get("optimizer_impl", "auto"), device)
+        kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, cfg.trainer.get("optimizer_impl", "auto"),
+                                                         setup.device)
         optimizer = cls(model.parameters(), **kwargs)
         self.record_optimizer(optimizer)
-        # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch through a closure.
-        closure_step = needs_closure(cls, kwargs)
         # AdaHessian / SophiaH estimate the Hessian from the gradient's own graph.
         create_graph = needs_create_graph(cls, kwargs, cfg.optimizer.get("create_graph"))
         if create_graph:  # zero_grad(set_to_none=True) breaks the cycle torch warns of
             warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
         # Stepped once per optimizer step, whichever schedule (built-in or own) it is.
-        scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps_per_epoch,
-                                    steps_per_epoch * self.epochs_total)
-        forward = torch.compile(model) if tr.compile else model
+        steps = task.steps_per_epoch
+        scheduler = build_scheduler(optimizer, effective_schedule(cfg), steps, steps * self.epochs_total)
+        trainee = Trainee(model, optimizer, scheduler, (cls, kwargs), torch.compile(model) if cfg.trainer.compile
+                          else model, needs_closure(cls, kwargs), create_graph)
         resumed = resume and self.load_checkpoint(model, optimizer, scheduler)
         if resumed:
             log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
         self.take_over(resumed)
         self.write()
-        if self.stop_signals is not None:  # from here a signal stops the run at a step boundary
-            self.stop_signals.deferred = True
-
-        use_bf16 = tr.precision == "bf16"
-        autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-        log_every = int(tr.log_every)
-        params = [p for p in model.parameters() if p.requires_grad]
-        diagnostics = getattr(optimizer, "diagnostics", None)
-        show = {"auto": None, True: False, False: True}[tr.get("progress", "auto")]
-        desc = f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}"
-        bar = tqdm(total=steps_per_epoch * self.epochs_total, initial=self.step, disable=show, dynamic_ncols=True,
-                   desc=desc, unit="step", leave=False)
-        self.loggers = build_loggers(self.config_dict().get("logger"), console=bar.disable, run_name=desc,
-                                     extra=self.extra_loggers)  # console: when the bar is off
+        self.loggers = build_loggers(self.config_dict().get("logger"), console=console, run_name=run_name(cfg),
+                                     extra=self.extra_loggers)
         self.loggers.start(self.run_dir, {**self.config_dict(), "optimizer_hparams": self.optimizer_hparams}, self.step)
         training_point(optimizer)  # a checkpoint holds the evaluation point (schedule-free optimizers)
+        return trainee
+
+    # ---- bookkeeping (a run alone and each member of a pack) -----------------------------
+    def record_evaluation(self, results: dict[str, dict[str, float]], seconds: float) -> None:
+        """Record an evaluation after ``epochs_done`` epochs; Diverged on a non-finite loss."""
+        epoch = float(self.epochs_done)
+        self.eval_seconds += seconds
+        for split, values in results.items():
+            self.metrics.add(self.step, epoch, self.train_seconds, split, values)
+            self.loggers.log(split, values, self.step, epoch)
+            for metric, value in values.items():
+                self.final[f"{split}/{metric}"] = value
+        bad = [v["loss"] for v in results.values() if "loss" in v and not math.isfinite(v["loss"])]
+        if bad:
+            raise Diverged(f"non-finite evaluation loss ({bad[0]}) after epoch {epoch:g}")
+
+    def log_step(self, task, trainee: Trainee, loss: float, lr: float, accuracy: float | None,
+                 grad_norm: torch.Tensor | None, diagnostics: dict[str, float], seconds: float) -> None:
+        """Record the metrics of the step just taken (a log step); Diverged on a non-finite loss."""
+        row = {"loss": loss, "lr": lr}
+        if accuracy is not None:
+            row["accuracy"] = accuracy
+        if grad_norm is not None:
+            row["grad_norm"] = grad_norm.item()
+        row.update(diagnostics)
+        if "beta2_hat" not in row and (b2 := torch_beta2_hat(trainee.optimizer, self.step)) is not None:
+            row["beta2_hat"] = b2
+        row.update(task.log_metrics(trainee.model))
+        epoch = self.step / task.steps_per_epoch
+        self.metrics.add(self.step, epoch, seconds, "batch", row)
+        self.loggers.log("batch", row, self.step, epoch)
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite minibatch loss ({loss}) at step {self.step}")
+
+    def finish(self) -> RunResult:
+        """The run has ended: its record, and how it ended."""
+        self.write()
+        self.drop_checkpoint()
+        return RunResult(Status(self.status).value, self.run_dir, self.error)
+
+    def drop_checkpoint(self) -> None:
+        """A finished run is never resumed: free the disk of its checkpoint (unless kept)."""
+        if Status(self.status).finished and not self.cfg.trainer.get("keep_checkpoint", False):
+            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    # ---- training ----------------------------------------------------------------
+    def execute(self, resume: bool, optimizer_spec: tuple[type, dict[str, Any]]) -> RunResult:
+        """Train to an end status; ``optimizer_spec`` is (class, kwargs) from ``check_config``."""
+        setup = prepare(self.cfg, run_provenance(self.config_dict()))
+        return self.train(setup, self.build(setup, optimizer_spec, resume, console=progress_hidden(self.cfg)))
+
+    def train(self, setup: Setup, trainee: Trainee) -> RunResult:
+        """Train a built run (``build``) to an end status."""
+        if self.stop_signals is not None:  # from here a signal stops the run at a step boundary
+            self.stop_signals.deferred = True
+        bar = progress_bar(self.cfg, setup.task.steps_per_epoch * self.epochs_total, self.step)
         try:
             if self.epochs_done == 0 and self.step == 0:
-                with autocast(), evaluation_point(optimizer):
-                    self.evaluate(task, forward, 0.0)
-                self.write()
+                self.evaluate(setup, trainee)
             for epoch in range(self.epochs_done, self.epochs_total):
-                forward.train()
-                gen = epoch_generator(seed, epoch, device)
-                t_epoch = time.perf_counter()
-                batches = task.batches(epoch, gen)
-                if (done := self.step - epoch * steps_per_epoch) > 0:
-                    # Resumed mid-epoch: replay the epoch's order (a function of seed and epoch)
-                    # and skip the batches already trained, so the run continues exactly.
-                    batches = itertools.islice(batches, done, None)
-                for batch in batches:
-                    if self.stop_signals is not None and self.stop_signals.received:
-                        self.train_seconds += time.perf_counter() - t_epoch
-                        with evaluation_point(optimizer):
-                            self.stop_here(model, optimizer, scheduler, bool(tr.checkpoint))
-                    logging_step = (self.step + 1) % log_every == 0
-                    with autocast():
-                        loss, correct = task.loss(forward, batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward(create_graph=create_graph)
-                    if logging_step:
-                        grads = [p.grad for p in params if p.grad is not None]
-                        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
-                    lr = optimizer.param_groups[0]["lr"]
-                    if closure_step:
-                        optimizer.step(_closure(task, forward, batch, optimizer, autocast, create_graph))
-                    else:
-                        optimizer.step()
-                    # Diagnostics describe the step just taken (before the lr moves on).
-                    diag = diagnostics() if logging_step and diagnostics else {}
-                    scheduler.step()
-                    task.after_step(model)
-                    self.step += 1
-                    if logging_step:
-                        value = loss.item()  # the one sync of a log step
-                        now = self.train_seconds + time.perf_counter() - t_epoch
-                        row = {"loss": value, "lr": lr}
-                        if correct is not None:
-                            row["accuracy"] = correct.item() / len(batch[1])
-                        if grad_norm is not None:
-                            row["grad_norm"] = grad_norm.item()
-                        row.update(diag)
-                        if "beta2_hat" not in row and (b2 := torch_beta2_hat(optimizer, self.step)) is not None:
-                            row["beta2_hat"] = b2
-                        row.update(task.log_metrics(model))
-                        self.metrics.add(self.step, self.step / steps_per_epoch, now, "batch", row)
-                        self.loggers.log("batch", row, self.step, self.step / steps_per_epoch)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", **(
-                            {"acc": f"{row['accuracy']:.3f}"} if "accuracy" in row else {}),
-                            sps=f"{self.step * self.batch_size / max(now, 1e-9):.0f}")
-                        if not math.isfinite(value):
-                            raise Diverged(f"non-finite minibatch loss ({value}) at step {self.step}")
-                    bar.update(1)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                self.train_seconds += time.perf_counter() - t_epoch
-                self.epochs_done = epoch + 1
-                with evaluation_point(optimizer):
-                    with autocast():
-                        self.evaluate(task, forward, float(self.epochs_done))
-                    # Metrics first: a checkpoint never refers to rows that are not on disk (a kill in
-                    # between leaves extra rows, which the resume drops and replays).
-                    self.write()
-                    if tr.checkpoint:
-                        self.save_checkpoint(model, optimizer, scheduler)
+                self.train_epoch(setup, trainee, epoch, bar)
+                self.evaluate(setup, trainee)
                 self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
             self.status = Status.COMPLETED
         except Diverged as e:
@@ -495,10 +501,126 @@ class Run:
             ending = sys.exc_info()[1]  # an exception on its way out: a crash or a signal
             self.loggers.close(self.status if ending is None else
                                "failed" if isinstance(ending, Exception) else "interrupted")
-        self.write()
-        if not tr.get("keep_checkpoint", False):  # a finished run is never resumed: free the disk
-            (self.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        return RunResult(self.status.value, self.run_dir, self.error)
+        return self.finish()
+
+    def evaluate(self, setup: Setup, trainee: Trainee) -> None:
+        """Evaluate and record at the optimizer's evaluation point; then save there, after an epoch."""
+        with evaluation_point(trainee.optimizer):
+            t0 = time.perf_counter()
+            with setup.autocast():
+                results = setup.task.evaluate(trainee.forward)
+            self.record_evaluation(results, time.perf_counter() - t0)
+            if self.epochs_done == 0:
+                self.write()
+            else:
+                self.save(trainee)
+
+    def train_epoch(self, setup: Setup, trainee: Trainee, epoch: int, bar) -> None:
+        task = setup.task
+        trainee.forward.train()
+        t_epoch = time.perf_counter()
+        batches = task.batches(epoch, epoch_generator(int(self.cfg.seed), epoch, setup.device))
+        if (done := self.step - epoch * task.steps_per_epoch) > 0:
+            # Resumed mid-epoch: replay the epoch's order (a function of seed and epoch)
+            # and skip the batches already trained, so the run continues exactly.
+            batches = itertools.islice(batches, done, None)
+        for batch in batches:
+            self.stop_if_asked(trainee, t_epoch)
+            self.take_step(setup, trainee, batch, t_epoch, bar)
+            bar.update(1)
+        if setup.device.type == "cuda":
+            torch.cuda.synchronize(setup.device)
+        self.train_seconds += time.perf_counter() - t_epoch
+        self.epochs_done = epoch + 1
+
+    def take_step(self, setup: Setup, trainee: Trainee, batch: Any, t_epoch: float, bar) -> None:
+        task, optimizer = setup.task, trainee.optimizer
+        logging_step = (self.step + 1) % int(self.cfg.trainer.log_every) == 0
+        with setup.autocast():
+            loss, correct = task.loss(trainee.forward, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(create_graph=trainee.create_graph)
+        grad_norm = global_norm([p.grad for p in trainee.model.parameters()]) if logging_step else None
+        lr = optimizer.param_groups[0]["lr"]
+        if trainee.closure_step:  # L-BFGS / SAM-style optimizers re-evaluate the loss of the same batch
+            optimizer.step(_closure(task, trainee.forward, batch, optimizer, setup.autocast, trainee.create_graph))
+        else:
+            optimizer.step()
+        # Diagnostics describe the step just taken (before the lr moves on).
+        diagnostics = getattr(optimizer, "diagnostics", None)
+        diag = diagnostics() if logging_step and diagnostics else {}
+        trainee.scheduler.step()
+        task.after_step(trainee.model)
+        self.step += 1
+        if not logging_step:
+            return
+        value = loss.item()  # the one sync of a log step
+        now = self.train_seconds + time.perf_counter() - t_epoch
+        accuracy = correct.item() / len(batch[1]) if correct is not None else None
+        bar.set_postfix(epoch=math.ceil(self.step / task.steps_per_epoch), loss=f"{value:.4f}",
+                        **({"acc": f"{accuracy:.3f}"} if accuracy is not None else {}),
+                        sps=f"{self.step * self.batch_size / max(now, 1e-9):.0f}")
+        self.log_step(task, trainee, value, lr, accuracy, grad_norm, diag, now)
+
+
+@dataclass
+class Setup:
+    """What the runs of one setting train with, built once (``prepare``) for a run alone or a pack."""
+
+    device: torch.device
+    task: Any
+    env: dict[str, Any]  # run.json's env: machine, thread budget, provenance, data source
+    epochs_total: int
+    autocast: Callable[[], Any]
+
+
+@dataclass
+class Trainee:
+    """A run's model, optimizer and LR scheduler (``Run.build``)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    spec: tuple[type, dict[str, Any]]  # the optimizer's class and arguments, its implementation chosen
+    forward: Any = None  # the model as called: compiled with trainer.compile
+    closure_step: bool = False
+    create_graph: bool = False
+
+
+def prepare(cfg: DictConfig, provenance: dict[str, Any]) -> Setup:
+    """The device, this process's thread budget and the task (built after ``seed_everything``)."""
+    tr = cfg.trainer
+    device = resolve_device(tr.device)
+    budget = threads.configure(tr.get("threads", "auto"))  # one run or one pack trains at a time
+    env = {**environment(device), "threads": budget.threads, "threads_reason": budget.reason, **provenance}
+    seed_everything(int(cfg.seed))
+    task = build_task(cfg.task, cfg.data, device, int(cfg.seed), train_limit=tr.train_limit,
+                      channels_last=bool(tr.channels_last), eval_batch_size=tr.eval_batch_size,
+                      eval_limit=tr.get("eval_limit"))
+    env["data_source"] = getattr(task, "source", None)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if tr.precision == "bf16" \
+        else contextlib.nullcontext
+    return Setup(device, task, env, int(effective_epochs(cfg)), autocast)
+
+
+def run_name(cfg: DictConfig) -> str:
+    return f"{cfg.task.name}/{cfg.optimizer.get('name', '?')}"
+
+
+def progress_hidden(cfg: DictConfig) -> bool:
+    """trainer.progress: true, false, or auto (shown on a terminal, as tqdm decides)."""
+    return {"auto": not sys.stderr.isatty(), True: False, False: True}[cfg.trainer.get("progress", "auto")]
+
+
+def progress_bar(cfg: DictConfig, total: int, initial: int, suffix: str = "") -> tqdm:
+    return tqdm(total=total, initial=initial, disable=progress_hidden(cfg), dynamic_ncols=True,
+                desc=run_name(cfg) + suffix, unit="step", leave=False)
+
+
+def global_norm(grads: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The gradients' joint 2-norm (None without any)."""
+    grads = [g for g in grads if g is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
 
 
 def _torch_save(state: dict[str, Any], path: str) -> None:
@@ -714,9 +836,10 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
         lock.release()
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
-                loggers: list | None = None) -> RunResult:
+def admit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool, dir_key: str,
+          raise_config_errors: bool, loggers: list | None = None) -> tuple[Run, tuple[type, dict]] | RunResult:
+    """The checks of a launch into a locked ``run_dir`` (``run_in_dir``, a pack's job): its Run and
+    optimizer (class, kwargs), or the result of a run that finished or whose config is wrong."""
     previous, finished = check_previous(run_dir, overrides, resume, dir_key)
     if finished is not None:
         return finished
@@ -731,23 +854,22 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
             raise
         return RunResult("failed", run_dir, str(e))
     check_same_config(run, dir_key)
+    return run, optimizer_spec
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
+                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
+                loggers: list | None = None) -> RunResult:
+    admitted = admit(cfg, run_dir, overrides, resume, dir_key, raise_config_errors, loggers)
+    if isinstance(admitted, RunResult):
+        return admitted
+    run, optimizer_spec = admitted
     if accepted is not None:
         accepted()
     stop = run.stop_signals = StopSignals()
     with stop.installed():
         try:
             return run.execute(resume=resume, optimizer_spec=optimizer_spec)
-        except CheckpointError as e:  # files untouched: the user restores or deletes the checkpoint
-            if raise_config_errors:
-                raise ConfigError(str(e)) from None
-            log.error("%s", e)
-            return RunResult("failed", run_dir, str(e))
-        except (ConfigError, TaskError) as e:
-            run.status, run.error = Status.FAILED, str(e).splitlines()[0] if str(e) else type(e).__name__
-            run.write()
-            if raise_config_errors:
-                raise ConfigError(run.error) from None
-            return RunResult("failed", run_dir, run.error)
         except Interrupted as e:
             requeue = stop.requeue_handler(e.signum)
             if requeue is not None and run.stalled():
@@ -760,8 +882,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 log.error("run failed: %s", run.error)
                 run.write()
                 return RunResult("failed", run_dir, run.error)
-            run.status, run.error = Status.INTERRUPTED, f"received {e}"
-            run.write()
+            run.record_ending(e)
             if requeue is not None:
                 try:
                     requeue(e.signum, None)  # submitit: pickle the job, `scontrol requeue` it, exit
@@ -770,26 +891,24 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                     run.write()
                     return RunResult("failed", run_dir, run.error)
             raise
-        except SystemExit:
-            # submitit's preemption/timeout handler requeues the job and exits from inside
-            # the loop; the requeued job resumes from the last checkpoint.
-            run.status, run.error = Status.INTERRUPTED, "exited during training (preempted or timed out?)"
-            run.write()
-            raise
-        except WriteError as e:  # disk full, or the run dir became unwritable: no traceback to keep
-            run.status, run.error = Status.FAILED, f"{e}; {run.saved_note()}"
-            run.record_failure()
+        except (SystemExit, Exception) as e:  # a failed run is a recorded result; the sweep goes on
+            run.record_ending(e)
+            if isinstance(e, SystemExit):  # submitit requeued the job: it resumes from the last checkpoint
+                raise
+            if raise_config_errors and isinstance(e, (CheckpointError, ConfigError, TaskError)):
+                raise ConfigError(run.error) from None
+            if isinstance(e, CheckpointError):
+                log.error("%s", e)
             return RunResult("failed", run_dir, run.error)
-        except Exception as e:  # a crash of this run is a recorded result; the sweep goes on
-            run.status, run.error = Status.FAILED, _first_line(e)
-            try:
-                write_text(run_dir / ERROR_LOG, traceback.format_exc())
-                where = f"traceback in {run_dir / ERROR_LOG}"
-            except OSError as why:  # must not hide the run's own error
-                where = f"no traceback saved: {why}"
-            log.error("run failed: %s (%s)", run.error, where)
-            run.record_failure()
-            return RunResult("failed", run_dir, run.error)
+
+
+def print_result(result: RunResult) -> None:
+    """The run's result line (stderr)."""
+    rec, _ = read_record(result.run_dir)
+    if rec is not None and rec.status.value == result.status:
+        print(result_line(rec, result.run_dir), file=sys.stderr)
+    else:  # e.g. a checkpoint that could not be read: run.json was left as it was
+        print(f"{result.status}: {result.run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
 
 
 def main_from_hydra(cfg: DictConfig) -> str:
@@ -827,11 +946,7 @@ def main_from_hydra(cfg: DictConfig) -> str:
         if multirun:
             raise KeyboardInterrupt from None
         sys.exit(128 + e.signum)
-    rec, _ = read_record(run_dir)
-    if rec is not None and rec.status.value == result.status:
-        print(result_line(rec, run_dir), file=sys.stderr)
-    else:  # e.g. a checkpoint that could not be read: run.json was left as it was
-        print(f"{result.status}: {run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
+    print_result(result)
     if not multirun and result.exit_code:
         sys.exit(result.exit_code)
     return result.status

@@ -1,18 +1,19 @@
-"""The typed shape of a run config: Hydra structured configs (dataclasses in the ConfigStore).
+"""The run config, declared once: keys, types and ranges (Hydra structured configs).
 
 ``RunConfig`` is the schema of the primary config (``configs/config.yaml`` lists it first in
 its defaults), so the trainer and data groups, ``seed`` and ``resume`` are typed when Hydra
-composes: ``trainer.epochs=abc`` or ``trainer.compile=maybe`` fail right there.
+composes: ``trainer.epochs=abc`` fails right there.  Tasks and lr schedules come in kinds with
+different keys, and a user's plug-in (``task._target_=mypkg.MyTask``) takes whatever its
+constructor takes, so those groups stay free-form at composition; ``validate.check_schema``
+checks a built-in task or schedule against the dataclass of its kind, and the whole tree against
+these dataclasses again (``+key=value`` force-adds keys even to a structured node).
 
-Tasks and lr schedules come in several kinds with different keys, and a user's plug-in
-(``task._target_=mypkg.MyTask``, ``lr_schedule._target_=torch.optim.lr_scheduler.StepLR``)
-takes any keys its constructor takes, so those groups stay free-form at composition;
-``validate.check_config`` checks a built-in task or schedule against the dataclass of its kind
-(``TASK_SCHEMAS``, ``SCHEDULE_SCHEMAS``) and leaves ``_target_`` configs to their own checks.
-``+key=value`` can add keys even to a structured node (Hydra's force-add), so the unknown-key
-check of the whole tree also happens in ``validate``, against these same dataclasses.
-
-Every key of the run config is declared here: a new trainer or top-level key needs a field.
+What a type cannot say is a field's metadata (``checked``), read by one checker,
+``validate.check_value``: ``low``/``high`` bounds (closed below, open above, unless
+``low_open``/``high_open`` say otherwise; integers take ``low`` only), ``choices``, a ``pattern``
+a string must match, ``length`` of a list, ``null`` (null has a meaning: the message says so)
+and ``says`` (the words a message uses for what is accepted).  Every number is finite.
+Every key of the run config is declared here: a new key needs a field.
 """
 
 from __future__ import annotations
@@ -23,23 +24,36 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 
+def checked(default: Any, **rules: Any) -> Any:
+    """A field with the rules ``validate.check_value`` applies to it (see the module's docstring)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=rules)
+    return field(default=default, metadata=rules)
+
+
+SPLIT_METRIC = dict(pattern=r"(train|valid|test)/.+",
+                    says="SPLIT/METRIC with SPLIT train, valid or test (e.g. test/accuracy)")
+# The largest seed: each epoch's data order is drawn from a torch.Generator seeded with
+# seed * 1_000_003 + epoch (runner.epoch_generator), which must fit in a signed 64-bit integer.
+MAX_SEED = 2**63 // 1_000_003 - 1
+
+
 @dataclass
 class TrainerSchema:
-    epochs: Optional[int] = None
-    device: str = "auto"
-    train_limit: Optional[int] = None
-    eval_limit: Optional[int] = None
-    log_every: int = 50
-    optimizer_impl: str = "auto"
-    precision: str = "fp32"
+    epochs: Optional[int] = checked(None, low=1, null=True)
+    device: str = "auto"  # checked by validate.resolve_device (what exists here)
+    train_limit: Optional[int] = checked(None, low=1, null=True)
+    eval_limit: Optional[int] = checked(None, low=1, null=True)
+    log_every: int = checked(50, low=1)
+    optimizer_impl: str = checked("auto", choices=("auto", "fused", "foreach", "forloop"))
+    precision: str = checked("fp32", choices=("fp32", "bf16"))
     compile: bool = False
     channels_last: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int = checked(1000, low=1)
     checkpoint: bool = True
-    progress: Any = "auto"  # auto | true | false (a union OmegaConf cannot type)
-    # Keys other branches add (issue 8 §2: keep_checkpoint; SLURM thread budgets: threads = auto | N).
+    progress: Any = checked("auto", choices=("auto", True, False), says="auto, true or false")
     keep_checkpoint: bool = False
-    threads: Any = "auto"
+    threads: Any = "auto"  # auto | N, checked by threads.parse_setting
 
 
 @dataclass
@@ -55,94 +69,103 @@ class RunConfig:
     lr_schedule: Any = None   # null: the task's protocol schedule (task.lr_schedule)
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     data: DataSchema = field(default_factory=DataSchema)
-    seed: int = 0
+    seed: int = checked(0, low=0)  # and <= MAX_SEED
     resume: bool = False
     logger: Any = None        # the logger group (none | tensorboard | wandb), checked by its own code
 
 
 @dataclass
-class ImageTaskSchema:
+class TaskSchema:
+    """The keys of every built-in task kind."""
     name: str = MISSING
-    kind: str = "image"
-    dataset: Any = MISSING    # a dataset name, a user's file (.pt) or a mapping with _target_ (a user's dataset)
-    model: Any = MISSING      # a model name, or a mapping with _target_ (a user's model)
-    batch_size: int = MISSING
-    epochs: int = MISSING
-    l2_reg: float = 0.0
-    augment: bool = False
-    crop_padding: int = 4
-    color_jitter: Any = None  # null or {brightness, contrast, saturation} (checked by the task)
-    normalize: Any = None     # dataset | none | {mean, std} (checked by the task)
-    drop_last: bool = True
-    valid_size: int = 10000
-    train_eval_size: int = 10000
+    kind: str = MISSING
+    batch_size: int = checked(MISSING, low=1)
+    epochs: int = checked(MISSING, low=1)
     target: Optional[float] = None
-    target_metric: Optional[str] = None
-    metric: Optional[str] = None
-    select_metric: Optional[str] = None  # what report/best select on where there is no validation split
+    target_metric: Optional[str] = checked(None, **SPLIT_METRIC)
+    metric: Optional[str] = checked(None, **SPLIT_METRIC)
+    select_metric: Optional[str] = checked(None, **SPLIT_METRIC)  # report/best's, where there is no valid split
     equivalence_margin: Any = None  # report's margin m: a number (the task's metric) or {METRIC: M}
-    lr_schedule: Any = None
+    lr_schedule: Any = None   # checked as an lr schedule
 
 
 @dataclass
-class SyntheticTaskSchema:
-    name: str = MISSING
+class ImageTaskSchema(TaskSchema):
+    kind: str = "image"
+    dataset: Any = MISSING    # a dataset name, a user's file (.pt) or a mapping with _target_ (a user's dataset)
+    model: Any = MISSING      # a model name, or a mapping with _target_ (a user's model)
+    l2_reg: float = checked(0.0, low=0)
+    augment: bool = False
+    crop_padding: int = checked(4, low=0)
+    color_jitter: Any = None  # null or {brightness, contrast, saturation} (checked by the task)
+    normalize: Any = None     # dataset | none | {mean, std} (checked by the task)
+    drop_last: bool = True
+    valid_size: int = checked(10000, low=0)
+    train_eval_size: int = checked(10000, low=1)
+
+
+@dataclass
+class SyntheticTaskSchema(TaskSchema):
     kind: str = "synthetic"
     problem: str = MISSING
-    batch_size: int = MISSING
-    epochs: int = MISSING
-    target: Optional[float] = None
-    target_metric: Optional[str] = None
-    metric: Optional[str] = None
-    select_metric: Optional[str] = None  # what report/best select on where there is no validation split
-    equivalence_margin: Any = None  # report's margin m: a number (the task's metric) or {METRIC: M}
-    lr_schedule: Any = None
-    noise_level: Optional[float] = None   # quadratic_deep, rosenbrock_2d
-    train_size: Optional[int] = None      # quadratic_deep, rosenbrock_2d
-    start: Optional[List[float]] = None   # rosenbrock_2d
-    steps_per_epoch: Optional[int] = None  # reddi_*
-    x0: Optional[float] = None            # reddi_*
+    noise_level: Optional[float] = checked(None, low=0)
+    train_size: Optional[int] = None      # at least task.batch_size
+    start: Optional[List[float]] = checked(None, length=2)  # [u, v]
+    steps_per_epoch: Optional[int] = checked(None, low=1)
+    x0: Optional[float] = checked(None, low=-1, high=1, high_open=False)
 
 
-# Keys each synthetic problem reads (beyond the common ones), so a key of another problem is refused.
+# Keys each synthetic problem reads (beyond those of every task), so a key of another problem is refused.
 SYNTHETIC_KEYS = {"quadratic_deep": ("noise_level", "train_size"),
                   "rosenbrock_2d": ("noise_level", "train_size", "start"),
                   "reddi_online": ("steps_per_epoch", "x0"),
                   "reddi_stochastic": ("steps_per_epoch", "x0")}
-SYNTHETIC_COMMON = ("name", "kind", "problem", "batch_size", "epochs", "target", "target_metric", "metric",
-                    "select_metric", "equivalence_margin", "lr_schedule")
 
 
 @dataclass
-class ConstantScheduleSchema:
+class ScheduleSchema:
+    name: str = MISSING
+    warmup_steps: int = checked(0, low=0)
+
+
+@dataclass
+class ConstantScheduleSchema(ScheduleSchema):
     name: str = "constant"
-    warmup_steps: int = 0
 
 
 @dataclass
-class InverseSqrtScheduleSchema:
+class InverseSqrtScheduleSchema(ScheduleSchema):
     name: str = "inverse_sqrt"
-    warmup_steps: int = 0
 
 
 @dataclass
-class StepScheduleSchema:
+class StepScheduleSchema(ScheduleSchema):
     name: str = "step"
-    milestones: List[int] = field(default_factory=lambda: [100, 150])
-    gamma: float = 0.1
-    warmup_steps: int = 0
+    milestones: List[int] = checked([100, 150], low=1, says="a list of positive epoch numbers")
+    gamma: float = checked(0.1, low=0, low_open=True)
 
 
 @dataclass
-class CosineScheduleSchema:
+class CosineScheduleSchema(ScheduleSchema):
     name: str = "cosine"
-    min_factor: float = 0.0
-    warmup_steps: int = 0
+    min_factor: float = checked(0.0, low=0, high=1, high_open=False)
 
 
 TASK_SCHEMAS = {"image": ImageTaskSchema, "synthetic": SyntheticTaskSchema}
 SCHEDULE_SCHEMAS = {"constant": ConstantScheduleSchema, "inverse_sqrt": InverseSqrtScheduleSchema,
                     "step": StepScheduleSchema, "cosine": CosineScheduleSchema}
+
+# Ranges of the hyperparameters the optimizers of torch and adaxbench share (a user's optimizer may
+# define its keys otherwise, Adan's three betas, so it gets only lr > 0 and finite numbers).
+HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "lr": dict(low=0, low_open=True), "betas": dict(low=0, high=1, length=2),
+    "beta1": dict(low=0, high=1), "momentum": dict(low=0, high=1), "alpha": dict(low=0, high=1),
+    "dampening": dict(low=0, high=1, high_open=False), "beta2": dict(low=0, high=1, null=True),
+    **{key: dict(low=0) for key in ("eps", "weight_decay", "lr_decay", "initial_accumulator_value")},
+    **{key: dict(low=0, low_open=True) for key in ("decay_rate", "d")},
+    **{key: dict(kind=bool) for key in ("amsgrad", "nesterov", "centered", "maximize", "bias_correction1",
+                                         "decoupled_weight_decay")},
+}
 SCHEMA_NAME = "adaxbench_schema"
 
 

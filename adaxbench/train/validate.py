@@ -1,11 +1,10 @@
-"""Check a composed config before any data is read or any step is taken.
+"""Check a composed config before any data is read or any step is taken: ``check_config``.
 
-Every problem becomes a ``ConfigError`` with one line naming the key, what was given and
-what is accepted.  Keys and types come from the schema (``schema.py``: Hydra structured
-configs); the ranges a type cannot say (lr > 0 and finite, batch size <= training set...)
-are checked here, in one place.  The optimizer is also constructed once on a dummy
-parameter, so its own argument checks (and unknown keyword arguments) surface here too.
-``adaxbench run`` calls ``check_config`` on every job of a sweep before the first starts.
+The runner, the packed launcher, the Python API and ``adaxbench run``'s preflight (on every job
+of a sweep before the first starts) all call it.  Every problem becomes a ``ConfigError``, one
+line naming the key, what was given and what is accepted.  Keys, types and ranges are declared
+once, in the schema (``schema.py``); ``check_schema`` and ``check_value`` apply them.  The
+optimizer is also constructed on a dummy parameter, so its own argument checks speak here too.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import inspect
 import math
 import numbers
 import os
+import re
 import tempfile
 import typing
 import warnings
@@ -31,6 +31,8 @@ from ..optim.schedules import SCHEDULES
 from ..plugins import locate
 from . import schema as S
 from . import threads
+from .optimizer import BUILTIN_OPTIMIZER_MODULES, needs_closure, needs_create_graph
+from .schema import MAX_SEED
 
 # Keys of the optimizer config that are not constructor arguments: bookkeeping, and the switches
 # optimizer.allow_extra (pass keys a class takes only through **kwargs) and optimizer.create_graph
@@ -38,15 +40,6 @@ from . import threads
 OPTIMIZER_META = ("name", "_target_", "allow_extra", "create_graph")
 # A key an optimizer config leaves at ??? (configs/optimizer/custom.yaml's lr): the class's default.
 UNSET = "???"
-# Optimizers shipped with torch or adaxbench get the hyperparameter range checks below; a
-# user's optimizer may define its keys differently (Adan's three betas), so only generic
-# checks apply to it (finite numbers, lr > 0) plus its own constructor's checks.
-BUILTIN_OPTIMIZER_MODULES = ("torch.optim", "adaxbench.optim")
-PRECISIONS = ("fp32", "bf16")
-# The largest seed: each epoch's data order is drawn from a torch.Generator seeded with
-# seed * 1_000_003 + epoch (runner.epoch_generator), which must fit in a signed 64-bit integer.
-MAX_SEED = 2**63 // 1_000_003 - 1
-OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "forloop")
 
 
 def _plain(cfg: Any) -> Any:
@@ -55,7 +48,7 @@ def _plain(cfg: Any) -> Any:
         try:
             return OmegaConf.to_container(cfg, resolve=True)
         except Exception as e:  # a broken interpolation, e.g. ${oc.env:...} typo
-            raise ConfigError(f"config cannot be resolved: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"config cannot be resolved: {first_line(e)}") from None
     return cfg
 
 
@@ -63,72 +56,84 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _number(key: str, v: Any, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = True) -> float:
-    lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-    hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-    what = f"a number in {lo}, {hi}" if lo and hi else (f"a number {'>' if low_open else '>='} {low:g}" if lo else "a number")
-    if not _is_number(v):
-        raise ConfigError(f"{key} must be {what}, got {v!r}")
-    given, v = v, float(v)
-    if not math.isfinite(v):
-        raise ConfigError(f"{key} must be a finite {what[2:]}, got {given!r}")
-    if v != v or (low is not None and (v < low or (low_open and v == low))) or \
-            (high is not None and (v > high or (high_open and v == high))):
-        raise ConfigError(f"{key} must be {what}, got {given!r}")
-    return v
+def first_line(e: Any) -> str:
+    """The first non-blank line of an error's text (its type's name where it has none)."""
+    text = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+    return text or (type(e).__name__ if isinstance(e, BaseException) else "")
 
 
-def _int(key: str, v: Any, *, low: int = 1, allow_none: bool = False) -> int | None:
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        extra = " or null" if allow_none else ""
-        raise ConfigError(f"{key} must be an integer >= {low}{extra}, got {v!r}")
-    return v
+def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, list(accepted), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
-def _bool(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key} must be true or false, got {v!r}")
-    return v
+# ------------------------------------------------------------------ values (one rule vocabulary)
+
+def accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = True, choices: tuple | None = None, null: bool = False, listed: bool = False,
+            length: int | None = None, **_: Any) -> str:
+    """What a value of ``kind`` (a list of them where ``listed``) may be under these rules, in a message's words."""
+    if kind is bool:
+        what = "true or false"
+    elif choices is not None:
+        what = f"one of {', '.join(map(str, choices))}"
+    elif kind is int:
+        what = "an integer" + ("" if low is None else f" >= {low}")
+    elif low is not None and high is not None:
+        what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    else:
+        what = "a number" + ("" if low is None else f" {'>' if low_open else '>='} {low:g}")
+    if listed or length is not None:
+        each = what.replace("a number", "numbers").replace("an integer", "integers")
+        what = f"a list of {'two ' if length == 2 else ''}{each}"
+    return what + (" or null" if null else "")
 
 
-# Range checks for hyperparameters shared by many optimizers (key -> checker).
-def _check_hyper(key: str, v: Any) -> None:
-    full = f"optimizer.{key}"
-    if key == "lr":
-        _number(full, v, low=0, low_open=True, high=None)
-    elif key == "betas":
-        if not isinstance(v, (list, tuple)) or len(v) != 2:
-            raise ConfigError(f"{full} must be a list of two numbers in [0, 1), got {v!r}")
-        for i, b in enumerate(v):
-            _number(f"{full}[{i}]", b, low=0, high=1)
-    elif key in ("beta1", "momentum", "dampening", "alpha"):
-        _number(full, v, low=0, high=1, high_open=(key != "dampening"))
-    elif key == "beta2":
-        if v is not None:
-            _number(full, v, low=0, high=1)
-    elif key in ("eps", "weight_decay", "lr_decay", "initial_accumulator_value"):
-        if key == "eps" and isinstance(v, (list, tuple)):  # Adafactor's (eps1, eps2)
-            for i, e in enumerate(v):
-                if e is not None:
-                    _number(f"{full}[{i}]", e, low=0)
+def _in_range(v: float, low: float | None = None, high: float | None = None, low_open: bool = False,
+              high_open: bool = True, **_: Any) -> bool:
+    return (low is None or v > low or (v == low and not low_open)) and \
+        (high is None or v < high or (v == high and not high_open))
+
+
+def check_value(key: str, v: Any, kind: Any = float, *, says: str | None = None, listed: bool = False,
+                length: int | None = None, **rules: Any) -> None:
+    """One value against the rules of a schema field (``schema.checked``) or of a hyperparameter
+    (``schema.HYPERPARAMETERS``); ``says`` names what is accepted in place of the derived words."""
+    try:
+        if v is None and rules.get("null"):
+            return
+        if listed or length is not None:
+            if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length):
+                raise ConfigError(f"{key} must be {accepts(kind, listed=True, length=length, **rules)}, got {v!r}")
+            for i, item in enumerate(v):
+                check_value(f"{key}[{i}]", item, kind, **rules)
+            return
+        what = accepts(kind, **rules)
+        if kind is bool or "choices" in rules:
+            ok = isinstance(v, bool) if kind is bool else v in rules["choices"]
+        elif "pattern" in rules:
+            ok = isinstance(v, str) and re.fullmatch(rules["pattern"], v) is not None
+        elif kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool) and _in_range(v, **rules)
         else:
-            _number(full, v, low=0)
-    elif key in ("decay_rate", "d"):
-        _number(full, v, low=0, low_open=True)
-    elif key in ("amsgrad", "nesterov", "centered", "maximize", "bias_correction1", "decoupled_weight_decay"):
-        _bool(full, v)
+            if _is_number(v) and not math.isfinite(v):
+                raise ConfigError(f"{key} must be a finite {what[2:]}, got {v!r}")
+            ok = _is_number(v) and _in_range(float(v), **rules)
+        if not ok:
+            raise ConfigError(f"{key} must be {what}, got {v!r}")
+    except ConfigError:
+        if says is None:
+            raise
+        raise ConfigError(f"{key} must be {says}, got {v!r}") from None
 
 
 def _finite_numbers(key: str, v: Any) -> None:
-    """Generic check for a user optimizer's values: every number finite (lists too)."""
+    """A user's optimizer's values: every number finite (lists too)."""
     if isinstance(v, (list, tuple)):
         for i, item in enumerate(v):
             _finite_numbers(f"{key}[{i}]", item)
-    elif _is_number(v) and not math.isfinite(v):
-        raise ConfigError(f"{key} must be a finite number, got {v!r}")
+    elif _is_number(v):
+        check_value(key, v)
 
 
 def _argument(key: str, value: Any) -> Any:
@@ -144,7 +149,7 @@ def _argument(key: str, value: Any) -> Any:
         except Exception as e:
             cause = e.__cause__ or e
             raise ConfigError(f"{key}: {value['_target_']} cannot be instantiated: "
-                              f"{(str(cause).strip().splitlines() or [type(cause).__name__])[0]}") from None
+                              f"{first_line(cause)}") from None
     return value
 
 
@@ -192,59 +197,42 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     accepted = [p for p, v in params.items() if p not in ("self", "params")
                 and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
     builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
+    meant = functools.partial(did_you_mean, accepted=accepted, prefix="optimizer.")
     for key in ("allow_extra", "create_graph"):
         if opt_cfg.get(key) is not None:
-            _bool(f"optimizer.{key}", opt_cfg[key])
+            check_value(f"optimizer.{key}", opt_cfg[key], bool)
     kwargs: dict[str, Any] = {}
     for key, value in opt_cfg.items():
         if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
-            close = difflib.get_close_matches(key, accepted, n=1)
-            hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{hint}; "
+            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{meant(key)}; "
                               f"accepted: {', '.join(accepted) or '(none)'}")
-        if builtin:
-            if key == "eps" and isinstance(value, list) and not isinstance(params["eps"].default, tuple):
-                _number("optimizer.eps", value, low=0)  # a pair only where the class takes one (Adafactor)
-            _check_hyper(key, value)
+        if builtin or key == "lr" and not isinstance(value, Mapping):
+            rules = S.HYPERPARAMETERS.get(key)
+            if key == "eps" and isinstance(value, list) and isinstance(params["eps"].default, tuple):
+                rules = {**rules, "listed": True, "null": True}  # Adafactor's (eps1, eps2)
+            if rules is not None:
+                check_value(f"optimizer.{key}", value, **rules)
         else:
             _finite_numbers(f"optimizer.{key}", value)
-            if key == "lr" and not isinstance(value, Mapping):
-                _number("optimizer.lr", value, low=0, low_open=True, high=None)
         kwargs[key] = _argument(f"optimizer.{key}", value)
     # Let the optimizer's own checks speak too (e.g. torch.optim's ValueErrors), on a dummy tensor.
     try:
         cls([torch.zeros(1, requires_grad=True)], **kwargs)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first}") from None
+        raise ConfigError(f"optimizer {name} ({target}) rejects its arguments: {first_line(e)}") from None
     # A key only **kwargs takes may be swallowed unused (+optimizer.betaz=... on Lion): refuse it,
     # unless a base optimizer given as an argument (SAM's) names it, as **kwargs go on to it.
     forwarded = [p for v in kwargs.values() if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
                  for p in inspect.signature(v.__init__).parameters]
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
-        close = difflib.get_close_matches(extra[0], accepted, n=1)
-        hint = f" (did you mean optimizer.{close[0]}?)" if close else ""
         raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{hint}; named parameters: {', '.join(accepted) or '(none)'}; "
-                          "set optimizer.allow_extra=true to pass it anyway")
+                          f"would only reach its **kwargs{meant(extra[0])}; named parameters: "
+                          f"{', '.join(accepted) or '(none)'}; set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
-
-
-def needs_create_graph(cls: type, kwargs: dict[str, Any], setting: bool | None = None) -> bool:
-    """Whether backward must keep the gradient's graph (``create_graph=True``) for ``cls.step``:
-    second-order optimizers that estimate the Hessian from it (AdaHessian, SophiaH).  Said by
-    ``optimizer.create_graph``, else by a class attribute ``create_graph = True``, else by the
-    class's docstring asking for ``backward(create_graph=True)`` (pytorch-optimizer's do)."""
-    if setting is not None:
-        return bool(setting)
-    declared = getattr(cls, "create_graph", None)
-    if isinstance(declared, bool):
-        return declared
-    return "create_graph=True" in (inspect.getdoc(cls) or "")
 
 
 def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: bool | None) -> None:
@@ -263,112 +251,60 @@ def _check_second_order(cls: type, kwargs: dict[str, Any], name: str, setting: b
     except RuntimeError as e:
         if not create_graph and "grad" in str(e):
             raise ConfigError(f"optimizer {name} ({cls.__qualname__}) fails its first step with a plain backward "
-                              f"({(str(e).splitlines() or [''])[0]}): a second-order optimizer needs "
+                              f"({first_line(e)}): a second-order optimizer needs "
                               "optimizer.create_graph=true (add + for a config without the key)") from None
     except Exception:  # other probe failures are the run's to report
         pass
 
 
-def effective_hparams(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The hyperparameters the built optimizer holds, class defaults included: its first param
-    group without ``params`` (as JSON: tuples as lists, tensors as numbers, other objects by name).
-    Packed and per-layer groups differ in ``params`` only, and so are one setting."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, (bool, int, float, str)) or v is None:
-            return v
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        if isinstance(v, torch.Tensor) and v.numel() == 1:
-            return v.item()
-        if isinstance(v, type):
-            return f"{v.__module__}.{v.__qualname__}"
-        return repr(v)
-    group = optimizer.param_groups[0] if optimizer.param_groups else {}
-    return {k: plain(v) for k, v in group.items() if k != "params"}
+# --------------------------------------------------------- a mapping against its schema dataclass
+
+def field_kind(hint: Any) -> tuple[Any, bool]:
+    """A field's type as (the type of a value, whether a list of them): Optional[List[float]] -> float, True."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union:
+        return field_kind(args[0])
+    return (args[0], True) if typing.get_origin(hint) in (list, typing.List) else (hint, False)
 
 
-def needs_closure(cls: type, kwargs: dict[str, Any]) -> bool:
-    """Whether ``cls.step`` must be given a closure that re-evaluates the loss on the same
-    batch (torch.optim.LBFGS, SAM-style two-pass steps).  Said by a class attribute
-    ``requires_closure = True``, or by ``step(self, closure)`` without a default; else, for a
-    user's optimizer, a probe: one ``step()`` without a closure on a dummy parameter, which
-    such optimizers refuse with an error that names the closure (SAM's ``assert closure``)."""
-    declared = getattr(cls, "requires_closure", None)
-    if isinstance(declared, bool):
-        return declared
-    try:
-        closure = inspect.signature(cls.step).parameters.get("closure")
-    except (TypeError, ValueError):
-        closure = None
-    if closure is not None and closure.default is inspect.Parameter.empty:
-        return True
-    if cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES):
-        return False
-    p = torch.zeros(1, requires_grad=True)
-    p.grad = torch.ones(1)
-    try:
-        cls([p], **kwargs).step()
-    except Exception as e:
-        return "closure" in f"{type(e).__name__} {e}".lower()
-    return False
-
-
-def name_optimizer(cfg: DictConfig, cls: type) -> None:
-    """Record a nameless optimizer (``optimizer=custom``) under its class name, so a user's
-    optimizer is never reported as one of ours."""
-    from omegaconf import open_dict
-
-    if isinstance(cfg.get("optimizer"), DictConfig) and not cfg.optimizer.get("name"):
-        with open_dict(cfg.optimizer):
-            cfg.optimizer.name = cls.__name__
-
-
-# ---------------------------------------------------------------------- schema (keys and types)
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return f"{_describe(inner[0])} or null"
-    if origin in (list, typing.List):
-        return {"an integer": "a list of integers", "a number": "a list of numbers"}.get(
-            _describe(args[0]) if args else "", "a list")
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, "a value")
+def describe(hint: Any) -> str:
+    """A schema type in a message's words (``Optional[int]``: an integer or null)."""
+    kind, listed = field_kind(hint)
+    what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, "a value")
+    if listed:
+        what = {"an integer": "a list of integers", "a number": "a list of numbers"}.get(what, "a list")
+    return what + (" or null" if type(None) in typing.get_args(hint) else "")
 
 
 def _same_type(raw: Any, typed: Any) -> bool:
     """OmegaConf converts '5' -> 5 and 'no' -> False; the schema here is strict: only an int
     where a number is expected is taken as it is."""
-    if raw is None or typed is None or raw == "???":
+    if raw is None or typed is None or raw == UNSET:
         return True
     if isinstance(raw, (list, tuple)) and isinstance(typed, (list, tuple)):
         return len(raw) == len(typed) and all(_same_type(a, b) for a, b in zip(raw, typed))
     if isinstance(raw, Mapping) or isinstance(typed, Mapping):
         return True  # nested nodes are checked by their own schema (or are Any)
-    if type(raw) is type(typed):
-        return True
-    return type(raw) is int and type(typed) is float
+    return type(raw) is type(typed) or (type(raw) is int and type(typed) is float)
 
 
 def _unknown_key(prefix: str, key: str, accepted: list[str], hint: str = "") -> ConfigError:
-    close = difflib.get_close_matches(key, accepted, n=1)
-    mean = f" (did you mean {prefix}{close[0]}?)" if close else hint
+    mean = did_you_mean(key, accepted, prefix) or hint
     where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
     return ConfigError(f"{prefix}{key} is not {where}{mean}; accepted: {', '.join(accepted)}")
 
 
 def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
                  allowed: tuple[str, ...] | None = None, hint: str = "") -> None:
-    """Check a plain mapping against a schema dataclass: unknown keys, nested schema nodes,
-    then types and required keys (through OmegaConf's structured configs), strictly."""
+    """A plain mapping against a schema dataclass: unknown keys, nested schema nodes, types and
+    required keys (through OmegaConf's structured configs, strictly), then each field's rules."""
     from omegaconf.errors import OmegaConfBaseException
 
     hints = typing.get_type_hints(schema)
-    fields = [f.name for f in dataclasses.fields(schema)]
-    accepted = [f for f in fields if allowed is None or f in allowed]
+    fields = [f for f in dataclasses.fields(schema) if allowed is None or f.name in allowed]
     for key in node:
-        if key not in accepted:
-            raise _unknown_key(prefix, str(key), accepted, hint)
+        if key not in [f.name for f in fields]:
+            raise _unknown_key(prefix, str(key), [f.name for f in fields], hint)
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -382,14 +318,17 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
     except OmegaConfBaseException as e:
         key = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
         if key in hints:
-            raise ConfigError(f"{prefix}{key} must be {_describe(hints[key])}, got {node.get(key)!r}") from None
-        raise ConfigError(f"{prefix[:-1] or 'config'}: {str(e).splitlines()[0]}") from None
-    for key in fields:
-        if key in flat and not _same_type(flat[key], typed[key]):
-            raise ConfigError(f"{prefix}{key} must be {_describe(hints[key])}, got {flat[key]!r}")
-        if typed.get(key) == "???" and flat.get(key, "???") == "???":
-            raise ConfigError(f"{prefix}{key} is required ({_describe(hints[key])}); "
-                              f"set it with +{prefix}{key}=VALUE")
+            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {node.get(key)!r}") from None
+        raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
+    for f in fields:
+        key, value = f.name, flat.get(f.name)
+        if key in flat and not _same_type(value, typed[key]):
+            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {value!r}")
+        if typed.get(key) == UNSET and flat.get(key, UNSET) == UNSET:
+            raise ConfigError(f"{prefix}{key} is required ({describe(hints[key])}); set it with +{prefix}{key}=VALUE")
+        kind, listed = field_kind(hints[key])
+        if value is not None and value != UNSET and (f.metadata or kind is float):
+            check_value(f"{prefix}{key}", value, kind, listed=listed, **f.metadata)
 
 
 def _top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
@@ -404,8 +343,7 @@ def _top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
 # ------------------------------------------------------------------------------ task, schedule
 
 def check_schedule(sched: Any, key: str) -> None:
-    """A built-in lr schedule against its schema and ranges; ``_target_`` schedules are
-    checked by their own code (plug-ins)."""
+    """A built-in lr schedule against its schema; ``_target_`` schedules are checked by their own code."""
     if not isinstance(sched, Mapping):
         raise ConfigError(f"{key} must be a schedule config such as {{name: constant}}, got {sched!r}")
     if "_target_" in sched:
@@ -415,18 +353,10 @@ def check_schedule(sched: Any, key: str) -> None:
         raise ConfigError(f"{key}.name={name!r} is unknown; accepted: {', '.join(SCHEDULES)} "
                           f"(or {key}._target_=a torch.optim.lr_scheduler class)")
     check_schema(sched, S.SCHEDULE_SCHEMAS[name], f"{key}.")
-    _int(f"{key}.warmup_steps", sched.get("warmup_steps", 0), low=0)
-    if name == "step":
-        ms = sched.get("milestones", [])
-        if not isinstance(ms, (list, tuple)) or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in ms):
-            raise ConfigError(f"{key}.milestones must be a list of positive epoch numbers, got {ms!r}")
-        _number(f"{key}.gamma", sched.get("gamma", 0.1), low=0, low_open=True, high=None)
-    if name == "cosine":
-        _number(f"{key}.min_factor", sched.get("min_factor", 0.0), low=0, high=1, high_open=False)
 
 
 def check_task(task: Any) -> None:
-    """A built-in task (``kind`` image or synthetic) against its schema and ranges; a task
+    """A built-in task (``kind`` image or synthetic) against the schema of its kind; a task
     with ``_target_`` is a user's plug-in, checked by its own code."""
     from ..tasks import KINDS
     from ..tasks.datasets import DATASETS
@@ -439,27 +369,15 @@ def check_task(task: Any) -> None:
         raise ConfigError(f"task must be a task config (a mapping of its keys), got {task!r}")
     if "_target_" in task:
         return
-    kind = task.get("kind")
+    kind, problem = task.get("kind"), task.get("problem")
     if kind not in S.TASK_SCHEMAS:
         raise ConfigError(f"task.kind must be one of {', '.join(KINDS)}, got {kind!r} "
                           "(or give task._target_=your task class)")
-    allowed = None
-    if kind == "synthetic":
-        problem = task.get("problem")
-        if problem not in SYNTHETIC:
-            raise ConfigError(f"task.problem must be one of {', '.join(SYNTHETIC)}, got {problem!r}")
-        allowed = S.SYNTHETIC_COMMON + S.SYNTHETIC_KEYS[problem]
+    if kind == "synthetic" and problem not in SYNTHETIC:
+        raise ConfigError(f"task.problem must be one of {', '.join(SYNTHETIC)}, got {problem!r}")
+    common = [f.name for f in dataclasses.fields(S.TaskSchema)]
+    allowed = (*common, "problem", *S.SYNTHETIC_KEYS[problem]) if kind == "synthetic" else None
     check_schema(task, S.TASK_SCHEMAS[kind], "task.", allowed=allowed)
-    _int("task.batch_size", task.get("batch_size"))
-    _int("task.epochs", task.get("epochs"))
-    if task.get("target") is not None:
-        _number("task.target", task["target"])
-    for key in ("metric", "target_metric", "select_metric"):  # names the report and best look up
-        value = task.get(key)
-        if value is not None and (not isinstance(value, str) or value.partition("/")[0] not in ("train", "valid", "test")
-                                  or not value.partition("/")[2]):
-            raise ConfigError(f"task.{key} must be SPLIT/METRIC with SPLIT train, valid or test "
-                              f"(e.g. test/accuracy), got {value!r}")
     if kind == "image":
         for key, names in (("dataset", DATASETS), ("model", MODELS)):
             value = task.get(key)
@@ -470,28 +388,11 @@ def check_task(task: Any) -> None:
                 extra = ", a torch.save file (.pt)" if key == "dataset" else ""
                 raise ConfigError(f"task.{key} must be one of {', '.join(names)}{extra} "
                                   f"(or task.{key}._target_=your class), got {value!r}")
-        _number("task.l2_reg", task.get("l2_reg", 0.0), low=0)
-        _int("task.crop_padding", task.get("crop_padding", 4), low=0)
-        _int("task.valid_size", task.get("valid_size", 0), low=0)
-        _int("task.train_eval_size", task.get("train_eval_size", 10000), low=1)
-    else:
-        if "noise_level" in task and task["noise_level"] is not None:
-            _number("task.noise_level", task["noise_level"], low=0)
-        if task.get("train_size") is not None:
-            _int("task.train_size", task["train_size"], low=task["batch_size"])
-        if task.get("steps_per_epoch") is not None:
-            _int("task.steps_per_epoch", task["steps_per_epoch"])
-        if task.get("x0") is not None:
-            _number("task.x0", task["x0"], low=-1, high=1, high_open=False)
-        if task.get("start") is not None:
-            start = task["start"]
-            if not isinstance(start, (list, tuple)) or len(start) != 2:
-                raise ConfigError(f"task.start must be a list of two numbers [u, v], got {start!r}")
-            for i, v in enumerate(start):
-                _number(f"task.start[{i}]", v)
-        if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
-            raise ConfigError(f"task.batch_size must be 1 for {problem} (one loss f_t per step), "
-                              f"got {task['batch_size']}")
+    elif task.get("train_size") is not None:
+        check_value("task.train_size", task["train_size"], int, low=task["batch_size"])
+    if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
+        raise ConfigError(f"task.batch_size must be 1 for {problem} (one loss f_t per step), "
+                          f"got {task['batch_size']}")
     if task.get("lr_schedule") is not None:
         check_schedule(task["lr_schedule"], "task.lr_schedule")
 
@@ -523,62 +424,38 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     Returns the optimizer class and constructor kwargs it resolved on the way."""
     # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
     cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
+    keys = list(S.RunConfig.__dataclass_fields__)
     for key in cfg:  # unknown top-level keys (``+lr=0.1``), before anything reads them
-        if key not in S.RunConfig.__dataclass_fields__:
-            raise _unknown_key("", str(key), list(S.RunConfig.__dataclass_fields__), _top_level_hint(cfg, key))
-    for key in ("trainer", "data"):
-        node = cfg.get(key)
-        if node is not None and not isinstance(node, Mapping):
-            raise ConfigError(f"{key} must be a mapping of {key} settings, got {node!r}")
+        if key not in keys:
+            raise _unknown_key("", str(key), keys, _top_level_hint(cfg, key))
     check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig)
-    if _int("seed", cfg.get("seed", 0), low=0) > MAX_SEED:
+    if cfg.get("seed", 0) > MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")
     check_task(task)
     opt = cfg.get("optimizer")
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
-    optimizer = optimizer_kwargs(opt)
+    cls, kwargs = optimizer_kwargs(opt)
     check_targets(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
-
     if cfg.get("lr_schedule") is not None:
         check_schedule(cfg["lr_schedule"], "lr_schedule")
-
     tr = cfg.get("trainer", {})
-    _int("trainer.epochs", tr.get("epochs"), allow_none=True)
-    _int("trainer.train_limit", tr.get("train_limit"), allow_none=True)
-    _int("trainer.eval_limit", tr.get("eval_limit"), allow_none=True)
-    _int("trainer.log_every", tr.get("log_every", 50))
-    _int("trainer.eval_batch_size", tr.get("eval_batch_size", 1000))
     limit, batch = tr.get("train_limit"), task.get("batch_size")
     if limit is not None and task.get("kind") == "image" and isinstance(batch, int) and limit < batch:
         raise ConfigError(f"trainer.train_limit={limit} is smaller than task.batch_size={batch}: no full batch to "
                           f"train on; use trainer.train_limit >= {batch} or a smaller task.batch_size")
     impl = tr.get("optimizer_impl", "auto")
-    if impl not in OPTIMIZER_IMPLS:
-        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
-    cls = optimizer[0]
     if impl in ("fused", "foreach") and impl not in inspect.signature(cls.__init__).parameters:
         # (whether the device supports it is known only where the run starts: choose_impl)
         raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} (it has no {impl} "
                           "argument); use auto, foreach or forloop")
-    if tr.get("precision", "fp32") not in PRECISIONS:
-        raise ConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {tr.get('precision')!r}")
     try:
         threads.parse_setting(tr.get("threads", "auto"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for key in ("compile", "channels_last", "checkpoint"):
-        _bool(f"trainer.{key}", tr.get(key, False))
-    if tr.get("progress", "auto") not in ("auto", True, False):
-        raise ConfigError(f"trainer.progress must be auto, true or false, got {tr.get('progress')!r}")
     resolve_device(tr.get("device", "auto"))
-    _bool("resume", cfg.get("resume", False))
-    data = cfg.get("data", {})
-    if not isinstance(data.get("root", "data"), str):
-        raise ConfigError(f"data.root must be a path, got {data.get('root')!r}")
-    _bool("data.download", data.get("download", False))
-    return optimizer
+    return cls, kwargs
 
 
 def check_output_dir(path: str | os.PathLike, key: str) -> None:
@@ -619,29 +496,3 @@ def resolve_device(spec: Any) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     return device
-
-
-def choose_impl(cls: type, kwargs: dict[str, Any], impl: str, device: torch.device) -> tuple[dict[str, Any], str]:
-    """Pick the optimizer's implementation: ``auto`` = fused where the class supports it on
-    this device, else foreach, else the for-loop.  An explicit ``optimizer.fused``/``foreach``
-    in the optimizer config wins.  Returns (kwargs, the implementation used)."""
-    if kwargs.get("fused"):
-        return kwargs, "fused"
-    if kwargs.get("foreach") is not None:
-        return kwargs, "foreach" if kwargs["foreach"] else "forloop"
-    accepted = inspect.signature(cls.__init__).parameters
-    for candidate in {"auto": ("fused", "foreach"), "fused": ("fused",), "foreach": ("foreach",)}.get(impl, ()):
-        if candidate not in accepted:
-            continue
-        trial = {**kwargs, candidate: True}
-        try:
-            cls([torch.zeros(1, device=device, requires_grad=True)], **trial)
-        except (RuntimeError, ValueError, TypeError):
-            continue
-        return trial, candidate
-    if impl in ("fused", "foreach"):
-        raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} on {device}; "
-                          "use auto, foreach or forloop")
-    if "foreach" in accepted:
-        kwargs = {**kwargs, "foreach": False}
-    return kwargs, "forloop"

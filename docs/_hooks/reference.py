@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import yaml
@@ -123,6 +124,9 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def _table(section: str, prefix: str, schema, used: set) -> str:
+    from adaxbench.train.validate import accepts, field_kind
+
+    hints = typing.get_type_hints(schema)
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(schema):
         key = f"{section}.{f.name}"
@@ -132,6 +136,9 @@ def _table(section: str, prefix: str, schema, used: set) -> str:
                         f"add '{key}' to HELP in docs/_hooks/reference.py")
         kind = "section" if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
             f.default_factory()) else _type_name(f.type)
+        if f.metadata:  # the rules validate.check_value applies: ranges, choices
+            item, listed = field_kind(hints[f.name])
+            kind = _escape(f.metadata.get("says") or accepts(item, listed=listed, **f.metadata))
         rows.append(f"| `{prefix}{f.name}` | {kind} | {_default(f)} | {HELP.get(key, '')} |")
     return "\n".join(rows)
 

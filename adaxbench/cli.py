@@ -59,9 +59,9 @@ def run_job(cfg):
     hc = HydraConfig.get()
     if hc.mode != RunMode.MULTIRUN:
         return status
-    from .report.best import sweep_score  # what an optimizing sweeper (Optuna) is told
+    from .report.best import sweep_score, wants_scores  # what an optimizing sweeper (Optuna) is told
 
-    return sweep_score(hc.runtime.output_dir, hc.sweeper)
+    return sweep_score(hc.runtime.output_dir, hc.sweeper) if wants_scores(hc.sweeper) else status
 
 
 def cmd_run(args: list[str], print_best: bool = True) -> int:

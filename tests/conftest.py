@@ -14,7 +14,12 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: two workers share two cores, one torch thread each
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test`: two workers share two cores, so one thread each, in this process (whose runs would
+    # otherwise take every core: "auto" threads) and in the adaxbench processes the tests start.
+    # Tests of the thread budget itself set or remove OMP_NUM_THREADS explicitly.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     import torch
 
     torch.set_num_threads(1)

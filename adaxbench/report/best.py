@@ -171,10 +171,16 @@ def run_score(run_dir: str | Path, direction: str | None = None) -> float:
     return score if math.isfinite(score) else worst_value(maximize)
 
 
+def wants_scores(sweeper: Any) -> bool:
+    """Whether a sweeper (``hydra.sweeper`` config) reads its jobs' returns: the basic sweeper's grid
+    does not, so its jobs skip scoring (a report's load per job)."""
+    return not str(sweeper.get("_target_", "")).endswith("BasicSweeper")
+
+
 def sweep_score(run_dir: str | Path, sweeper: Any) -> float:
-    """What a sweep job returns to its sweeper (``hydra.sweeper`` config): the run's selection score,
-    the worst value for the sweeper's ``direction`` where the run diverged or failed (Optuna's study
-    goes on).  The basic sweeper ignores it."""
+    """What a sweep job returns to an optimizing sweeper (``hydra.sweeper`` config, see
+    ``wants_scores``): the run's selection score, the worst value for the sweeper's ``direction``
+    where the run diverged or failed (Optuna's study goes on)."""
     direction = sweeper.get("direction") if "direction" in sweeper else None
     return run_score(run_dir, str(direction) if isinstance(direction, str) else None)
 

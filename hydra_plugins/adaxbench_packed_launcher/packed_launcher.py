@@ -40,10 +40,12 @@ class PackedLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from adaxbench.report.best import sweep_score
+        from adaxbench.report.best import sweep_score, wants_scores
         from adaxbench.train.packed import launch
 
         returns = launch(self, job_overrides, initial_job_idx)
+        if not wants_scores(self.config.hydra.sweeper):
+            return returns
         for ret in returns:  # a packed member's status -> its score, as a job alone returns it
             if isinstance(ret._return_value, str):
                 ret.return_value = sweep_score(ret.hydra_cfg.hydra.runtime.output_dir, self.config.hydra.sweeper)

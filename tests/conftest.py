@@ -80,3 +80,13 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
 def comparable(metrics: pd.DataFrame) -> pd.DataFrame:
     """Metric rows without wall-clock time (the only column allowed to differ between reruns)."""
     return metrics.drop(columns=["time"]).reset_index(drop=True)
+
+
+# The longest files first: two xdist workers (`make test`) then never end with one long file running alone.
+LONGEST_FIRST = ("test_slurm.py", "test_sweeps.py", "test_runner.py", "test_study_pipeline.py", "test_tune.py",
+                 "test_optuna.py", "test_relaunch.py", "test_threads.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order

@@ -179,3 +179,14 @@ def test_a_class_default_passed_or_left_out_is_one_setting(tmp_path, capsys):
     # Without a run that recorded Lion's default betas, the earlier record's label says what it ran with.
     rs = load_runs([tmp_path / "old", tmp_path / "other"])
     assert sorted(label_settings(rs)) == ["Lion betas=(0.9,0.95)", "Lion betas=default"]
+
+
+def test_a_class_own_infinite_default_may_be_passed():
+    """Prodigy's growth_rate defaults to inf: passing that default explicitly is no error, while an
+    infinite value the class does not default to still is."""
+    from adaxbench.train.validate import optimizer_kwargs
+
+    _, kwargs = optimizer_kwargs({"_target_": "pytorch_optimizer.Prodigy", "growth_rate": float("inf")})
+    assert kwargs["growth_rate"] == float("inf")
+    with pytest.raises(ConfigError, match="optimizer.weight_decay must be a finite number"):
+        optimizer_kwargs({"_target_": "pytorch_optimizer.Prodigy", "weight_decay": float("inf")})

@@ -214,7 +214,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
                 rules = {**rules, "listed": True, "null": True}  # Adafactor's (eps1, eps2)
             if rules is not None:
                 check_value(f"optimizer.{key}", value, **rules)
-        else:
+        elif not (key in params and value == params[key].default):  # e.g. Prodigy's own growth_rate=inf
             _finite_numbers(f"optimizer.{key}", value)
         kwargs[key] = _argument(f"optimizer.{key}", value)
     # Let the optimizer's own checks speak too (e.g. torch.optim's ValueErrors), on a dummy tensor.

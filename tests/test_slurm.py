@@ -333,7 +333,7 @@ def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):
 
 
 # 100 steps per epoch: long enough to be caught mid-run, a few seconds of CPU in all.
-LONG_QUADRATIC = ["task=quadratic_deep", "task.train_size=12800", "optimizer=adam", "optimizer.lr=0.003",
+LONG_QUADRATIC = ["task=quadratic_deep", "task.train_size=25600", "optimizer=adam", "optimizer.lr=0.003",
                   "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1"]
 
 
@@ -412,18 +412,18 @@ def test_time_limit_and_preemption_resume_to_the_uninterrupted_metrics(cluster, 
     outputs = {}
     try:
         jobs = {name: _submitted(sweep) for name, sweep in sweeps.items()}
-        # Preemption: requeue the job while it trains.
-        _wait(lambda: _progress(sweeps["preempt"] / "0").get("step", 0) > 0, 90, "the preempted job to train")
-        cluster.run("scontrol", "requeue", jobs["preempt"])
         # Time limit: the job trains, then sits (stopped, so it spares the shared CPUs, as a long
         # epoch would not) until SLURM must have sent the time-limit signal: 60 s limit - 5 s
         # delay - up to 30 s early = 25..55 s after its start (past a start-up slowed by the
-        # other tests running beside this one).
+        # other tests running beside this one). Caught first: its training lasts seconds.
         _wait(lambda: _progress(sweeps["timeout"] / "0").get("step", 0) > 0, 90, "the timed-out job to train")
         started = time.time()  # no earlier than the job's start
         pid = _job_process(jobs["timeout"])
         os.kill(pid, signal.SIGSTOP)
         try:  # slurmstepd sends SIGCONT with its signal: the job then checkpoints and requeues
+            # Preemption: requeue the other job while it trains.
+            _wait(lambda: _progress(sweeps["preempt"] / "0").get("step", 0) > 0, 90, "the preempted job to train")
+            cluster.run("scontrol", "requeue", jobs["preempt"])
             _wait(lambda: time.time() > started + 57 or
                   "SIGUSR2" in str(_progress(sweeps["timeout"] / "0").get("stops")), 60, "the time-limit signal")
         finally:

@@ -210,3 +210,13 @@ def test_a_stop_after_the_last_step_keeps_the_run_and_stops_the_sweep(tmp_path, 
     info, rows = read_run(runs[0])
     assert info["status"] == "completed" and info["progress"]["epoch"] == 3
     assert comparable(rows).equals(comparable(read_run(straight)[1]))
+
+
+def test_the_stop_handler_itself_writes_nothing(caplog):
+    """A signal can land inside a log write; a handler that logged would re-enter it ("reentrant call"
+    and a traceback on stderr). It only records the signal; the loop says it when it stops."""
+    stop = runner.StopSignals()
+    stop.deferred = True
+    with caplog.at_level("DEBUG"):
+        stop(signal.SIGTERM, None)
+    assert stop.received == [signal.SIGTERM] and not caplog.records

@@ -328,6 +328,7 @@ class Run:
         """Record a stop by ``signum`` at this step and, where the run checkpoints, its records and
         checkpoint here (a pack does it for each member, then stops)."""
         self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
+        log.warning("received %s: stopping at step %d", signal.Signals(signum).name, self.step)
         if self.cfg.trainer.checkpoint:
             self.save(trainee, rng)
 
@@ -713,8 +714,7 @@ class StopSignals:
         if (not self.deferred and signum != REQUEUE_SIGNAL) or \
                 (signum == signal.SIGINT and signal.SIGINT in self.received):
             raise Interrupted(signum)
-        self.received.append(signum)
-        log.warning("received %s: stopping at the next step", signal.Signals(signum).name)
+        self.received.append(signum)  # said by the loop when it stops: logging here could re-enter a write
 
     def reason(self) -> int:
         return REQUEUE_SIGNAL if REQUEUE_SIGNAL in self.received else self.received[0]

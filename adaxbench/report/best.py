@@ -233,7 +233,8 @@ def _is_config_path(key: str, config: dict[str, Any]) -> bool:
 
 def override_problem(override: str, config: dict[str, Any], allow_targets: bool = False) -> str | None:
     """Why ``override`` may not go into a rerun script, or None for a plain ``key=value`` (or
-    ``+key=value``, ``++key=value``: the Python API records its keyword hyperparameters so) override of this config with a single literal value, as sweep jobs record.
+    ``+key=value``, or ``++key=value`` as the Python API records its keyword hyperparameters)
+    override of this config with a single literal value, as sweep jobs record.
 
     A run.json is data anyone with write access to the sweep dir can edit; a ``_target_`` or a
     dict/list value in it names code the script would run, so those need ``allow_targets``."""

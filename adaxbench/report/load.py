@@ -124,8 +124,7 @@ def load_runs(paths: Iterable[str | os.PathLike], threads: int | None = None) ->
                      "ended": str(rec.timing.get("ended") or ""),
                      **{f"final.{k}": _num(v) for k, v in rec.final.items()}})
         configs.append(cfg)
-        recorded.append({k: v for k, v in _recorded_hparams(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)).items()
-                         if k not in IMPLEMENTATION_KEYS})
+        recorded.append(_hyperparameters(rec.optimizer_hparams or rec.extra.get(RECORDED_HPARAMS)))
     runs = pd.DataFrame(rows).set_index("run", drop=False)
     notes = _tell_classes_apart(runs)
     runs["sid"] = pd.factorize(runs["setting"])[0]  # integer setting id for fast grouping
@@ -174,9 +173,7 @@ def ran_configs(records: list[RunRecord | None]) -> list[dict[str, Any]]:
     missing keys filled with the default that the runs of its class which left them out recorded.
     Values compare by what they are: ``1`` and ``1.0`` are one number, a tuple and a list one sequence."""
     identities = [None if rec is None else identity_config(rec) for rec in records]
-    ran = [None if rec is None else
-           {k: v for k, v in _recorded_hparams(rec.optimizer_hparams).items() if k not in IMPLEMENTATION_KEYS}
-           for rec in records]
+    ran = [None if rec is None else _hyperparameters(rec.optimizer_hparams) for rec in records]
     defaults: dict[str, dict[str, set[str]]] = {}  # class -> key -> the values recorded where no config set it
     for cfg, hp in zip(identities, ran):
         for k, v in (hp or {}).items():
@@ -193,6 +190,11 @@ def ran_configs(records: list[RunRecord | None]) -> list[dict[str, Any]]:
         optimizer = {**filled, **cfg["optimizer"], **(hp or {})}
         out.append({**cfg, "optimizer": {k: _canonical(v) for k, v in optimizer.items()}})
     return out
+
+
+def _hyperparameters(recorded: Any) -> dict:
+    """A record's optimizer hyperparameters (``_recorded_hparams``) without IMPLEMENTATION_KEYS."""
+    return {k: v for k, v in _recorded_hparams(recorded).items() if k not in IMPLEMENTATION_KEYS}
 
 
 def _canonical(v: Any) -> Any:

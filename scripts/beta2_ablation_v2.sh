@@ -21,7 +21,7 @@ REDDI_SEEDS=${V2_REDDI_SEEDS:-range(0,200)}
 WIDEN_ROUNDS=${V2_WIDEN_ROUNDS:-3}
 ARMS="sched_adam sched_adax sched_adafactor sched_adax_nobc"
 # The pre-registered equivalence margins (PROTOCOL.md, "Equivalence margins").
-MARGINS="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004,quadratic_deep=0.85"
+MARGINS="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004,quadratic_deep=0.1"
 PICK="python scripts/beta2_ablation_v2_pick.py"
 
 quarter_decades() {  # quarter_decades LO_EXP HI_EXP: 10^(k/4) for k = 4·LO..4·HI, 3 significant digits

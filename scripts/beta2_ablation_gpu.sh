@@ -2,25 +2,31 @@
 # The β̂₂ ablation v2 at DeepOBS's full budgets (100 epochs) on one GPU, one command (issue 21 §3):
 #   scripts/beta2_ablation_gpu.sh                 # fmnist_mlp, fmnist_2c2d (+ cifar10_3c3d where CIFAR-10 is present)
 #   GPU_TASKS=fmnist_2c2d scripts/beta2_ablation_gpu.sh
+#   GPU_TASKS=fmnist_mlp GPU_EPOCHS=20 GPU_SENS=1 scripts/beta2_ablation_gpu.sh   # the CPU study's fmnist_mlp
+#                                                  # stages (PROTOCOL.md: 20 epochs, beta2 sensitivity) on a GPU
 # The design is results/beta2_ablation_v2/PROTOCOL.md's at full budgets: per task the four ScheduledBeta2 arms on a
 # quarter-decade grid of 6 lrs x 2 tuning seeds (one pack), widened at the edges (one pack per round), then every
 # arm at its tuned lr on 10 shared evaluation seeds with the two harness checks (one sweep: a pack per optimizer
-# class), then one report. A rerun skips finished runs and resumes stopped packs.
+# class), then one report. With GPU_SENS=1, fmnist_mlp's beta2 sensitivity follows (6 settings x 10 seeds, one pack).
+# A rerun skips finished runs and resumes stopped packs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+PY=$(command -v python || command -v python3)   # a GPU machine may have python3 only
 ROOT=${GPU_ROOT:-runs/beta2_ablation_gpu}
 OUT=${GPU_OUT:-results/beta2_ablation_gpu}
 DATA=${ADAXBENCH_DATA:-data}
+EPOCHS=${GPU_EPOCHS:-}                    # default: each task's own budget (100 epochs)
+SENS=${GPU_SENS:-}
 # For plumbing checks at tiny scale only (the study sets none of these):
 EXTRA=${GPU_EXTRA:-}                      # extra overrides for every run
 GRID=${GPU_GRID:-}                        # one lr grid for every task
 TUNE_SEEDS=${GPU_TUNE_SEEDS:-1000,1001}
 EVAL_SEEDS=${GPU_EVAL_SEEDS:-range(0,10)}
-WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-2}
+WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-3}
 ARMS=(sched_adam sched_adax sched_adafactor sched_adax_nobc)
 MARGINS="test/accuracy=0.005"             # the pre-registered margin of the accuracy tasks
-PICK="python scripts/beta2_ablation_v2_pick.py"
+PICK="$PY scripts/beta2_ablation_v2_pick.py"
 CONF=$(realpath -m "$ROOT")/conf                    # the evaluation arms as config files (arm = optimizer + its tuned lr)
 
 if [ -z "${GPU_TASKS:-}" ]; then
@@ -36,19 +42,22 @@ grid() {
     fmnist_2c2d|cifar10_3c3d) lo=-15 hi=-10 ;; # 1.78e-4 .. 3.16e-3, around DeepOBS's Adam (2.5e-4, 3.98e-4)
     *) echo "unknown task $1 (fmnist_mlp, fmnist_2c2d, cifar10_3c3d)" >&2; exit 2 ;;
   esac
-  python -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" $lo $hi
+  $PY -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" $lo $hi
 }
 join() { local IFS=,; echo "$*"; }
 sweep() {  # sweep DIR OVERRIDE...
   local dir=$1; shift
   # shellcheck disable=SC2086
-  adaxbench run -m experiment=beta2_ablation_gpu "hydra.searchpath=[file://$CONF]" "$@" $EXTRA hydra.sweep.dir="$dir" \
+  adaxbench run -m experiment=beta2_ablation_gpu "hydra.searchpath=[file://$CONF]" "$@" ${EPOCHS:+trainer.epochs=$EPOCHS} \
+    $EXTRA hydra.sweep.dir="$dir" \
     >> "$ROOT/log/runs.log" 2>&1 || { echo "sweep $dir failed: see $ROOT/log/runs.log" >&2; exit 1; }
 }
-arm_config() {  # arm_config NAME OPTIMIZER LR: the evaluation arm +v2arm=NAME
+arm_config() {  # arm_config NAME OPTIMIZER LR [KEY: VALUE]...: the evaluation arm +v2arm=NAME
+  local name=$1 optimizer=$2 lr=$3 key; shift 3
   mkdir -p "$CONF/v2arm"
-  printf '# @package _global_\n# %s at its tuned lr (written by scripts/beta2_ablation_gpu.sh)\ndefaults:\n  - override /optimizer: %s\noptimizer:\n  lr: %s\n' \
-    "$2" "$2" "$3" > "$CONF/v2arm/$1.yaml"
+  { printf '# @package _global_\n# %s at its tuned lr (written by scripts/beta2_ablation_gpu.sh)\n' "$optimizer"
+    printf 'defaults:\n  - override /optimizer: %s\noptimizer:\n  lr: %s\n' "$optimizer" "$lr"
+    for key in "$@"; do printf '  %s\n' "$key"; done; } > "$CONF/v2arm/$name.yaml"
 }
 
 run_task() {
@@ -71,17 +80,32 @@ run_task() {
   arm_config "${task}_adax" adax "${tuned[sched_adax_nobc]}"
   # The arms choose their optimizer: the preset's optimizer sweep is dropped for this sweep.
   sweep "$ROOT/eval/$task" task="$task" '~hydra.sweeper.params.optimizer' "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
+  [ -n "$SENS" ] && [ "$task" = fmnist_mlp ] && sensitivity "$task" sched_adam "${tuned[sched_adam]}" sched_adax "${tuned[sched_adax]}" \
+    sched_adafactor "${tuned[sched_adafactor]}"
+  true
+}
+
+sensitivity() {  # sensitivity TASK sched_adam LR sched_adax LR sched_adafactor LR: each family at two more beta2 (c),
+  # at its tuned lr, renamed so the report keeps them apart (PROTOCOL.md, "beta2 sensitivity"); one pack
+  local task=$1 v names=()
+  for v in 0.99 0.9999; do arm_config "sens_sched_adam_b2_$v" sched_adam "$3" "name: sched_adam_b2_$v" "beta2: $v"
+    names+=("sens_sched_adam_b2_$v"); done
+  for v in 1e-3 1e-5; do arm_config "sens_sched_adax_b2_$v" sched_adax "$5" "name: sched_adax_b2_$v" "beta2: $v"
+    names+=("sens_sched_adax_b2_$v"); done
+  for v in 0.5 1.0; do arm_config "sens_sched_adafactor_c_$v" sched_adafactor "$7" "name: sched_adafactor_c_$v" "decay_rate: $v"
+    names+=("sens_sched_adafactor_c_$v"); done
+  sweep "$ROOT/sens/$task" task="$task" '~hydra.sweeper.params.optimizer' "+v2arm=$(join "${names[@]}")" seed="$EVAL_SEEDS"
 }
 
 mkdir -p "$ROOT/log"
 for task in $GPU_TASKS; do grid "$task" > /dev/null; done
 for task in $GPU_TASKS; do
   start=$(date +%s); run_task "$task"
-  echo "$task: $(( $(date +%s) - start )) s, $(date -u +%Y-%m-%dT%H:%MZ), $(python -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")')" \
+  echo "$task${EPOCHS:+ ($EPOCHS epochs)}: $(( $(date +%s) - start )) s, $(date -u +%Y-%m-%dT%H:%MZ), $($PY -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")')" \
     | tee -a "$ROOT/log/wall.txt"
 done
 rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # the records (no checkpoints), then the report
-(cd "$ROOT" && find tune eval \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 | xargs -0 -r tar cf -) \
+(cd "$ROOT" && find tune eval $([ -d sens ] && echo sens) \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 | xargs -0 -r tar cf -) \
   | tar xf - -C "$OUT/runs"
 cp "$ROOT/log/wall.txt" "$OUT/runs/" && cp "$ROOT/log/widen.txt" "$OUT/runs/" 2>/dev/null || true
 adaxbench report "$OUT/runs/eval" --out "$OUT" --baseline sched_adam --family table --margin "$MARGINS" > "$OUT/report.log" 2>&1

@@ -65,7 +65,7 @@ def run_job(cfg):
 
 
 def cmd_run(args: list[str], print_best: bool = True) -> int:
-    from .train.preflight import flags_first, full_error, hydra_error_line, preflight
+    from .train.preflight import composing_once, flags_first
 
     register_packed_launcher()
     if any(len(flag) > 2 and "--experimental-rerun".startswith(flag.partition("=")[0]) for flag in args):
@@ -74,7 +74,13 @@ def cmd_run(args: list[str], print_best: bool = True) -> int:
         print("adaxbench: error: --experimental-rerun is not supported (it loads a pickle); relaunch with the "
               "run's overrides (run.json 'overrides'), adding resume=true to continue it", file=sys.stderr)
         return 2
-    args = flags_first(args)
+    with composing_once():  # the sweep's jobs as preflight composed them are the jobs launched
+        return _checked_launch(flags_first(args), print_best)
+
+
+def _checked_launch(args: list[str], print_best: bool) -> int:
+    from .train.preflight import full_error, hydra_error_line, preflight
+
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts
     except Exception as e:

@@ -100,6 +100,39 @@ def hydra_app(config_dir: str | None = None, config_path: str | None = None) -> 
         GlobalHydra.instance().clear()
 
 
+@contextlib.contextmanager
+def composing_once() -> Iterator[None]:
+    """Inside, Hydra composes each config once: a sweep's every job is composed by ``preflight``,
+    by the basic sweeper's own check (``validate_batch_is_legal``) and by the launcher, a quarter
+    of a second each.  A composition is reused for the same search path, arguments and working
+    directory; each caller gets its own copy, with the variables ``hydra.job.env_copy`` names read
+    again (the environment is all else it reads, and adaxbench's jobs and torch set variables of
+    their own in between).  Failures are not kept: they are raised again."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from omegaconf import open_dict
+
+    compose = ConfigLoaderImpl.load_configuration
+    composed: dict[str, DictConfig] = {}
+
+    def load_configuration(self: Any, *args: Any, **kwargs: Any) -> DictConfig:
+        key = repr((self.config_search_path.get_path(), args, sorted(kwargs.items()), os.getcwd()))
+        if key not in composed:
+            composed[key] = compose(self, *args, **kwargs)
+        cfg = copy.deepcopy(composed[key])
+        with open_dict(cfg.hydra):
+            for name in cfg.hydra.job.env_copy:
+                cfg.hydra.job.env_set[name] = os.environ[name]
+        return cfg
+
+    ConfigLoaderImpl.load_configuration = load_configuration  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.load_configuration = compose  # type: ignore[method-assign]
+
+
 def group_options(group: str, args: list[str] | None = None) -> list[str]:
     """The options of a config group on the search path that ``args`` (``--config-dir DIR``,
     ``hydra.searchpath=[...]``) give, as Hydra's config repository lists them."""
@@ -224,7 +257,13 @@ def preflight(args: list[str]) -> None:
     for directory in user_config_dirs(ns.config_dir, parsed):
         check_user_configs(directory)
     with hydra_app(ns.config_dir, ns.config_path) as hydra:
-        mode = RunMode.MULTIRUN if ns.multirun else (hydra.get_mode(config_name, overrides) or RunMode.RUN)
+        # The mode as hydra.main settles it, and the override it adds then: so the configs composed
+        # here are those the launch composes (``composing_once`` hands them over).
+        mode = hydra.get_mode(config_name, overrides)
+        if not ns.cfg and (mode is None or (ns.multirun and mode == RunMode.RUN)):
+            mode = RunMode.MULTIRUN if ns.multirun else RunMode.RUN
+            overrides.append(f"hydra.mode={mode.name}")
+        mode = mode or RunMode.RUN
         try:
             cfg = hydra.compose_config(config_name=config_name, overrides=overrides, run_mode=mode)
         except Exception as e:

@@ -43,6 +43,7 @@ import logging
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,6 +73,8 @@ ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim
 SHARED_STATE = ("step", "mu_product")
 # Config keys that may differ inside a pack: the seed, resume, and the optimizer's hyperparameters.
 PER_MEMBER_KEYS = ("seed", "resume")
+# Threads writing the members' records and checkpoints (the writes wait on the disk, not the CPU).
+MAX_WRITERS = 8
 
 
 def pack_key(cfg: DictConfig) -> str | None:
@@ -474,7 +477,10 @@ class PackRun:
         return [m for m in self.pack.members if m.active]
 
     def train(self) -> None:
-        with contextlib.closing(self.bar):
+        # The members' files are written side by side: a small pack spends most of its time
+        # on them otherwise (three files a member each epoch), mostly waiting on the disk.
+        writers = min(len(self.pack.members), MAX_WRITERS)
+        with contextlib.closing(self.bar), ThreadPoolExecutor(writers, "adaxbench-save") as self.writers:
             if self.epochs_done == 0 and self.step == 0:
                 self.evaluate()
             self.stop.deferred = True  # from here a signal stops the pack at a step boundary
@@ -485,7 +491,7 @@ class PackRun:
                 self.evaluate()
             for m in self.active():
                 m.run.status = Status.COMPLETED
-                m.run.write()
+            self.each(lambda m: m.run.write(), self.active())
 
     def drop_diverged(self) -> bool:
         """Repack without the members that diverged; False when none is left."""
@@ -566,15 +572,21 @@ class PackRun:
         self.save(self.active(), initial=self.epochs_done == 0)
 
     def save(self, members: list[Member], initial: bool = False) -> None:
-        """Each member's records (``initial``) or ``Run.save``, one member after the other (as the
-        runs alone would be: a kill leaves the members before it saved, the others not)."""
-        for m in members:
-            if initial:
-                m.run.write()
-                continue
-            if self.run0.cfg.trainer.checkpoint:
+        """Each member's records (``initial``) or ``Run.save``: each member's files in their order,
+        the members side by side (a kill may leave any of them saved and others not; each resumes
+        from what it saved)."""
+        if not initial and self.run0.cfg.trainer.checkpoint:
+            for m in members:
                 self.pack.to_member(m, optimizer=True)
-            m.run.save(m.trainee, m.rng)
+        self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
+
+    def each(self, write, members: list[Member]) -> None:
+        """``write(member)`` for every member on the writer threads; the first failure is raised
+        (the other writes end first: the pack's ending then records each member as it is)."""
+        futures = [self.writers.submit(write, m) for m in members]
+        wait(futures)
+        for future in futures:
+            future.result()
 
     def stop_if_asked(self, t_epoch: float) -> None:
         """A stop signal arrived: every active member records the stop and, between two optimizer

@@ -467,6 +467,7 @@ class PackRun:
         self.setup, self.stop, self.task = setup, stop, setup.task
         self.run0 = members[0].run
         self.step, self.epochs_done = self.run0.step, self.run0.epochs_done
+        self.log_every = int(self.run0.cfg.trainer.log_every)  # (read every step: a config lookup costs)
         for m in members:
             m.run.env["packed"] = {"members": len(members)}
         self.pack = Pack(members, self.task)
@@ -525,7 +526,7 @@ class PackRun:
 
     def take_step(self, batches: list[Any], t_epoch: float) -> None:
         pack, members = self.pack, self.pack.members
-        logging_step = (self.step + 1) % int(self.run0.cfg.trainer.log_every) == 0
+        logging_step = (self.step + 1) % self.log_every == 0
         batch, in_dims = _stack_batches(batches)
         with self.setup.autocast():
             losses, corrects = pack.losses(batch, in_dims)

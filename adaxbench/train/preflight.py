@@ -126,11 +126,37 @@ def composing_once() -> Iterator[None]:
                 cfg.hydra.job.env_set[name] = os.environ[name]
         return cfg
 
+    global _checked
     ConfigLoaderImpl.load_configuration = load_configuration  # type: ignore[method-assign]
+    _checked = {}
     try:
         yield
     finally:
         ConfigLoaderImpl.load_configuration = compose  # type: ignore[method-assign]
+        _checked = None
+
+
+# Inside ``composing_once``: each resolved config's ``check_config`` result.
+_checked: dict[str, tuple[type, dict[str, Any]]] | None = None
+
+
+def check_config_once(cfg: DictConfig) -> tuple[type, dict[str, Any]]:
+    """``check_config``; inside ``composing_once`` once per resolved config (the launch checks again
+    every job that preflight checked).  Failures are raised each time."""
+    import copy
+    import json
+
+    if _checked is None:
+        return check_config(cfg)
+    try:
+        key = json.dumps({k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                          for k, v in cfg.items() if k != "hydra"}, sort_keys=True, default=repr)
+    except Exception:  # an interpolation that does not resolve: check_config says so
+        return check_config(cfg)
+    if key not in _checked:
+        _checked[key] = check_config(cfg)
+    cls, kwargs = _checked[key]
+    return cls, copy.deepcopy(kwargs)
 
 
 def group_options(group: str, args: list[str] | None = None) -> list[str]:
@@ -236,7 +262,7 @@ def _check_job(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(cfg)  # so ${hydra:...} interpolations resolve as in the job
-    check_config(cfg)
+    check_config_once(cfg)
 
 
 def preflight(args: list[str]) -> None:

@@ -43,7 +43,8 @@ from . import threads
 from .loggers import build_loggers
 from .optimizer import choose_impl, name_optimizer, needs_closure, needs_create_graph
 from .record import constructor_hparams, environment
-from .validate import UNSET, ConfigError, check_config, resolve_device
+from .preflight import check_config_once
+from .validate import UNSET, ConfigError, resolve_device
 
 log = logging.getLogger("adaxbench")
 
@@ -845,7 +846,7 @@ def admit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: b
         return finished
     run = Run(cfg, run_dir, overrides, previous, loggers)
     try:
-        optimizer_spec = check_config(cfg)
+        optimizer_spec = check_config_once(cfg)
         name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
     except ConfigError as e:
         run.status, run.error = Status.FAILED, str(e)

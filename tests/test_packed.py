@@ -4,6 +4,7 @@ checkpoint), diverging members leave the others alone, lr grids and resumes are 
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -356,3 +357,26 @@ def test_named_tuple_batches_stack_as_their_type():
     batch, dims = _stack_batches([Batch(torch.full((2,), float(k)), 0.5) for k in range(3)])
     assert isinstance(batch, Batch) and isinstance(dims, Batch)
     assert batch.x.tolist() == [[0, 0], [1, 1], [2, 2]] and batch.scale == 0.5 and dims == Batch(0, None)
+
+
+def test_a_packed_sweep_composes_and_checks_each_job_once(tmp_path, monkeypatch):
+    """Preflight, Hydra's sweeper (validate_batch_is_legal) and the launcher each want every job's
+    config: one composition (and one check_config) per job serves them all, and the jobs still get
+    their own configs (their seeds)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from adaxbench.cli import cmd_run
+    from adaxbench.train import preflight
+
+    composed, checked = [], []
+    compose, check = ConfigLoaderImpl._load_configuration_impl, preflight.check_config
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl",
+                        lambda self, *a, **k: composed.append(list(k["overrides"])) or compose(self, *a, **k))
+    monkeypatch.setattr(preflight, "check_config", lambda cfg: checked.append(int(cfg.seed)) or check(cfg))
+    assert cmd_run(["-m", "hydra/launcher=packed", "task=rosenbrock_2d", "optimizer=adam", "seed=3,4",
+                    "trainer.epochs=1", "trainer.progress=false", f"hydra.sweep.dir={tmp_path}"], print_best=False) == 0
+    jobs = [o for o in composed if "seed=3" in o or "seed=4" in o]
+    assert len(jobs) == 2 and len(composed) == 4  # + hydra.main's mode and the sweep's own config
+    assert sorted(checked) == [3, 4]
+    assert [json.loads((tmp_path / j / "run.json").read_text())["config"]["seed"] for j in "01"] == [3, 4]
+    assert ConfigLoaderImpl.load_configuration.__module__.startswith("hydra")  # put back afterwards

@@ -10,7 +10,6 @@ optimizer is also constructed on a dummy parameter, so its own argument checks s
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import math
@@ -21,12 +20,12 @@ import tempfile
 import typing
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean, first_line, not_a_key
 from ..optim.schedules import SCHEDULES
 from ..plugins import locate
 from . import schema as S
@@ -56,17 +55,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def first_line(e: Any) -> str:
-    """The first non-blank line of an error's text (its type's name where it has none)."""
-    text = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-    return text or (type(e).__name__ if isinstance(e, BaseException) else "")
-
-
-def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
-    close = difflib.get_close_matches(key, list(accepted), n=1)
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
-
-
 # ------------------------------------------------------------------ values (one rule vocabulary)
 
 def accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -77,6 +65,8 @@ def accepts(kind: Any, low: float | None = None, high: float | None = None, low_
         what = "true or false"
     elif choices is not None:
         what = f"one of {', '.join(map(str, choices))}"
+    elif kind not in (int, float):
+        what = "a string" if kind is str else "a value"
     elif kind is int:
         what = "an integer" + ("" if low is None else f" >= {low}")
     elif low is not None and high is not None:
@@ -197,17 +187,14 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     accepted = [p for p, v in params.items() if p not in ("self", "params")
                 and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
     builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
-    meant = functools.partial(did_you_mean, accepted=accepted, prefix="optimizer.")
     for key in ("allow_extra", "create_graph"):
-        if opt_cfg.get(key) is not None:
-            check_value(f"optimizer.{key}", opt_cfg[key], bool)
+        check_value(f"optimizer.{key}", opt_cfg.get(key), bool, null=True)
     kwargs: dict[str, Any] = {}
     for key, value in opt_cfg.items():
         if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{meant(key)}; "
-                              f"accepted: {', '.join(accepted) or '(none)'}")
+            raise not_a_key(key, f"a hyperparameter of {target}", accepted, "optimizer.")
         if builtin or key == "lr" and not isinstance(value, Mapping):
             rules = S.HYPERPARAMETERS.get(key)
             if key == "eps" and isinstance(value, list) and isinstance(params["eps"].default, tuple):
@@ -229,7 +216,7 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
         raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{meant(extra[0])}; named parameters: "
+                          f"would only reach its **kwargs{did_you_mean(extra[0], accepted, 'optimizer.')}; named parameters: "
                           f"{', '.join(accepted) or '(none)'}; set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
@@ -270,16 +257,13 @@ def field_kind(hint: Any) -> tuple[Any, bool]:
 def describe(hint: Any) -> str:
     """A schema type in a message's words (``Optional[int]``: an integer or null)."""
     kind, listed = field_kind(hint)
-    what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, "a value")
-    if listed:
-        what = {"an integer": "a list of integers", "a number": "a list of numbers"}.get(what, "a list")
-    return what + (" or null" if type(None) in typing.get_args(hint) else "")
+    return accepts(kind, listed=listed, null=type(None) in typing.get_args(hint))
 
 
 def _same_type(raw: Any, typed: Any) -> bool:
     """OmegaConf converts '5' -> 5 and 'no' -> False; the schema here is strict: only an int
     where a number is expected is taken as it is."""
-    if raw is None or typed is None or raw == UNSET:
+    if raw is None or typed is None:
         return True
     if isinstance(raw, (list, tuple)) and isinstance(typed, (list, tuple)):
         return len(raw) == len(typed) and all(_same_type(a, b) for a, b in zip(raw, typed))
@@ -288,23 +272,20 @@ def _same_type(raw: Any, typed: Any) -> bool:
     return type(raw) is type(typed) or (type(raw) is int and type(typed) is float)
 
 
-def _unknown_key(prefix: str, key: str, accepted: list[str], hint: str = "") -> ConfigError:
-    mean = did_you_mean(key, accepted, prefix) or hint
-    where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
-    return ConfigError(f"{prefix}{key} is not {where}{mean}; accepted: {', '.join(accepted)}")
-
-
 def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
-                 allowed: tuple[str, ...] | None = None, hint: str = "") -> None:
-    """A plain mapping against a schema dataclass: unknown keys, nested schema nodes, types and
-    required keys (through OmegaConf's structured configs, strictly), then each field's rules."""
+                 allowed: tuple[str, ...] | None = None, hint: Callable[[str], str] | None = None) -> None:
+    """A plain mapping against a schema dataclass: unknown keys (``hint``: where a top-level key
+    belongs), nested schema nodes, types and required keys (through OmegaConf's structured
+    configs, strictly), then each field's rules."""
     from omegaconf.errors import OmegaConfBaseException
 
     hints = typing.get_type_hints(schema)
     fields = [f for f in dataclasses.fields(schema) if allowed is None or f.name in allowed]
+    names = [f.name for f in fields]
     for key in node:
-        if key not in [f.name for f in fields]:
-            raise _unknown_key(prefix, str(key), [f.name for f in fields], hint)
+        if key not in names:
+            where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
+            raise not_a_key(str(key), where, names, prefix, hint(key) if hint else "")
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -315,23 +296,23 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
             flat[key] = value
     try:
         typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), flat))
+        wrong = next((key for key in flat if not _same_type(flat[key], typed[key])), None)
     except OmegaConfBaseException as e:
-        key = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
-        if key in hints:
-            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {node.get(key)!r}") from None
-        raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
+        wrong = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
+        if wrong not in hints:
+            raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
+    if wrong is not None:
+        raise ConfigError(f"{prefix}{wrong} must be {describe(hints[wrong])}, got {node.get(wrong)!r}")
     for f in fields:
         key, value = f.name, flat.get(f.name)
-        if key in flat and not _same_type(value, typed[key]):
-            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {value!r}")
-        if typed.get(key) == UNSET and flat.get(key, UNSET) == UNSET:
+        if flat.get(key, f.default) == UNSET:
             raise ConfigError(f"{prefix}{key} is required ({describe(hints[key])}); set it with +{prefix}{key}=VALUE")
         kind, listed = field_kind(hints[key])
-        if value is not None and value != UNSET and (f.metadata or kind is float):
+        if value is not None and (f.metadata or kind is float):
             check_value(f"{prefix}{key}", value, kind, listed=listed, **f.metadata)
 
 
-def _top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
+def top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
     """``+lr=0.1``: point to the nested key of that name (optimizer.lr)."""
     for group in ("optimizer", "task", "trainer", "lr_schedule", "data"):
         node = cfg.get(group)
@@ -424,11 +405,8 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     Returns the optimizer class and constructor kwargs it resolved on the way."""
     # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
     cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
-    keys = list(S.RunConfig.__dataclass_fields__)
-    for key in cfg:  # unknown top-level keys (``+lr=0.1``), before anything reads them
-        if key not in keys:
-            raise _unknown_key("", str(key), keys, _top_level_hint(cfg, key))
-    check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig)
+    check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig,
+                 hint=lambda key: top_level_hint(cfg, key))  # (+lr=0.1: did you mean optimizer.lr?)
     if cfg.get("seed", 0) > MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")
@@ -486,13 +464,13 @@ def resolve_device(spec: Any) -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={spec} but CUDA is not available here; use trainer.device=cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"trainer.device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device=mps but MPS is not available here; use trainer.device=cpu or auto")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     return device

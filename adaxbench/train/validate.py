@@ -20,12 +20,12 @@ import tempfile
 import typing
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..errors import ConfigError, did_you_mean, first_line, not_a_key
+from ..errors import ConfigError, first_line, not_a_key
 from ..optim.schedules import SCHEDULES
 from ..plugins import locate
 from . import schema as S
@@ -215,9 +215,9 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
                  for p in inspect.signature(v.__init__).parameters]
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
-        raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{did_you_mean(extra[0], accepted, 'optimizer.')}; named parameters: "
-                          f"{', '.join(accepted) or '(none)'}; set optimizer.allow_extra=true to pass it anyway")
+        where = f"a named parameter of {cls.__qualname__} ({target}): it would only reach its **kwargs"
+        raise ConfigError(f"{not_a_key(extra[0], where, accepted, 'optimizer.', listing='named parameters')}; "
+                          "set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
 
@@ -263,20 +263,17 @@ def describe(hint: Any) -> str:
 def _same_type(raw: Any, typed: Any) -> bool:
     """OmegaConf converts '5' -> 5 and 'no' -> False; the schema here is strict: only an int
     where a number is expected is taken as it is."""
-    if raw is None or typed is None:
+    if raw is None:
         return True
     if isinstance(raw, (list, tuple)) and isinstance(typed, (list, tuple)):
         return len(raw) == len(typed) and all(_same_type(a, b) for a, b in zip(raw, typed))
-    if isinstance(raw, Mapping) or isinstance(typed, Mapping):
-        return True  # nested nodes are checked by their own schema (or are Any)
     return type(raw) is type(typed) or (type(raw) is int and type(typed) is float)
 
 
 def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
-                 allowed: tuple[str, ...] | None = None, hint: Callable[[str], str] | None = None) -> None:
-    """A plain mapping against a schema dataclass: unknown keys (``hint``: where a top-level key
-    belongs), nested schema nodes, types and required keys (through OmegaConf's structured
-    configs, strictly), then each field's rules."""
+                 allowed: tuple[str, ...] | None = None) -> None:
+    """A plain mapping against a schema dataclass: unknown keys, nested schema nodes, types and
+    required keys (through OmegaConf's structured configs, strictly), then each field's rules."""
     from omegaconf.errors import OmegaConfBaseException
 
     hints = typing.get_type_hints(schema)
@@ -284,8 +281,9 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
     names = [f.name for f in fields]
     for key in node:
         if key not in names:
-            where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
-            raise not_a_key(str(key), where, names, prefix, hint(key) if hint else "")
+            if prefix:
+                raise not_a_key(str(key), f"a key of {prefix[:-1]}", names, prefix)
+            raise not_a_key(str(key), "a top-level key", names, hint=top_level_hint(node, key))
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -329,11 +327,9 @@ def check_schedule(sched: Any, key: str) -> None:
         raise ConfigError(f"{key} must be a schedule config such as {{name: constant}}, got {sched!r}")
     if "_target_" in sched:
         return
-    name = sched.get("name")
-    if name not in S.SCHEDULE_SCHEMAS:
-        raise ConfigError(f"{key}.name={name!r} is unknown; accepted: {', '.join(SCHEDULES)} "
-                          f"(or {key}._target_=a torch.optim.lr_scheduler class)")
-    check_schema(sched, S.SCHEDULE_SCHEMAS[name], f"{key}.")
+    check_value(f"{key}.name", sched.get("name"), choices=tuple(SCHEDULES),
+                says=f"one of {', '.join(SCHEDULES)} (or {key}._target_=a torch.optim.lr_scheduler class)")
+    check_schema(sched, S.SCHEDULE_SCHEMAS[sched["name"]], f"{key}.")
 
 
 def check_task(task: Any) -> None:
@@ -351,24 +347,20 @@ def check_task(task: Any) -> None:
     if "_target_" in task:
         return
     kind, problem = task.get("kind"), task.get("problem")
-    if kind not in S.TASK_SCHEMAS:
-        raise ConfigError(f"task.kind must be one of {', '.join(KINDS)}, got {kind!r} "
-                          "(or give task._target_=your task class)")
-    if kind == "synthetic" and problem not in SYNTHETIC:
-        raise ConfigError(f"task.problem must be one of {', '.join(SYNTHETIC)}, got {problem!r}")
+    check_value("task.kind", kind, choices=tuple(KINDS),
+                says=f"one of {', '.join(KINDS)} (or give task._target_=your task class)")
+    if kind == "synthetic":
+        check_value("task.problem", problem, choices=tuple(SYNTHETIC))
     common = [f.name for f in dataclasses.fields(S.TaskSchema)]
     allowed = (*common, "problem", *S.SYNTHETIC_KEYS[problem]) if kind == "synthetic" else None
     check_schema(task, S.TASK_SCHEMAS[kind], "task.", allowed=allowed)
     if kind == "image":
-        for key, names in (("dataset", DATASETS), ("model", MODELS)):
+        for key, names, file in (("dataset", DATASETS, ", a torch.save file (.pt)"), ("model", MODELS, "")):
             value = task.get(key)
             # A mapping (_target_) or, for data, a file of tensors is a user's part, checked by its own code.
-            users = isinstance(value, Mapping) or (key == "dataset" and isinstance(value, str)
-                                                   and value.endswith((".pt", ".pth")))
-            if not users and value not in names:
-                extra = ", a torch.save file (.pt)" if key == "dataset" else ""
-                raise ConfigError(f"task.{key} must be one of {', '.join(names)}{extra} "
-                                  f"(or task.{key}._target_=your class), got {value!r}")
+            if not (isinstance(value, Mapping) or file and str(value).endswith((".pt", ".pth"))):
+                check_value(f"task.{key}", value, choices=tuple(names),
+                            says=f"one of {', '.join(names)}{file} (or task.{key}._target_=your class)")
     elif task.get("train_size") is not None:
         check_value("task.train_size", task["train_size"], int, low=task["batch_size"])
     if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
@@ -405,8 +397,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     Returns the optimizer class and constructor kwargs it resolved on the way."""
     # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
     cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
-    check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig,
-                 hint=lambda key: top_level_hint(cfg, key))  # (+lr=0.1: did you mean optimizer.lr?)
+    check_schema(cfg, S.RunConfig)
     if cfg.get("seed", 0) > MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")

@@ -26,7 +26,6 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..errors import ConfigError, first_line, not_a_key
-from ..optim.schedules import SCHEDULES
 from ..plugins import locate
 from . import schema as S
 from . import threads
@@ -327,15 +326,15 @@ def check_schedule(sched: Any, key: str) -> None:
         raise ConfigError(f"{key} must be a schedule config such as {{name: constant}}, got {sched!r}")
     if "_target_" in sched:
         return
-    check_value(f"{key}.name", sched.get("name"), choices=tuple(SCHEDULES),
-                says=f"one of {', '.join(SCHEDULES)} (or {key}._target_=a torch.optim.lr_scheduler class)")
+    names = tuple(S.SCHEDULE_SCHEMAS)
+    check_value(f"{key}.name", sched.get("name"), choices=names,
+                says=f"one of {', '.join(names)} (or {key}._target_=a torch.optim.lr_scheduler class)")
     check_schema(sched, S.SCHEDULE_SCHEMAS[sched["name"]], f"{key}.")
 
 
 def check_task(task: Any) -> None:
     """A built-in task (``kind`` image or synthetic) against the schema of its kind; a task
     with ``_target_`` is a user's plug-in, checked by its own code."""
-    from ..tasks import KINDS
     from ..tasks.datasets import DATASETS
     from ..tasks.models import MODELS
     from ..tasks.synthetic import SYNTHETIC
@@ -347,8 +346,8 @@ def check_task(task: Any) -> None:
     if "_target_" in task:
         return
     kind, problem = task.get("kind"), task.get("problem")
-    check_value("task.kind", kind, choices=tuple(KINDS),
-                says=f"one of {', '.join(KINDS)} (or give task._target_=your task class)")
+    check_value("task.kind", kind, choices=tuple(S.TASK_SCHEMAS),
+                says=f"one of {', '.join(S.TASK_SCHEMAS)} (or give task._target_=your task class)")
     if kind == "synthetic":
         check_value("task.problem", problem, choices=tuple(SYNTHETIC))
     common = [f.name for f in dataclasses.fields(S.TaskSchema)]
@@ -419,10 +418,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         # (whether the device supports it is known only where the run starts: choose_impl)
         raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} (it has no {impl} "
                           "argument); use auto, foreach or forloop")
-    try:
-        threads.parse_setting(tr.get("threads", "auto"))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    threads.parse_setting(tr.get("threads", "auto"))
     resolve_device(tr.get("device", "auto"))
     return cls, kwargs
 

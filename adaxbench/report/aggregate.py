@@ -38,7 +38,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from . import divergence
-from .load import ReportError, RunSet
+from .load import ReportError, RunSet, usable
 
 # Used when a task does not log the requested default metric (synthetic tasks: train/loss only).
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
@@ -126,7 +126,7 @@ def label_settings(rs: RunSet) -> pd.Series:
     labels = pd.Series(runs["optimizer"].to_numpy(dtype=object), index=runs.index)
     for _, g in runs.groupby("task", sort=False):
         text = setting_labels(g, rs.settings)
-        text.update(setting_labels(g[(g["status"] == "completed") & (g["problem"] == "")], rs.settings))
+        text.update(setting_labels(g[usable(g)], rs.settings))
         labels[g.index] = g["setting"].map(text).to_numpy()
     return labels
 
@@ -838,7 +838,7 @@ def normalised_scores(runs: pd.DataFrame, agg: pd.DataFrame, tasks: dict[str, Ta
     """
     best = agg.loc[agg["is_best"], ["task", "setting"]]
     r = runs.reset_index(drop=True).merge(best, on=["task", "setting"])
-    r = r[((r["status"] == "completed") & (r["problem"] == "")) | (r["status"] == "diverged")]
+    r = r[usable(r) | (r["status"] == "diverged")]
     parts = []
     for task, g in r.groupby("task", sort=True):
         v = g["final"].where(g["status"] == "completed").to_numpy(float)

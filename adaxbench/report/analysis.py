@@ -19,13 +19,14 @@ import pandas as pd
 
 from . import divergence
 from ..rundir import effective_epochs, effective_lr_schedule
-from .aggregate import (FAMILIES, ProfileBand, TaskInfo, _fmt_num, aggregate, best_run_times, grid_edge_warnings,
+from .aggregate import (FAMILIES, ProfileBand, TaskInfo, aggregate, best_run_times, grid_edge_warnings,
                         iqm_across_tasks, label_settings, normalised_scores, performance_profile_band, profile_times,
                         run_scores, score_profile_band, setting_labels, split_metric, task_infos)
 from .best import sampled_settings
 from .load import ReportError, RunSet, load_runs, usable
 from .published_curves import spread_line
 from .references import Reference, load_references, references_for
+from .text import fmt_num
 
 XS = ("epoch", "step", "time")  # what curves are drawn against and time-to-target is measured in
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
@@ -184,11 +185,11 @@ class Budget:
 
 def vals(values: list) -> str:
     """Distinct values joined with " / " (one value when the runs agree), integers with separators."""
-    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _fmt_num(v) for v in values)
+    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else fmt_num(v) for v in values)
 
 
 def _schedule_text(cfg: dict) -> str:
-    rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in cfg.items() if k != "name")
+    rest = ", ".join(f"{k}={fmt_num(v)}" for k, v in cfg.items() if k != "name")
     return str(cfg.get("name", "constant")) + (f" ({rest})" if rest else "")
 
 
@@ -233,7 +234,7 @@ def hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[st
     hps = [setting_hparams(rs, k) for k in keys]
     common = set.intersection(*(set(h) for h in hps)) if hps else set()
     shared = {k: hps[0][k] for k in sorted(common) if len({repr(h[k]) for h in hps}) == 1} if len(hps) > 1 else {}
-    rest = [", ".join(f"{k}={_fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
+    rest = [", ".join(f"{k}={fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
     return shared, rest
 
 

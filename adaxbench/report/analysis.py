@@ -430,7 +430,7 @@ def _no_minibatch(rs: RunSet, ids: pd.Index, metric: str) -> str:
             else "the runs logged none")
 
 
-def task_curves(rs: RunSet, t: "TaskAnalysis", x: str) -> TaskCurves:
+def task_curves(rs: RunSet, t: TaskAnalysis, x: str) -> TaskCurves:
     """The curves of ``t``'s plotted settings, over their usable runs."""
     r, plotted, metric = rs.runs, t.plotted, t.info.metric
     ids = r.index[usable(r) & (r["task"] == t.name) & r["setting"].isin(plotted["setting"])]

@@ -164,7 +164,7 @@ def adaxbench_version() -> str:
     try:
         return version("adaxbench")
     except PackageNotFoundError:
-        from . import __version__
+        from ._version import __version__
         return __version__
 
 

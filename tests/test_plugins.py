@@ -73,6 +73,9 @@ def test_version_without_installed_metadata(monkeypatch):
 
     monkeypatch.setattr(md, "version", missing)
     assert adaxbench_version() == adaxbench.__version__
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert adaxbench.__version__ == pyproject["project"]["version"]
 
 
 @pytest.mark.parametrize("overrides, message", [

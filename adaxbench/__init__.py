@@ -7,7 +7,7 @@ The Python API (see docs/how-to/python-api.md); imported lazily, so ``import ada
 * ``adaxbench.report(*paths, out=...)``: the comparison report, as ``adaxbench report`` writes it.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = {"run": "api", "load_runs": "api", "report": "api", "compose": "api", "RunOutcome": "api",
         "ConfigError": "errors"}

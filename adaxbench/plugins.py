@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line, not_a_key
 
 # Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
 META_KEYS = ("_target_", "name")
@@ -97,8 +97,7 @@ def locate(target: Any, key: str) -> Any:
             cause = e
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({reason}); "
+            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({first_line(cause)}); "
                               "is its module on PYTHONPATH?") from None
     identity = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
     if _denied(identity):
@@ -132,8 +131,7 @@ def check_arguments(fn: Callable, kwargs: Mapping[str, Any], key: str, *, contex
     target = getattr(fn, "__qualname__", repr(fn))
     for k in kwargs:
         if k not in names and not var_kw:
-            shown = [n for n in names if n not in context] or ["(none)"]
-            raise ConfigError(f"{key}.{k} is not an argument of {target}; accepted: {', '.join(shown)}")
+            raise not_a_key(k, f"an argument of {target}", [n for n in names if n not in context], f"{key}.")
     for p in named:
         if p.default is p.empty and p.kind != p.POSITIONAL_ONLY and p.name not in kwargs and p.name not in context:
             raise ConfigError(f"{key}: {target} needs the argument {p.name!r}; add +{key}.{p.name}=VALUE")
@@ -166,7 +164,7 @@ def adaxbench_version() -> str:
     try:
         return version("adaxbench")
     except PackageNotFoundError:
-        from . import __version__
+        from ._version import __version__
         return __version__
 
 

@@ -134,6 +134,17 @@ def protocol_of(a: argparse.Namespace) -> dict[str, Any]:
             "max_widenings": a.max_widenings, "widen_points": a.widen_points, "metric": a.metric, "mode": a.mode}
 
 
+def _by_choice(runs: Any, choices: list[str]) -> dict[str, str]:
+    """``{--optimizers entry: recorded name}`` from each run's ``optimizer=ENTRY`` override, where they differ."""
+    names = {}
+    for overrides, recorded in zip(runs["overrides"], runs["optimizer"]):
+        for o in overrides:
+            key, _, value = o.partition("=")
+            if key == "optimizer" and value in choices and value != recorded:
+                names[value] = recorded
+    return names
+
+
 def _check_names(protocol: dict[str, Any], overrides: list[str], config_options: Callable[..., list[str]]) -> None:
     for group, names in (("task", protocol["tasks"]), ("optimizer", protocol["optimizers"])):
         known = config_options(group, overrides)
@@ -150,6 +161,7 @@ class Tuning:
         self.out, self.p, self.run = out, protocol, run
         self.launch_overrides = launch_overrides  # Hydra's and bookkeeping overrides (launcher, threads): no part of a setting
         self.baseline = baseline or protocol["optimizers"][0]
+        self.recorded_names: dict[str, str] = {}  # --optimizers entry -> the name its runs record
         self.failed = 0
         self.state: dict[str, Any] = {"protocol": protocol, "stage": "tuning", "tasks": {}}
 
@@ -186,8 +198,15 @@ class Tuning:
         from .report.load import load_runs
 
         rs = load_runs(dirs)
+        self.recorded_names.update(_by_choice(rs.runs, self.p["optimizers"]))
         best, _ = select_best(rs, self.p["metric"], self.p["mode"])
-        return best.set_index("optimizer"), rs.settings
+        by_choice = best.assign(optimizer=best["optimizer"].map(self.choice_of)).set_index("optimizer")
+        by_choice.attrs = best.attrs
+        return by_choice, rs.settings
+
+    def choice_of(self, recorded: str) -> str:
+        """The ``--optimizers`` entry a recorded optimizer name ran as (``custom`` records its class's name)."""
+        return next((c for c, name in self.recorded_names.items() if name == recorded), recorded)
 
     def tune_task(self, task: str) -> None:
         p, per = self.p, self.p["per_decade"]
@@ -275,7 +294,11 @@ class Tuning:
 
         self.state["stage"] = "reporting"
         self.write_state()
-        args = [*map(str, eval_dirs), "--out", str(self.out / "report"), "--baseline", self.baseline]
+        if not eval_dirs:
+            raise TuneError("no optimizer has a tuned lr (no tuning run could be scored): nothing to evaluate; "
+                            f"see {self.out / 'tune.md'}")
+        baseline = self.recorded_names.get(self.baseline, self.baseline)
+        args = [*map(str, eval_dirs), "--out", str(self.out / "report"), "--baseline", baseline]
         if report_main(args) != 0:
             raise TuneError(f"the report of {self.out / 'eval'} failed (see above); rerun: adaxbench report {' '.join(args)}")
         self.state["report"] = "report/report.md"

@@ -5,6 +5,9 @@
 #   scripts/beta2_ablation_v2.sh sens            # β2 sensitivity on fmnist_mlp (needs `eval fmnist_mlp`)
 #   scripts/beta2_ablation_v2.sh report          # copy the records (no checkpoints), write the reports
 #   scripts/beta2_ablation_v2.sh sitting N       # the protocol's sitting N (1..4; 4 ends with the reports)
+#   scripts/beta2_ablation_v2.sh import-gpu DIR  # fmnist_mlp's stages run on a GPU instead (PROTOCOL.md, Deviations):
+#     DIR is GPU_ROOT of `GPU_TASKS=fmnist_mlp GPU_EPOCHS=20 GPU_SENS=1 scripts/beta2_ablation_gpu.sh`; its records
+#     are copied (no checkpoints) into this driver's layout: tune|eval/fmnist_mlp/ARM/..., sens/SETTING/...
 # Every sweep goes to its own dir, so running a stage again skips its finished runs and resumes a stopped one.
 # (When `adaxbench tune` lands, `tune` is one call of it per task; this driver keeps to `run -m` + `best`.)
 set -euo pipefail
@@ -141,6 +144,26 @@ validation() {  # DeepOBS's tuned settings under DeepOBS-TF's conditions, as far
     $EXTRA hydra.sweep.dir="$ROOT/validation/$f" >> "$ROOT/log/runs.log" 2>&1
 }
 
+import_gpu() {  # import_gpu DIR: the GPU script's fmnist_mlp records into this driver's layout, per optimizer name
+  python - "$1" "$ROOT" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+src, root = Path(sys.argv[1]), Path(sys.argv[2])
+targets = {"tune": "tune/fmnist_mlp/{name}/gpu_{sweep}", "eval": "eval/fmnist_mlp/{name}", "sens": "sens/{name}"}
+copied = 0
+for stage, pattern in targets.items():
+    for record in sorted((src / stage / "fmnist_mlp").glob("*/*/run.json" if stage == "tune" else "*/run.json")):
+        run = record.parent
+        name = json.loads(record.read_text())["config"]["optimizer"]["name"]
+        dest = root / pattern.format(name=name, sweep=run.parent.name) / run.name
+        if not dest.exists():
+            shutil.copytree(run, dest, ignore=shutil.ignore_patterns("*.pt"))
+            copied += 1
+print(f"import-gpu: {copied} run dirs copied from {src} into {root}")
+PY
+  grep -h . "$1"/log/wall.txt >> "$ROOT/log/wall.txt" 2>/dev/null || true
+}
+
 timed() {  # timed NAME COMMAND...: run a stage and record its wall time and the machine
   local start; start=$(date +%s)
   "${@:2}"
@@ -157,6 +180,8 @@ case $stage in
   sens) timed sens sensitivity ;;
   validation) timed validation validation ;;
   report) publish ;;
+  import-gpu) [ -d "${1:-}/eval/fmnist_mlp" ] || { echo "usage: $0 import-gpu GPU_ROOT (with eval/fmnist_mlp in it)" >&2; exit 2; }
+              import_gpu "$1" ;;
   sitting)
     case ${1:-} in
       1) for t in reddi_online reddi_stochastic quadratic_deep; do timed "tune $t" tune $t; timed "eval $t" evaluate $t; done
@@ -166,5 +191,5 @@ case $stage in
       4) timed sens sensitivity; publish ;;
       *) echo "usage: $0 sitting 1|2|3|4" >&2; exit 2 ;;
     esac ;;
-  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | report | sitting 1..4" >&2; exit 2 ;;
+  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | report | sitting 1..4 | import-gpu DIR" >&2; exit 2 ;;
 esac

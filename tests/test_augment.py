@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from adaxbench.tasks.augment import apply_jitter, color_jitter, draw_jitter, jitter_ranges, random_crop_flip
+from adaxbench.tasks.augment import apply_jitter, color_jitter, draw_jitter, jitter_ranges, random_crop_flip, same_device
 
 
 def reference(img: torch.Tensor, p: int, dy: int, dx: int, flip: bool) -> torch.Tensor:
@@ -120,6 +120,15 @@ def test_errors_are_one_line():
         random_crop_flip(torch.rand(3, 8, 8), 2, g)
     with pytest.raises(ValueError, match=">= 0"):
         random_crop_flip(torch.rand(1, 3, 8, 8), -1, g)
+
+
+def test_a_cuda_generator_without_index_is_on_the_current_device():
+    # torch.Generator("cuda").device reads "cuda" while a tensor moved there reads "cuda:0": one device.
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    assert same_device(torch.device("cuda"), torch.device("cuda", current))
+    assert not same_device(torch.device("cuda"), torch.device("cuda", current + 1))
+    assert not same_device(torch.device("cpu"), torch.device("cuda", current))
+    assert same_device(torch.device("cpu"), torch.device("cpu"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

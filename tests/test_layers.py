@@ -51,6 +51,24 @@ def test_an_upward_import_breaks_the_layers_contract(tmp_path):
     assert "adaxbench.optim is not allowed to import adaxbench.train" in result.stdout
 
 
+def test_a_report_module_without_a_layer_breaks_the_report_contract(tmp_path):
+    # The report's layers name every module of report/ (exhaustive): a new one must be given a layer.
+    for name in ("adaxbench", "hydra_plugins"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "adaxbench" / "report" / "stray.py").write_text("from .load import usable  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "adaxbench.report.stray" in result.stdout
+
+
+def test_no_module_imports_the_package_root():
+    # adaxbench/__init__.py is in no layer (its API is imported lazily from every layer): a module
+    # that imported it, for __version__ say, would sit above all of them.  _version.py is the leaf.
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    assert graph.find_modules_that_directly_import("adaxbench") == set()
+
+
 def test_no_module_is_in_an_import_cycle():
     graph = grimp.build_graph(*PACKAGES, cache_dir=None)
     assert cycles(graph) == []

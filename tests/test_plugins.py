@@ -73,6 +73,9 @@ def test_version_without_installed_metadata(monkeypatch):
 
     monkeypatch.setattr(md, "version", missing)
     assert adaxbench_version() == adaxbench.__version__
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert adaxbench.__version__ == pyproject["project"]["version"]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -312,8 +315,8 @@ def test_example_runs_end_to_end_from_a_clean_environment(tmp_path):
                           env={**env, "PYTHONPATH": str(EXAMPLE), "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "runs" / "lion_vs_adam"
-    assert (out / "report" / "report.md").is_file() and "report: runs/lion_vs_adam/report/report.md" in proc.stdout
+    out = tmp_path / "runs" / "lion_vs_adam_py"
+    assert (out / "report" / "report.md").is_file() and "report: runs/lion_vs_adam_py/report/report.md" in proc.stdout
     runs = {d.parent.name: json.loads((d / "run.json").read_text()) for d in out.glob("*/0")}
     assert sorted(runs) == ["adam", "adax", "lion"]
     assert {k: r["status"] for k, r in runs.items()} == dict.fromkeys(runs, "completed")

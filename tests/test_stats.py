@@ -200,7 +200,8 @@ def test_identical_seeds_on_both_sides_get_no_interval_and_no_star():
 from statsmodels.stats.weightstats import ttost_paired  # noqa: E402
 
 from adaxbench.report.aggregate import (compare, holm, pair_up, paired_diff, seeds_for_margin, seeds_to_detect,  # noqa: E402
-                                        verdict, verdict_text)
+                                        verdict)
+from adaxbench.report.render import verdict_text  # noqa: E402
 
 
 def test_paired_interval_by_hand():

@@ -19,8 +19,8 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     # once), 1 tuning seed and 2 evaluation seeds.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_ROOT": str(tmp_path / "runs"), "GPU_OUT": str(tmp_path / "out"),
            "GPU_TASKS": "fmnist_mlp", "GPU_GRID": "1e-3,3.16e-3", "GPU_TUNE_SEEDS": "1000", "GPU_EVAL_SEEDS": "0,1",
-           "GPU_WIDEN_ROUNDS": "1",
-           "GPU_EXTRA": "trainer.train_limit=300 trainer.eval_limit=200 trainer.epochs=1 trainer.device=cpu trainer.threads=1"}
+           "GPU_WIDEN_ROUNDS": "1", "GPU_EPOCHS": "1", "GPU_SENS": "1",
+           "GPU_EXTRA": "trainer.train_limit=300 trainer.eval_limit=200 trainer.device=cpu trainer.threads=1"}
     done = subprocess.run(["bash", str(REPO / "scripts" / "beta2_ablation_gpu.sh")], env=env, capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "runs" / "log" / "runs.log").read_text()
@@ -49,3 +49,26 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     assert "sched_adax_nobc" in report and "Δ final vs sched_adam" in report
     assert (tmp_path / "out" / "runs" / "eval" / "fmnist_mlp").is_dir()
     assert not list((tmp_path / "out" / "runs").rglob("checkpoint.pt"))
+    # The beta2 sensitivity (GPU_SENS): each family at two more beta2 (c), at that family's tuned lr, one pack.
+    sens = records("sens/fmnist_mlp")
+    want = {"sched_adam_b2_0.99": ("beta2", 0.99, "sched_adam"), "sched_adam_b2_0.9999": ("beta2", 0.9999, "sched_adam"),
+            "sched_adax_b2_1e-3": ("beta2", 1e-3, "sched_adax"), "sched_adax_b2_1e-5": ("beta2", 1e-5, "sched_adax"),
+            "sched_adafactor_c_0.5": ("decay_rate", 0.5, "sched_adafactor"),
+            "sched_adafactor_c_1.0": ("decay_rate", 1.0, "sched_adafactor")}
+    assert sorted(r["config"]["optimizer"]["name"] for r in sens) == sorted(list(want) * 2)
+    for r in sens:
+        key, value, family = want[r["config"]["optimizer"]["name"]]
+        assert r["config"]["optimizer"][key] == value and {r["config"]["optimizer"]["lr"]} == lr[family]
+        assert r["env"]["packed"]["members"] == 12 and r["progress"]["step"] == 300 // 128
+
+    # import-gpu: the records in the CPU driver's layout, one directory per arm and per sensitivity setting.
+    v2 = tmp_path / "v2"
+    done = subprocess.run(["bash", str(REPO / "scripts" / "beta2_ablation_v2.sh"), "import-gpu", str(tmp_path / "runs")],
+                          env={**env, "V2_ROOT": str(v2)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in (v2 / "eval" / "fmnist_mlp").iterdir()) == sorted(ARMS | {"adam", "adax"})
+    assert sorted(p.name for p in (v2 / "sens").iterdir()) == sorted(want)
+    assert len(list(v2.rglob("run.json"))) == len(tune) + len(ev) + len(sens)
+    assert all(json.loads(p.read_text())["config"]["optimizer"]["name"] == p.parent.parent.name
+               for p in (v2 / "eval" / "fmnist_mlp").rglob("run.json"))
+    assert not list(v2.rglob("*.pt"))

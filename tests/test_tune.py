@@ -131,3 +131,21 @@ def test_tune_passes_the_packed_launcher_to_every_sweep(tmp_path):
     assert packs == {"tuning/quadratic_deep/grid": 6, "eval/quadratic_deep/adam": 2}
     state = json.loads((out / "tune.json").read_text())
     assert state["stage"] == "done" and state["protocol"]["overrides"] == ["trainer.epochs=1"]  # the launcher is no setting
+
+
+def test_tune_your_own_optimizer_recorded_under_its_class_name(tmp_path):
+    # optimizer=custom records its runs under the class name (RMSprop): tune must still find the winner of
+    # `custom`, evaluate it and report it with its recorded name as the baseline.
+    out = tmp_path / "tune"
+    done = adaxbench("tune", "--tasks", "rosenbrock_2d", "--optimizers", "custom", "--lr-centre", "1e-2",
+                     "--lr-decades", "0.25", "--tuning-seeds", "1", "--eval-seeds", "2", "--max-widenings", "0",
+                     "--out", str(out), "optimizer._target_=torch.optim.RMSprop", "trainer.epochs=1",
+                     "trainer.progress=false", cwd=ROOT, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    state = json.loads((out / "tune.json").read_text())
+    winner = state["tasks"]["rosenbrock_2d"]["optimizers"]["custom"]["winner"]
+    assert state["stage"] == "done" and winner["lr"] in [lr_at(1e-2, 4, k) for k in (-1, 0, 1)]
+    evals = [json.loads(f.read_text()) for f in (out / "eval" / "rosenbrock_2d" / "custom").rglob("run.json")]
+    assert len(evals) == 2 and {r["config"]["optimizer"]["name"] for r in evals} == {"RMSprop"}
+    assert {r["config"]["optimizer"]["lr"] for r in evals} == {winner["lr"]}
+    assert "RMSprop" in (out / "report" / "report.md").read_text()

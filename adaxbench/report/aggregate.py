@@ -38,7 +38,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from . import divergence
-from .load import ReportError, RunSet
+from .load import ReportError, RunSet, usable
+from .text import fmt_num
 
 # Used when a task does not log the requested default metric (synthetic tasks: train/loss only).
 METRIC_FALLBACK = ("test/accuracy", "test/loss", "valid/accuracy", "valid/loss", "train/accuracy", "train/loss")
@@ -82,16 +83,6 @@ class TaskInfo:
     margin_source: str = "default"  # "--margin", "task config" or "default"
 
 
-def _fmt_num(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, (list, tuple)):
-        return "(" + ",".join(_fmt_num(x) for x in v) + ")"
-    return str(v)
-
-
 def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]],
                    drop: tuple[str, ...] = ()) -> dict[str, str]:
     """A readable label per setting key of ``rows`` (columns optimizer, setting): the optimizer
@@ -115,7 +106,7 @@ def setting_labels(rows: pd.DataFrame, settings: Mapping[str, Mapping[str, Any]]
 def _label_value(setting: Mapping[str, Any], key: str) -> str:
     if key not in setting and key.startswith("optimizer."):
         return "default"
-    return _fmt_num(setting.get(key))
+    return fmt_num(setting.get(key))
 
 
 def label_settings(rs: RunSet) -> pd.Series:
@@ -126,7 +117,7 @@ def label_settings(rs: RunSet) -> pd.Series:
     labels = pd.Series(runs["optimizer"].to_numpy(dtype=object), index=runs.index)
     for _, g in runs.groupby("task", sort=False):
         text = setting_labels(g, rs.settings)
-        text.update(setting_labels(g[(g["status"] == "completed") & (g["problem"] == "")], rs.settings))
+        text.update(setting_labels(g[usable(g)], rs.settings))
         labels[g.index] = g["setting"].map(text).to_numpy()
     return labels
 
@@ -429,33 +420,6 @@ def verdict(row: Mapping[str, Any], higher_better: bool, min_seeds: int = MIN_SE
     if side and not (v == "better" and side == "baseline") and not (v == "worse" and side == "arm"):
         return "inconclusive"
     return v
-
-
-NO_MARGIN = "no margin: set --margin or the task's equivalence_margin"
-
-
-def verdict_text(row: Mapping[str, Any]) -> str:
-    """The verdict as a report cell: ``better``, ``equivalent within ±0.005``, ``inconclusive: ~12
-    pairs for ±0.005``, ``inconclusive: ~14 pairs to detect Δ = −0.112``, ``inconclusive: 2 of 5
-    seeds diverged`` (never "no difference")."""
-    v, m = row["verdict"], row["margin"]
-    ms = f"±{m:.3g}" if m is not None and np.isfinite(m) else ""
-    k, total = int(row.get("diverged_seeds", 0) or 0), int(row.get("compared_seeds", 0) or 0)
-    diverged = f"{k} of {total} seeds diverged" if k else ""
-    if v == "equivalent":
-        return f"equivalent within {ms}"
-    if v != "inconclusive":
-        return v + (" (exact)" if row["test"] == "exact" else "") + (f" ({diverged})" if diverged else "")
-    if row["test"] != "exact" and row["n"] < MIN_SEEDS_STAR:
-        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds" + (f"; {diverged}" if diverged else "")
-    if diverged:
-        return f"inconclusive: {diverged}"
-    if not ms:
-        return f"inconclusive ({NO_MARGIN})"
-    n = row["seeds_needed"]
-    unit = "pairs" if row["pairs"] else "seeds a side"
-    goal = f"to detect Δ = {row['delta']:.3g}" if abs(row["delta"]) > m else f"for {ms}"
-    return f"inconclusive: ~{int(n)} {unit} {goal}" if np.isfinite(n) else f"inconclusive: > 100,000 {unit} {goal}"
 
 
 def worst_value(higher_better: bool) -> float:
@@ -838,7 +802,7 @@ def normalised_scores(runs: pd.DataFrame, agg: pd.DataFrame, tasks: dict[str, Ta
     """
     best = agg.loc[agg["is_best"], ["task", "setting"]]
     r = runs.reset_index(drop=True).merge(best, on=["task", "setting"])
-    r = r[((r["status"] == "completed") & (r["problem"] == "")) | (r["status"] == "diverged")]
+    r = r[usable(r) | (r["status"] == "diverged")]
     parts = []
     for task, g in r.groupby("task", sort=True):
         v = g["final"].where(g["status"] == "completed").to_numpy(float)

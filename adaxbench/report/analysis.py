@@ -19,13 +19,14 @@ import pandas as pd
 
 from . import divergence
 from ..rundir import effective_epochs, effective_lr_schedule
-from .aggregate import (FAMILIES, ProfileBand, TaskInfo, _fmt_num, aggregate, best_run_times, grid_edge_warnings,
+from .aggregate import (FAMILIES, ProfileBand, TaskInfo, aggregate, best_run_times, grid_edge_warnings,
                         iqm_across_tasks, label_settings, normalised_scores, performance_profile_band, profile_times,
                         run_scores, score_profile_band, setting_labels, split_metric, task_infos)
 from .best import sampled_settings
-from .load import ReportError, RunSet, load_runs
+from .load import ReportError, RunSet, load_runs, usable
 from .published_curves import spread_line
 from .references import Reference, load_references, references_for
+from .text import fmt_num
 
 XS = ("epoch", "step", "time")  # what curves are drawn against and time-to-target is measured in
 MAX_TABLE_SETTINGS = 30  # per task in report.md; aggregate.csv always has every setting
@@ -112,7 +113,7 @@ def _rel(p: str) -> str:
 def excluded_runs(rs: RunSet, tasks: dict) -> pd.DataFrame:
     """The "Runs not included" table: every run that is in no mean, with the reason."""
     r = rs.runs
-    bad = r[(r["status"] != "completed") | (r["problem"] != "") | ~r["task"].isin(list(tasks))]
+    bad = r[~usable(r) | ~r["task"].isin(list(tasks))]
     reason = bad["problem"].where(bad["problem"] != "", bad["error"])
     reason = reason.where(reason != "", bad["status"].map({
         "running": "still running", "interrupted": "interrupted (resume to finish)",
@@ -129,7 +130,7 @@ def exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
     """A completed run without a finite final value of its task's metric cannot enter a mean (it
     would turn its setting's into NaN): it goes under "Runs not included" with the reason."""
     r = rs.runs
-    done = r.index[(r["status"] == "completed") & (r["problem"] == "") & r["task"].isin(list(tasks))]
+    done = r.index[usable(r) & r["task"].isin(list(tasks))]
     s = scores.reindex(done)
     final, best = s["final"].to_numpy(float), s["best"].to_numpy(float)
     for i in done[~np.isfinite(final) | np.isinf(best)]:  # NaN, or ±inf that would enter a mean
@@ -137,7 +138,7 @@ def exclude_unscored(rs: RunSet, tasks: dict, scores: pd.DataFrame) -> None:
         r.at[i, "problem"] = (f"no finite {metric} value logged (all NaN or missing)" if pd.isna(s.at[i, "best"])
                               else f"final {metric} is {s.at[i, 'final']:g}" if not np.isfinite(s.at[i, "final"])
                               else f"{metric} reaches {s.at[i, 'best']:g}")
-    if not ((r["status"] == "completed") & (r["problem"] == "")).any():
+    if not usable(r).any():
         raise ReportError(f"no usable run among {len(r)} run dir(s): no completed run has a finite "
                           f"value of its task's metric")
 
@@ -184,17 +185,17 @@ class Budget:
 
 def vals(values: list) -> str:
     """Distinct values joined with " / " (one value when the runs agree), integers with separators."""
-    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else _fmt_num(v) for v in values)
+    return " / ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else fmt_num(v) for v in values)
 
 
 def _schedule_text(cfg: dict) -> str:
-    rest = ", ".join(f"{k}={_fmt_num(v)}" for k, v in cfg.items() if k != "name")
+    rest = ", ".join(f"{k}={fmt_num(v)}" for k, v in cfg.items() if k != "name")
     return str(cfg.get("name", "constant")) + (f" ({rest})" if rest else "")
 
 
 def task_budget(rs: RunSet, scores: pd.DataFrame, task: str) -> Budget:
     r = rs.runs
-    ids = r.index[(r["task"] == task) & (r["status"] == "completed") & (r["problem"] == "")]
+    ids = r.index[(r["task"] == task) & usable(r)]
     cfgs = [rs.configs[i] for i in ids]
     tr = [c.get("trainer") or {} for c in cfgs]
     tk = [c.get("task") or {} for c in cfgs]
@@ -233,7 +234,7 @@ def hparam_columns(rs: RunSet, keys: list[str]) -> tuple[dict[str, Any], list[st
     hps = [setting_hparams(rs, k) for k in keys]
     common = set.intersection(*(set(h) for h in hps)) if hps else set()
     shared = {k: hps[0][k] for k in sorted(common) if len({repr(h[k]) for h in hps}) == 1} if len(hps) > 1 else {}
-    rest = [", ".join(f"{k}={_fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
+    rest = [", ".join(f"{k}={fmt_num(v)}" for k, v in sorted(h.items()) if k not in shared) or "—" for h in hps]
     return shared, rest
 
 
@@ -345,6 +346,119 @@ def beta2_schedules(agg: pd.DataFrame, settings: dict) -> list[tuple[str, diverg
             for sc, n in sorted(sched.items(), key=lambda kv: (kv[1], kv[0][0], str(kv[0][1]), kv[0][2]))]
 
 
+MAX_POINTS = 2000  # per curve; keeps SVGs small for long runs
+
+
+@dataclass
+class Curve:
+    """One plotted setting's line: the mean over its seeds against x, ± one std (NaN with one seed)."""
+
+    setting: str
+    label: str  # the setting's label among the plotted ones
+    seeds: int
+    points: pd.DataFrame  # x, mean, std: sorted by x, every k-th row where it has more than MAX_POINTS
+
+
+@dataclass
+class Panel:
+    """A panel of curves: ``metric``'s values against ``x``, one curve per plotted setting with a
+    finite mean (in the order of ``TaskAnalysis.plotted``)."""
+
+    metric: str  # SPLIT/METRIC; batch/beta2_hat's values are 1 − β̂₂,t (the newest gradient's weight)
+    x: str  # epoch, step or time
+    curves: list[Curve]
+    smooth: int = 0  # EMA span applied to each run before the mean (0 or 1: none)
+
+
+@dataclass
+class TaskCurves:
+    """The curve figures' data of one task, from its usable runs of the plotted settings."""
+
+    evals: list[Panel]  # the compared metric, then its split's accuracy/loss where logged
+    minibatch: list[Panel]  # minibatch loss against step and time; empty where none was logged
+    no_minibatch: str  # why there is no minibatch loss (where ``minibatch`` is empty)
+    adaptivity: list[Panel]  # 1 − β̂₂,t and the effective step size against step, where logged
+
+
+def _curve_rows(rs: RunSet, ids: pd.Index, metric: str) -> pd.DataFrame:
+    """``metric``'s rows of the runs ``ids``, with their setting id ``sid``."""
+    d = rs.select(*metric.split("/"))
+    d = d.loc[d["run"].isin(ids), ["run", "step", "epoch", "time", "value"]]
+    # Integer setting ids: a string column of JSON keys per metric row would dominate the time.
+    sid = np.full(int(rs.runs.index.max()) + 1, -1)
+    sid[rs.runs.index.to_numpy()] = rs.runs["sid"].to_numpy()
+    return d.assign(sid=sid[d["run"].to_numpy()])
+
+
+def mean_curves(rs: RunSet, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, smooth: int = 0) -> list[Curve]:
+    """Mean over seeds ± one std of ``d``'s values per plotted setting, the seeds' rows grouped by
+    ``by`` (epoch or step) and placed at their mean ``x``.  ``smooth`` > 1: an EMA of that span per
+    run first, so the band is the spread of the smoothed seeds.  Settings with no finite mean have
+    no curve."""
+    if smooth > 1:
+        d = d.sort_values(["run", "step"], kind="stable")
+        ema = d.groupby("run", sort=False)["value"].ewm(span=smooth).mean()
+        d = d.assign(value=ema.reset_index(level=0, drop=True))
+    # One groupby for all settings (per-setting groupbys dominate the run time at scale).
+    g = d.assign(_x=d[x]).groupby(["sid", by], sort=True)
+    stats = pd.DataFrame({"x": g["_x"].mean(), "mean": g["value"].mean(), "std": g["value"].std()})
+    have = set(stats.index.get_level_values(0))
+    sid_of = dict(zip(rs.runs["setting"], rs.runs["sid"]))
+    out = []
+    for row in plotted.itertuples():
+        if sid_of[row.setting] not in have:
+            continue
+        s = stats.loc[sid_of[row.setting]].sort_values("x")
+        s = s.iloc[:: max(1, math.ceil(len(s) / MAX_POINTS))]
+        if np.isfinite(s["mean"].to_numpy(float)).any():
+            out.append(Curve(row.setting, row.label, int(row.seeds), s.reset_index(drop=True)))
+    return out
+
+
+def _log_every(rs: RunSet, ids: pd.Index) -> Any:
+    vals = {(rs.configs[i].get("trainer") or {}).get("log_every") for i in ids}
+    vals.discard(None)
+    return min(vals) if vals else None
+
+
+def _no_minibatch(rs: RunSet, ids: pd.Index, metric: str) -> str:
+    """Why runs logged no minibatch loss: a log interval longer than the run, or none logged."""
+    steps = rs.select(*metric.split("/"))
+    steps = int(steps.loc[steps["run"].isin(ids), "step"].max()) if len(steps) else 0
+    le = _log_every(rs, ids)
+    return (f"trainer.log_every = {le} exceeds\nthe runs' {steps} steps" if le is not None and le > steps
+            else "the runs logged none")
+
+
+def task_curves(rs: RunSet, t: TaskAnalysis, x: str) -> TaskCurves:
+    """The curves of ``t``'s plotted settings, over their usable runs."""
+    r, plotted, metric = rs.runs, t.plotted, t.info.metric
+    ids = r.index[usable(r) & (r["task"] == t.name) & r["setting"].isin(plotted["setting"])]
+    logged = rs.logged(ids)
+    split, name = metric.split("/")
+    evals = [m for m in [metric] + [f"{split}/{n}" for n in ("accuracy", "loss") if n != name]
+             if tuple(m.split("/")) in logged]
+    panels = [Panel(m, x, mean_curves(rs, _curve_rows(rs, ids, m), "epoch", x, plotted)) for m in evals]
+    minibatch, why = [], ""
+    if ("batch", "loss") in logged:
+        d = _curve_rows(rs, ids, "batch/loss")
+        span = max(1, int(d.groupby("run").size().median() // 50))
+        minibatch = [Panel("batch/loss", bx, mean_curves(rs, d, "step", bx, plotted, smooth=span), smooth=span)
+                     for bx in ("step", "time")]
+    else:
+        why = _no_minibatch(rs, ids, metric)
+    # The median effective step: the mean is dominated by coordinates that never saw a
+    # gradient (lr/eps, e.g. 1e9 for AdaX's eps = 1e-12), the median describes the network.
+    step_size = "eff_lr_median" if ("batch", "eff_lr_median") in logged else "eff_lr_mean"
+    adaptivity = []
+    for p in (p for p in ("beta2_hat", step_size) if ("batch", p) in logged):
+        d = _curve_rows(rs, ids, f"batch/{p}")
+        if p == "beta2_hat":
+            d = d.assign(value=1.0 - d["value"].to_numpy(float))
+        adaptivity.append(Panel(f"batch/{p}", "step", mean_curves(rs, d, "step", "step", plotted)))
+    return TaskCurves(panels, minibatch, why, adaptivity)
+
+
 # --- the analysis ------------------------------------------------------------------------------------
 
 @dataclass
@@ -425,10 +539,18 @@ class Analysis:
     family: str
     across: AcrossTasks | None = None
     schedules: list = field(default_factory=list)  # beta2_schedules
+    _curves: dict[str, TaskCurves] = field(default_factory=dict, repr=False)
 
     @property
     def usable(self) -> int:
-        return int(((self.rs.runs["status"] == "completed") & (self.rs.runs["problem"] == "")).sum())
+        return int(usable(self.rs.runs).sum())
+
+    def curves(self, task: str) -> TaskCurves:
+        """The curve figures' data of ``task`` (computed when first asked: a report without
+        figures never needs it)."""
+        if task not in self._curves:
+            self._curves[task] = task_curves(self.rs, self.tasks[task], self.x)
+        return self._curves[task]
 
     @property
     def notes(self) -> list[str]:
@@ -470,13 +592,13 @@ def analyse(paths: Iterable[str | os.PathLike], metric: str | None = None, x: st
 
     rs = load_runs(paths)
     rs.runs["label"] = label_settings(rs)
-    usable = rs.runs[(rs.runs["status"] == "completed") & (rs.runs["problem"] == "")]
-    if usable.empty:
+    ok = rs.runs[usable(rs.runs)]
+    if ok.empty:
         raise ReportError(f"no usable run among {len(rs.runs)} run dir(s): none is completed with "
                           f"readable metrics (see run.json status of each)")
     tasks = task_infos(rs, metric, tgt, margins)
     tasks = {k: v for k, v in tasks.items() if not v.note}
-    missing = sorted(set(usable["task"]) - set(tasks))
+    missing = sorted(set(ok["task"]) - set(tasks))
     if not tasks:
         raise ReportError(f"no usable run logs {metric or 'any evaluation metric'}: "
                           "pass --metric SPLIT/METRIC that the runs logged, e.g. test/accuracy")

@@ -18,46 +18,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .analysis import Analysis, TaskAnalysis
-from .load import RunSet
-from .plot import _legend, _new, _note, _parts, _pretty, _Series, optimizer_colors, save
+from ..optim.beta2 import beta2_hat_and_gain
+from .analysis import Analysis, Panel, TaskAnalysis, TaskCurves
+from .plot import _legend, _new, _note, _pretty, _Series, optimizer_colors, save
 
 LINESTYLES = ("-", "--", ":", "-.")  # as many as MAX_CURVES_PER_OPTIMIZER: each drawn setting has its own
-MAX_POINTS = 2000  # per plotted curve; keeps SVGs small for long runs
-
-
-# --- β̂₂ schedules ---------------------------------------------------------------------------
-
-def _beta2_hat_reference(schedule: str, t: int, beta2: float | None = None, decay_rate: float = 0.8) -> float:
-    """The effective second-moment weight β̂₂,t of each schedule (used until adaxbench.optim
-    provides ``beta2_hat``).  Adam with bias correction: β2(1−β2^{t−1})/(1−β2^t); AdaX:
-    1 − β2/((1+β2)^t − 1); AdaFactor: 1 − t^{−c}.  expm1/log1p keep them exact for huge t."""
-    if schedule == "adam":
-        b = 0.999 if beta2 is None else beta2
-        return b * math.expm1((t - 1) * math.log(b)) / math.expm1(t * math.log(b))
-    if schedule == "adax":
-        b = 1e-4 if beta2 is None else beta2
-        z = t * math.log1p(b)
-        return 1.0 if z > 700 else 1.0 - b / math.expm1(z)
-    if schedule == "adafactor":
-        return 1.0 - float(t) ** (-decay_rate)
-    raise ValueError(f"unknown beta2 schedule {schedule!r}: expected adam, adax or adafactor")
-
-
-def beta2_hat_fn() -> Callable[..., float]:
-    """``adaxbench.optim.beta2_hat`` when it exists, else the local reference."""
-    try:
-        from adaxbench.optim import beta2_hat  # type: ignore[attr-defined]
-        return beta2_hat
-    except ImportError:
-        return _beta2_hat_reference
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def _thin(df: pd.DataFrame) -> pd.DataFrame:
-    return df.iloc[:: max(1, math.ceil(len(df) / MAX_POINTS))]
-
 
 def _styles(plotted: pd.DataFrame, colors: dict[str, Any]) -> dict[str, tuple[Any, str]]:
     """(colour, linestyle) per setting key: colour by optimizer, linestyle by setting within it."""
@@ -68,44 +36,13 @@ def _styles(plotted: pd.DataFrame, colors: dict[str, Any]) -> dict[str, tuple[An
     return out
 
 
-def _sid_of(rs: RunSet) -> dict[str, int]:
-    return dict(zip(rs.runs["setting"], rs.runs["sid"]))
-
-
-def _curve_data(rs: RunSet, run_ids: pd.Index, split: str, metric: str) -> pd.DataFrame:
-    d = rs.select(split, metric)
-    d = d.loc[d["run"].isin(run_ids), ["run", "step", "epoch", "time", "value"]]
-    # Integer setting ids: a string column of JSON keys per metric row would dominate the time.
-    sid = np.full(int(rs.runs.index.max()) + 1, -1)
-    sid[rs.runs.index.to_numpy()] = rs.runs["sid"].to_numpy()
-    return d.assign(sid=sid[d["run"].to_numpy()])
-
-
-def _band_plot(ax, d: pd.DataFrame, by: str, x: str, plotted: pd.DataFrame, styles, series: _Series,
-               sid_of: dict[str, int], smooth: int = 0, transform: Callable | None = None) -> None:
-    """Mean over seeds (line) ± one std (band) per setting, grouping rows by ``by``.  Settings
-    with no finite value get no line and so no legend entry."""
-    if transform is not None:
-        d = d.assign(value=transform(d["value"].to_numpy(float)))
-    if smooth > 1:  # EMA per run first, so the band is the spread of the smoothed seeds
-        d = d.sort_values(["run", "step"], kind="stable")
-        ema = d.groupby("run", sort=False)["value"].ewm(span=smooth).mean()
-        d = d.assign(value=ema.reset_index(level=0, drop=True))
-    # One groupby for all settings (per-setting groupbys dominate the run time at scale).
-    d = d.assign(_x=d[x])
-    g = d.groupby(["sid", by], sort=True)
-    stats = pd.DataFrame({"x": g["_x"].mean(), "mean": g["value"].mean(), "std": g["value"].std()})
-    have = set(stats.index.get_level_values(0))
-    for _, row in plotted.iterrows():
-        if sid_of[row["setting"]] not in have:
-            continue
-        s = _thin(stats.loc[sid_of[row["setting"]]].sort_values("x"))
-        if not np.isfinite(s["mean"].to_numpy(float)).any():
-            continue
-        color, ls = styles[row["setting"]]
-        label = f"{row['label']} (n={int(row['seeds'])})"
+def _draw_curves(ax, panel: Panel, styles: dict[str, tuple[Any, str]], series: _Series) -> None:
+    """Each curve of ``panel``: its mean as a line, ± one std as a band where there is one."""
+    for c in panel.curves:
+        s = c.points
+        color, ls = styles[c.setting]
         # A single evaluation is a marker: a line through one point draws nothing.
-        (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=label,
+        (line,) = ax.plot(s["x"], s["mean"], color=color, ls=ls, lw=1.4, label=f"{c.label} (n={c.seeds})",
                           marker="o" if np.isfinite(s["mean"].to_numpy(float)).sum() == 1 else None, ms=5)
         line.set_gid(series.gid())
         if s["std"].notna().any():
@@ -123,18 +60,6 @@ def _auto_log(ax) -> None:
 
 
 X_LABELS = {"epoch": "epoch", "step": "optimizer step", "time": "training time (s)"}
-
-
-def _completed_ids(rs: RunSet, task: str, plotted: pd.DataFrame) -> pd.Index:
-    runs = rs.runs
-    return runs.index[(runs["task"] == task) & (runs["status"] == "completed") & (runs["problem"] == "")
-                      & runs["setting"].isin(plotted["setting"])]
-
-
-def _log_every(rs: RunSet, ids: pd.Index) -> Any:
-    vals = {(rs.configs[i].get("trainer") or {}).get("log_every") for i in ids}
-    vals.discard(None)
-    return min(vals) if vals else None
 
 
 def _published_lines(ax, t: TaskAnalysis, metric: str, styles: dict, ref_ids: _Series) -> None:
@@ -155,26 +80,18 @@ def _published_lines(ax, t: TaskAnalysis, metric: str, styles: dict, ref_ids: _S
             art.set_gid(ref_ids.gid())
 
 
-def _minibatch_panels(rs: RunSet, ids: pd.Index, metric: str, axes, batch: bool, plotted: pd.DataFrame,
-                      styles: dict, series: _Series) -> None:
+def _minibatch_panels(curves: TaskCurves, axes, styles: dict, series: _Series) -> None:
     """Minibatch loss against step and time (EMA-smoothed per seed), or a note saying why there is none."""
-    if batch:
-        d = _curve_data(rs, ids, "batch", "loss")
-        span = max(1, int(d.groupby("run").size().median() // 50))
-        for ax, bx in zip(axes, ("step", "time")):
-            _band_plot(ax, d, "step", bx, plotted, styles, series, _sid_of(rs), smooth=span)
-            ax.set(xlabel=X_LABELS[bx], ylabel="minibatch loss",
-                   title="minibatch loss" + (f" (EMA over {span} logs)" if span > 1 else ""))
+    if curves.minibatch:
+        for ax, panel in zip(axes, curves.minibatch):
+            _draw_curves(ax, panel, styles, series)
+            ax.set(xlabel=X_LABELS[panel.x], ylabel="minibatch loss",
+                   title="minibatch loss" + (f" (EMA over {panel.smooth} logs)" if panel.smooth > 1 else ""))
             _auto_log(ax)
     else:
-        steps = rs.select(*_parts(metric))
-        steps = int(steps.loc[steps["run"].isin(ids), "step"].max()) if len(steps) else 0
-        le = _log_every(rs, ids)
-        why = (f"trainer.log_every = {le} exceeds\nthe runs' {steps} steps" if le is not None and le > steps
-               else "the runs logged none")
         for ax, bx in zip(axes, ("step", "time")):
             ax.set_title(f"minibatch loss vs {bx}")
-            _note(ax, f"no minibatch loss:\n{why}")
+            _note(ax, f"no minibatch loss:\n{curves.no_minibatch}")
 
 
 def curves_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[Figure | None, int]:
@@ -183,40 +100,29 @@ def curves_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[Figu
     labelled dotted lines in the compared metric's panel, their budget beside ours.  The target line
     is drawn where the runs span the target's budget.  A panel that has no data says why.  Returns
     the figure and its number of series."""
-    t = an.tasks[name]
-    rs, task, x = an.rs, t.info, an.x
-    plotted = t.plotted
-    styles = _styles(plotted, colors)
-    ids = _completed_ids(rs, task.name, plotted)
-    split, metric_name = _parts(task.metric)
-    logged = rs.logged(ids)
-    evals = [task.metric] + [f"{split}/{n}" for n in ("accuracy", "loss")
-                             if n != metric_name and (split, n) in logged]
-    evals = [e for e in evals if tuple(e.split("/")) in logged]
-    batch = ("batch", "loss") in logged
-    if not evals:
+    t, curves = an.tasks[name], an.curves(name)
+    if not curves.evals:
         return None, 0
-    n = len(evals) + 2
+    styles = _styles(t.plotted, colors)
+    n = len(curves.evals) + 2
     fig, axes = _new(2, 2, h=2.9) if n > 2 else _new(1, 2, h=3.0)
     series, ref_ids = _Series(), _Series("reference")
-    sid_of = _sid_of(rs)
-    for ax, metric in zip(axes, evals):
-        d = _curve_data(rs, ids, *_parts(metric))
-        before = series.n
-        _band_plot(ax, d, "epoch", x, plotted, styles, series, sid_of)
-        ax.set(xlabel=X_LABELS[x], ylabel=_pretty(metric), title=_pretty(metric))
-        if series.n == before:
+    for ax, panel in zip(axes, curves.evals):
+        metric = panel.metric
+        _draw_curves(ax, panel, styles, series)
+        ax.set(xlabel=X_LABELS[panel.x], ylabel=_pretty(metric), title=_pretty(metric))
+        if not panel.curves:
             _note(ax, f"no finite {_pretty(metric)}\nin any completed run")
             continue
         if "acc" not in metric.split("/")[1]:
             _auto_log(ax)
-        if t.curve_target is not None and metric == task.metric:
+        if t.curve_target is not None and metric == t.info.metric:
             ax.axhline(t.curve_target, color="0.3", lw=0.8, ls="--", label=f"target {t.curve_target:g}")
         _published_lines(ax, t, metric, styles, ref_ids)
-    _minibatch_panels(rs, ids, task.metric, axes[len(evals):len(evals) + 2], batch, plotted, styles, series)
+    _minibatch_panels(curves, axes[len(curves.evals):n], styles, series)
     spare = axes[n] if len(axes) > n else None
     _legend(fig, axes[:n], where=spare)
-    fig.suptitle(task.name, fontsize=10)
+    fig.suptitle(name, fontsize=10)
     return fig, series.n
 
 
@@ -226,39 +132,22 @@ def adaptivity_figure(an: Analysis, name: str, colors: dict[str, Any]) -> tuple[
     1 − β̂₂,t on a log axis: Adam's β̂₂ → 0.999 and AdaX's → 1 coincide on a linear axis near 1,
     while 1 − β̂₂ (the weight of the newest squared gradient) separates them by decades.  Only
     settings that logged a diagnostic get a line and a legend entry."""
-    rs, task, plotted = an.rs, an.tasks[name].info, an.tasks[name].plotted
-    styles = _styles(plotted, colors)
-    ids = _completed_ids(rs, task.name, plotted)
-    logged = rs.logged(ids)
-    # The median effective step: the mean is dominated by coordinates that never saw a
-    # gradient (lr/eps, e.g. 1e9 for AdaX's eps = 1e-12), the median describes the network.
-    step_size = "eff_lr_median" if ("batch", "eff_lr_median") in logged else "eff_lr_mean"
-    panels = [p for p in ("beta2_hat", step_size) if ("batch", p) in logged]
+    panels = an.curves(name).adaptivity
     if not panels:
         return None, 0
+    styles = _styles(an.tasks[name].plotted, colors)
     fig, axes = _new(1, len(panels), h=3.2)
     series = _Series()
-    for ax, p in zip(axes, panels):
-        one_minus = (lambda v: 1.0 - v) if p == "beta2_hat" else None
-        _band_plot(ax, _curve_data(rs, ids, "batch", p), "step", "step", plotted, styles, series, _sid_of(rs),
-                   transform=one_minus)
+    for ax, panel in zip(axes, panels):
+        p = panel.metric.split("/")[1]
+        _draw_curves(ax, panel, styles, series)
         ax.set(xlabel="optimizer step", xscale="log", yscale="log",
                ylabel={"beta2_hat": "1 − β̂₂,t", "eff_lr_mean": "mean lr/(√v̂+ε)",
                        "eff_lr_median": "median lr/(√v̂+ε)"}[p],
                title={"beta2_hat": "newest gradient's weight 1 − β̂₂,t"}.get(p, "effective step size"))
     _legend(fig, axes)
-    fig.suptitle(f"{task.name}: logged adaptivity", fontsize=10)
+    fig.suptitle(f"{name}: logged adaptivity", fontsize=10)
     return fig, series.n
-
-
-def _gain_fn() -> Callable[[str, int, float | None, float], float]:
-    """1 − β̂₂,t computed without cancellation where adaxbench.optim provides it."""
-    try:
-        from adaxbench.optim.beta2 import beta2_hat_and_gain
-        return lambda s, t, b, c: beta2_hat_and_gain(s, t, b, c)[1]
-    except ImportError:
-        fn = beta2_hat_fn()
-        return lambda s, t, b, c: 1.0 - fn(s, t, beta2=b, decay_rate=c) if b is not None else 1.0 - fn(s, t, decay_rate=c)
 
 
 def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str]],
@@ -269,13 +158,12 @@ def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str
     coincide; 1 − β̂₂,t (the weight of the newest squared gradient) separates them by decades.
 
     ``schedules``: (legend label, (schedule, β2, c), optimizer name for the colour)."""
-    gain = _gain_fn()
     t = np.unique(np.round(np.logspace(0, math.log10(t_max), 600)).astype(np.int64))
     fig, (ax,) = _new(1, 1, h=3.4)
     series = _Series()
     used: dict[str, int] = {}
     for label, (sched, beta2, c), name in schedules:
-        g = np.array([gain(sched, int(k), beta2, c) for k in t])
+        g = np.array([beta2_hat_and_gain(sched, int(k), beta2, c)[1] for k in t])
         i = used[name] = used.get(name, -1) + 1
         (line,) = ax.plot(t, g, color=colors.get(name, "0.3"), ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=label)
         line.set_gid(series.gid())

@@ -224,6 +224,11 @@ def _tell_classes_apart(runs: pd.DataFrame) -> list[str]:
     return notes
 
 
+def usable(runs: pd.DataFrame) -> pd.Series:
+    """The runs that enter the report's means: completed, and no problem found loading or scoring them."""
+    return (runs["status"] == "completed") & (runs["problem"] == "")
+
+
 REPEATED = "repeats the setting and seed of a later run (each counted once)"
 
 
@@ -231,7 +236,7 @@ def _repeated_seeds(runs: pd.DataFrame) -> pd.Index:
     """The completed, readable runs whose (setting, seed) a later one repeats (an Optuna study proposing
     one value twice, a grid launched again into another dir): no independent seeds, so only the latest counts.
     (A diverged run keeps its own line and error, as every diverged run does.)"""
-    finished = runs[(runs["status"] == "completed") & (runs["problem"] == "") & runs["seed"].notna()]
+    finished = runs[usable(runs) & runs["seed"].notna()]
     order = finished.sort_values(["ended", "path"])
     return order.index[order.duplicated(["setting", "seed"], keep="last")]
 

@@ -16,18 +16,45 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from . import figures as F
 from ..rundir import atomic_write, write_text
-from .aggregate import ALPHA, LEVEL, MIN_SEEDS_STAR, N_BOOT, NO_MARGIN, TaskInfo, _fmt_num, verdict_text
+from .aggregate import ALPHA, LEVEL, MIN_SEEDS_STAR, N_BOOT, TaskInfo
 from .analysis import Analysis, Budget, TaskAnalysis, analyse, vals
 from .load import ReportError
+from .text import fmt_num
 
 FORMATS = ("md", "html")
+
+NO_MARGIN = "no margin: set --margin or the task's equivalence_margin"
+
+
+def verdict_text(row: Mapping[str, Any]) -> str:
+    """The verdict as a report cell: ``better``, ``equivalent within ±0.005``, ``inconclusive: ~12
+    pairs for ±0.005``, ``inconclusive: ~14 pairs to detect Δ = −0.112``, ``inconclusive: 2 of 5
+    seeds diverged`` (never "no difference")."""
+    v, m = row["verdict"], row["margin"]
+    ms = f"±{m:.3g}" if m is not None and np.isfinite(m) else ""
+    k, total = int(row.get("diverged_seeds", 0) or 0), int(row.get("compared_seeds", 0) or 0)
+    diverged = f"{k} of {total} seeds diverged" if k else ""
+    if v == "equivalent":
+        return f"equivalent within {ms}"
+    if v != "inconclusive":
+        return v + (" (exact)" if row["test"] == "exact" else "") + (f" ({diverged})" if diverged else "")
+    if row["test"] != "exact" and row["n"] < MIN_SEEDS_STAR:
+        return f"inconclusive: fewer than {MIN_SEEDS_STAR} seeds" + (f"; {diverged}" if diverged else "")
+    if diverged:
+        return f"inconclusive: {diverged}"
+    if not ms:
+        return f"inconclusive ({NO_MARGIN})"
+    n = row["seeds_needed"]
+    unit = "pairs" if row["pairs"] else "seeds a side"
+    goal = f"to detect Δ = {row['delta']:.3g}" if abs(row["delta"]) > m else f"for {ms}"
+    return f"inconclusive: ~{int(n)} {unit} {goal}" if np.isfinite(n) else f"inconclusive: > 100,000 {unit} {goal}"
 
 
 @dataclass
@@ -278,7 +305,7 @@ def _task_intro(an: Analysis, t: TaskAnalysis) -> list[tuple]:
         blocks.append(("p", f"{len(t.rows)} settings: showing the best per optimizer; all are in aggregate.csv."))
     if t.shared:
         blocks.append(("p", "Hyperparameters of every row: "
-                            + ", ".join(f"{k}={_fmt_num(v)}" for k, v in t.shared.items()) + "."))
+                            + ", ".join(f"{k}={fmt_num(v)}" for k, v in t.shared.items()) + "."))
     return blocks
 
 

@@ -6,6 +6,16 @@ import torch
 import torch.nn.functional as F
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one: ``cuda`` (no index, as ``torch.Generator("cuda").device`` reads) is the
+    current CUDA device, so it equals ``cuda:0`` there."""
+    def indexed(d: torch.device) -> torch.device:
+        if d.type == "cuda" and d.index is None:
+            return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+        return d
+    return indexed(torch.device(a)) == indexed(torch.device(b))
+
+
 def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Random ``padding``-px zero-padded crop and random horizontal flip (p = 0.5), drawn
     independently per example: the standard CIFAR augmentation of He et al. (2016).
@@ -20,7 +30,7 @@ def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) 
         raise ValueError(f"random_crop_flip expects a [B, C, H, W] batch, got shape {tuple(x.shape)}")
     if padding < 0:
         raise ValueError(f"random_crop_flip padding must be >= 0, got {padding}")
-    if generator.device != x.device:
+    if not same_device(generator.device, x.device):
         raise ValueError(f"random_crop_flip generator is on {generator.device} but the batch is "
                          f"on {x.device}; they must match")
     B, C, H, W = x.shape
@@ -96,6 +106,6 @@ def color_jitter(x: torch.Tensor, ranges: torch.Tensor, generator: torch.Generat
     ``torchvision.transforms.ColorJitter`` applied to every image of a float [0, 1] batch,
     batched on ``x.device``.  ``ranges`` comes from ``jitter_ranges``; ``generator`` (on
     ``x.device``) is the only source of randomness (draws as in ``draw_jitter``)."""
-    if generator.device != x.device:
+    if not same_device(generator.device, x.device):
         raise ValueError(f"color_jitter generator is on {generator.device} but the batch is on {x.device}")
     return apply_jitter(x, *draw_jitter(x.shape[0], ranges, generator))

@@ -197,7 +197,7 @@ def _logger_class(cfg: Mapping[str, Any], key: str) -> type:
 
 def check_logger(cfg: Mapping[str, Any], key: str = "logger") -> None:
     """One-line ``ConfigError`` for an unknown logger or a missing package."""
-    from ..errors import ConfigError
+    from ..errors import ConfigError, not_a_key
 
     if "_target_" in cfg:
         _logger_class(cfg, key)
@@ -218,7 +218,7 @@ def check_logger(cfg: Mapping[str, Any], key: str = "logger") -> None:
                                                                     "tags")}[name]
     unknown = [k for k in cfg if k not in allowed]
     if unknown:
-        raise ConfigError(f"{key}.{unknown[0]} is not a key of the {name} logger; accepted: {', '.join(allowed)}")
+        raise not_a_key(unknown[0], f"a key of the {name} logger", list(allowed), f"{key}.")
     package = PACKAGES.get(name)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"logger={name} needs the {package} package: pip install 'adaxbench[{name}]'")

@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from .validate import ConfigError, check_config, check_output_dir, check_value, did_you_mean, first_line
+from ..errors import first_line, not_a_key
+from .validate import ConfigError, check_config, check_output_dir, check_value, top_level_hint
 
 CONFIG_MODULE = "pkg://adaxbench.configs"
 CONFIG_NAME = "config"
@@ -230,16 +231,12 @@ def _check_direction(cfg: DictConfig) -> None:
     """An optimizing sweeper's direction must agree with the metric its jobs return (``best``'s
     selection metric: accuracies are maximised, losses minimised)."""
     direction = cfg.hydra.sweeper.get("direction")
-    if direction is None:
-        return
-    if isinstance(getattr(direction, "name", None), str):  # the sweeper's default is its enum, Direction.minimize
-        direction = direction.name
-    if not isinstance(direction, str) or direction not in ("minimize", "maximize"):
-        raise ConfigError(f"hydra.sweeper.direction must be minimize or maximize (adaxbench returns one score per "
-                          f"run: its selection metric), got {direction}")
+    direction = getattr(direction, "name", direction)  # the sweeper's default is its enum, Direction.minimize
+    check_value("hydra.sweeper.direction", direction, choices=("minimize", "maximize"), null=True,
+                says="minimize or maximize (adaxbench returns one score per run: its selection metric)")
     task = cfg.get("task")
-    if not isinstance(task, DictConfig) or "_target_" in task:
-        return  # a user's task logs what it logs
+    if direction is None or not isinstance(task, DictConfig) or "_target_" in task:
+        return  # no direction, or a user's task, which logs what it logs
     metric = task.get("select_metric") or task.get("metric") or \
         ("valid/accuracy" if task.get("kind") == "image" else "train/loss")
     wants = "maximize" if "acc" in str(metric).split("/")[-1].lower() else "minimize"
@@ -450,16 +447,10 @@ def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) ->
         node = OmegaConf.select(cfg, parent) if parent else cfg
         keys = [k for k in node.keys() if k != "hydra"] if isinstance(node, DictConfig) else []
     except Exception:
-        keys = []
+        cfg, keys = {}, []
     where = f"a key of {parent}" if parent else "a top-level key"
-    text = f"{key} is not {where}{did_you_mean(leaf, keys, parent + '.' if parent else '')}"
-    if not parent:  # lr=0.1: the key of that name one level down
-        for group in keys:
-            if isinstance(cfg.get(group), DictConfig) and leaf in cfg[group]:
-                text += f" (did you mean {group}.{leaf}?)"
-                break
-    if keys:
-        text += f"; keys there: {', '.join(map(str, keys))}"
+    hint = "" if parent else top_level_hint(cfg, leaf)  # lr=0.1: the key of that name one level down
+    text = str(not_a_key(leaf, where, keys or None, parent + "." if parent else "", hint, listing="keys there"))
     if "_target_" in keys and not parent.startswith("hydra"):  # constructor arguments: new ones come with +
         text += f"; to pass another argument write +{key}=VALUE"
     return text

@@ -124,36 +124,25 @@ SYNTHETIC_KEYS = {"quadratic_deep": ("noise_level", "train_size"),
 
 @dataclass
 class ScheduleSchema:
+    """The keys of every built-in schedule, and all the keys of constant and inverse_sqrt."""
     name: str = MISSING
     warmup_steps: int = checked(0, low=0)
 
 
 @dataclass
-class ConstantScheduleSchema(ScheduleSchema):
-    name: str = "constant"
-
-
-@dataclass
-class InverseSqrtScheduleSchema(ScheduleSchema):
-    name: str = "inverse_sqrt"
-
-
-@dataclass
 class StepScheduleSchema(ScheduleSchema):
-    name: str = "step"
     milestones: List[int] = checked([100, 150], low=1, says="a list of positive epoch numbers")
     gamma: float = checked(0.1, low=0, low_open=True)
 
 
 @dataclass
 class CosineScheduleSchema(ScheduleSchema):
-    name: str = "cosine"
     min_factor: float = checked(0.0, low=0, high=1, high_open=False)
 
 
 TASK_SCHEMAS = {"image": ImageTaskSchema, "synthetic": SyntheticTaskSchema}
-SCHEDULE_SCHEMAS = {"constant": ConstantScheduleSchema, "inverse_sqrt": InverseSqrtScheduleSchema,
-                    "step": StepScheduleSchema, "cosine": CosineScheduleSchema}
+SCHEDULE_SCHEMAS = {"constant": ScheduleSchema, "inverse_sqrt": ScheduleSchema, "step": StepScheduleSchema,
+                    "cosine": CosineScheduleSchema}
 
 # Ranges of the hyperparameters the optimizers of torch and adaxbench share (a user's optimizer may
 # define its keys otherwise, Adan's three betas, so it gets only lr > 0 and finite numbers).

@@ -25,6 +25,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from ..errors import ConfigError
+
 # Set by the launching process (ThreadBudget callback) for its jobs: the most jobs of
 # the sweep that a launcher can start at once.
 SWEEP_JOBS_ENV = "ADAXBENCH_SWEEP_JOBS"
@@ -40,12 +42,12 @@ class Budget:
 
 
 def parse_setting(value: Any) -> int | None:
-    """``trainer.threads``: None for ``auto``, else a positive int (ValueError otherwise)."""
+    """``trainer.threads``: None for ``auto``, else a positive int (ConfigError otherwise)."""
     if value is None or value == "auto":
         return None
     if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) \
             or int(value) < 1:
-        raise ValueError(f"trainer.threads must be auto or an integer >= 1, got {value!r}")
+        raise ConfigError(f"trainer.threads must be auto or an integer >= 1, got {value!r}")
     return int(value)
 
 

@@ -10,7 +10,6 @@ optimizer is also constructed on a dummy parameter, so its own argument checks s
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import math
@@ -26,8 +25,7 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..errors import ConfigError
-from ..optim.schedules import SCHEDULES
+from ..errors import ConfigError, first_line, not_a_key
 from ..plugins import locate
 from . import schema as S
 from . import threads
@@ -56,17 +54,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def first_line(e: Any) -> str:
-    """The first non-blank line of an error's text (its type's name where it has none)."""
-    text = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
-    return text or (type(e).__name__ if isinstance(e, BaseException) else "")
-
-
-def did_you_mean(key: str, accepted: Any, prefix: str = "") -> str:
-    close = difflib.get_close_matches(key, list(accepted), n=1)
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
-
-
 # ------------------------------------------------------------------ values (one rule vocabulary)
 
 def accepts(kind: Any, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -77,6 +64,8 @@ def accepts(kind: Any, low: float | None = None, high: float | None = None, low_
         what = "true or false"
     elif choices is not None:
         what = f"one of {', '.join(map(str, choices))}"
+    elif kind not in (int, float):
+        what = "a string" if kind is str else "a value"
     elif kind is int:
         what = "an integer" + ("" if low is None else f" >= {low}")
     elif low is not None and high is not None:
@@ -197,17 +186,14 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     accepted = [p for p, v in params.items() if p not in ("self", "params")
                 and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)]
     builtin = cls.__module__.startswith(BUILTIN_OPTIMIZER_MODULES)
-    meant = functools.partial(did_you_mean, accepted=accepted, prefix="optimizer.")
     for key in ("allow_extra", "create_graph"):
-        if opt_cfg.get(key) is not None:
-            check_value(f"optimizer.{key}", opt_cfg[key], bool)
+        check_value(f"optimizer.{key}", opt_cfg.get(key), bool, null=True)
     kwargs: dict[str, Any] = {}
     for key, value in opt_cfg.items():
         if key in OPTIMIZER_META or value == UNSET:
             continue
         if key not in accepted and not takes_any:
-            raise ConfigError(f"optimizer.{key} is not a hyperparameter of {target}{meant(key)}; "
-                              f"accepted: {', '.join(accepted) or '(none)'}")
+            raise not_a_key(key, f"a hyperparameter of {target}", accepted, "optimizer.")
         if builtin or key == "lr" and not isinstance(value, Mapping):
             rules = S.HYPERPARAMETERS.get(key)
             if key == "eps" and isinstance(value, list) and isinstance(params["eps"].default, tuple):
@@ -228,9 +214,9 @@ def optimizer_kwargs(opt_cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
                  for p in inspect.signature(v.__init__).parameters]
     extra = [k for k in kwargs if k not in accepted and k not in forwarded]
     if extra and not opt_cfg.get("allow_extra"):
-        raise ConfigError(f"optimizer.{extra[0]} is not a named parameter of {cls.__qualname__} ({target}): it "
-                          f"would only reach its **kwargs{meant(extra[0])}; named parameters: "
-                          f"{', '.join(accepted) or '(none)'}; set optimizer.allow_extra=true to pass it anyway")
+        where = f"a named parameter of {cls.__qualname__} ({target}): it would only reach its **kwargs"
+        raise ConfigError(f"{not_a_key(extra[0], where, accepted, 'optimizer.', listing='named parameters')}; "
+                          "set optimizer.allow_extra=true to pass it anyway")
     _check_second_order(cls, kwargs, name, opt_cfg.get("create_graph"))
     return cls, kwargs
 
@@ -270,41 +256,33 @@ def field_kind(hint: Any) -> tuple[Any, bool]:
 def describe(hint: Any) -> str:
     """A schema type in a message's words (``Optional[int]``: an integer or null)."""
     kind, listed = field_kind(hint)
-    what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, "a value")
-    if listed:
-        what = {"an integer": "a list of integers", "a number": "a list of numbers"}.get(what, "a list")
-    return what + (" or null" if type(None) in typing.get_args(hint) else "")
+    return accepts(kind, listed=listed, null=type(None) in typing.get_args(hint))
 
 
 def _same_type(raw: Any, typed: Any) -> bool:
     """OmegaConf converts '5' -> 5 and 'no' -> False; the schema here is strict: only an int
     where a number is expected is taken as it is."""
-    if raw is None or typed is None or raw == UNSET:
+    if raw is None:
         return True
     if isinstance(raw, (list, tuple)) and isinstance(typed, (list, tuple)):
         return len(raw) == len(typed) and all(_same_type(a, b) for a, b in zip(raw, typed))
-    if isinstance(raw, Mapping) or isinstance(typed, Mapping):
-        return True  # nested nodes are checked by their own schema (or are Any)
     return type(raw) is type(typed) or (type(raw) is int and type(typed) is float)
 
 
-def _unknown_key(prefix: str, key: str, accepted: list[str], hint: str = "") -> ConfigError:
-    mean = did_you_mean(key, accepted, prefix) or hint
-    where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
-    return ConfigError(f"{prefix}{key} is not {where}{mean}; accepted: {', '.join(accepted)}")
-
-
 def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
-                 allowed: tuple[str, ...] | None = None, hint: str = "") -> None:
+                 allowed: tuple[str, ...] | None = None) -> None:
     """A plain mapping against a schema dataclass: unknown keys, nested schema nodes, types and
     required keys (through OmegaConf's structured configs, strictly), then each field's rules."""
     from omegaconf.errors import OmegaConfBaseException
 
     hints = typing.get_type_hints(schema)
     fields = [f for f in dataclasses.fields(schema) if allowed is None or f.name in allowed]
+    names = [f.name for f in fields]
     for key in node:
-        if key not in [f.name for f in fields]:
-            raise _unknown_key(prefix, str(key), [f.name for f in fields], hint)
+        if key not in names:
+            if prefix:
+                raise not_a_key(str(key), f"a key of {prefix[:-1]}", names, prefix)
+            raise not_a_key(str(key), "a top-level key", names, hint=top_level_hint(node, key))
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -315,23 +293,23 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
             flat[key] = value
     try:
         typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), flat))
+        wrong = next((key for key in flat if not _same_type(flat[key], typed[key])), None)
     except OmegaConfBaseException as e:
-        key = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
-        if key in hints:
-            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {node.get(key)!r}") from None
-        raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
+        wrong = str(getattr(e, "full_key", "") or "").split(".")[0].split("[")[0]
+        if wrong not in hints:
+            raise ConfigError(f"{prefix[:-1] or 'config'}: {first_line(e)}") from None
+    if wrong is not None:
+        raise ConfigError(f"{prefix}{wrong} must be {describe(hints[wrong])}, got {node.get(wrong)!r}")
     for f in fields:
         key, value = f.name, flat.get(f.name)
-        if key in flat and not _same_type(value, typed[key]):
-            raise ConfigError(f"{prefix}{key} must be {describe(hints[key])}, got {value!r}")
-        if typed.get(key) == UNSET and flat.get(key, UNSET) == UNSET:
+        if flat.get(key, f.default) == UNSET:
             raise ConfigError(f"{prefix}{key} is required ({describe(hints[key])}); set it with +{prefix}{key}=VALUE")
         kind, listed = field_kind(hints[key])
-        if value is not None and value != UNSET and (f.metadata or kind is float):
+        if value is not None and (f.metadata or kind is float):
             check_value(f"{prefix}{key}", value, kind, listed=listed, **f.metadata)
 
 
-def _top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
+def top_level_hint(cfg: Mapping[str, Any], key: str) -> str:
     """``+lr=0.1``: point to the nested key of that name (optimizer.lr)."""
     for group in ("optimizer", "task", "trainer", "lr_schedule", "data"):
         node = cfg.get(group)
@@ -348,17 +326,15 @@ def check_schedule(sched: Any, key: str) -> None:
         raise ConfigError(f"{key} must be a schedule config such as {{name: constant}}, got {sched!r}")
     if "_target_" in sched:
         return
-    name = sched.get("name")
-    if name not in S.SCHEDULE_SCHEMAS:
-        raise ConfigError(f"{key}.name={name!r} is unknown; accepted: {', '.join(SCHEDULES)} "
-                          f"(or {key}._target_=a torch.optim.lr_scheduler class)")
-    check_schema(sched, S.SCHEDULE_SCHEMAS[name], f"{key}.")
+    names = tuple(S.SCHEDULE_SCHEMAS)
+    check_value(f"{key}.name", sched.get("name"), choices=names,
+                says=f"one of {', '.join(names)} (or {key}._target_=a torch.optim.lr_scheduler class)")
+    check_schema(sched, S.SCHEDULE_SCHEMAS[sched["name"]], f"{key}.")
 
 
 def check_task(task: Any) -> None:
     """A built-in task (``kind`` image or synthetic) against the schema of its kind; a task
     with ``_target_`` is a user's plug-in, checked by its own code."""
-    from ..tasks import KINDS
     from ..tasks.datasets import DATASETS
     from ..tasks.models import MODELS
     from ..tasks.synthetic import SYNTHETIC
@@ -370,24 +346,20 @@ def check_task(task: Any) -> None:
     if "_target_" in task:
         return
     kind, problem = task.get("kind"), task.get("problem")
-    if kind not in S.TASK_SCHEMAS:
-        raise ConfigError(f"task.kind must be one of {', '.join(KINDS)}, got {kind!r} "
-                          "(or give task._target_=your task class)")
-    if kind == "synthetic" and problem not in SYNTHETIC:
-        raise ConfigError(f"task.problem must be one of {', '.join(SYNTHETIC)}, got {problem!r}")
+    check_value("task.kind", kind, choices=tuple(S.TASK_SCHEMAS),
+                says=f"one of {', '.join(S.TASK_SCHEMAS)} (or give task._target_=your task class)")
+    if kind == "synthetic":
+        check_value("task.problem", problem, choices=tuple(SYNTHETIC))
     common = [f.name for f in dataclasses.fields(S.TaskSchema)]
     allowed = (*common, "problem", *S.SYNTHETIC_KEYS[problem]) if kind == "synthetic" else None
     check_schema(task, S.TASK_SCHEMAS[kind], "task.", allowed=allowed)
     if kind == "image":
-        for key, names in (("dataset", DATASETS), ("model", MODELS)):
+        for key, names, file in (("dataset", DATASETS, ", a torch.save file (.pt)"), ("model", MODELS, "")):
             value = task.get(key)
             # A mapping (_target_) or, for data, a file of tensors is a user's part, checked by its own code.
-            users = isinstance(value, Mapping) or (key == "dataset" and isinstance(value, str)
-                                                   and value.endswith((".pt", ".pth")))
-            if not users and value not in names:
-                extra = ", a torch.save file (.pt)" if key == "dataset" else ""
-                raise ConfigError(f"task.{key} must be one of {', '.join(names)}{extra} "
-                                  f"(or task.{key}._target_=your class), got {value!r}")
+            if not (isinstance(value, Mapping) or file and str(value).endswith((".pt", ".pth"))):
+                check_value(f"task.{key}", value, choices=tuple(names),
+                            says=f"one of {', '.join(names)}{file} (or task.{key}._target_=your class)")
     elif task.get("train_size") is not None:
         check_value("task.train_size", task["train_size"], int, low=task["batch_size"])
     if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
@@ -424,11 +396,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     Returns the optimizer class and constructor kwargs it resolved on the way."""
     # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
     cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
-    keys = list(S.RunConfig.__dataclass_fields__)
-    for key in cfg:  # unknown top-level keys (``+lr=0.1``), before anything reads them
-        if key not in keys:
-            raise _unknown_key("", str(key), keys, _top_level_hint(cfg, key))
-    check_schema({k: v for k, v in cfg.items() if k not in ("task", "optimizer", "lr_schedule")}, S.RunConfig)
+    check_schema(cfg, S.RunConfig)
     if cfg.get("seed", 0) > MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")
@@ -450,10 +418,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         # (whether the device supports it is known only where the run starts: choose_impl)
         raise ConfigError(f"trainer.optimizer_impl={impl} is not supported by {cls.__name__} (it has no {impl} "
                           "argument); use auto, foreach or forloop")
-    try:
-        threads.parse_setting(tr.get("threads", "auto"))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    threads.parse_setting(tr.get("threads", "auto"))
     resolve_device(tr.get("device", "auto"))
     return cls, kwargs
 
@@ -486,13 +451,13 @@ def resolve_device(spec: Any) -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={spec} but CUDA is not available here; use trainer.device=cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"trainer.device={spec} but only {torch.cuda.device_count()} CUDA device(s) exist")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device=mps but MPS is not available here; use trainer.device=cpu or auto")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {spec!r}")
     return device

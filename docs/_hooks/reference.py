@@ -145,7 +145,7 @@ def _table(section: str, prefix: str, schema, used: set) -> str:
 
 def _escape(text: str) -> str:
     """Plain text in a Markdown table cell."""
-    return text.replace("|", "/").replace("*", r"\*").replace("<", "&lt;")
+    return text.replace("|", "/").replace("*", r"\*").replace("_", r"\_").replace("<", "&lt;")
 
 
 def _group_configs(group: str) -> str:

@@ -2,7 +2,7 @@
 
     PYTHONPATH=examples/custom_optimizer python examples/custom_optimizer/compare.py [--quick]
 
-Runs go to runs/lion_vs_adam/, the report to runs/lion_vs_adam/report/.
+Runs go to runs/lion_vs_adam_py/, the report to runs/lion_vs_adam_py/report/.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="quadratic_deep", help="any task of `adaxbench list` (default: quadratic_deep)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", default="runs/lion_vs_adam")
+    parser.add_argument("--out", default="runs/lion_vs_adam_py")
     parser.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, no figures (a smoke test)")
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds

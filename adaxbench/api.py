@@ -136,7 +136,8 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from .train.preflight import check_user_configs, hydra_error_line, parse_overrides
+    from .train.compose import parse_overrides
+    from .train.preflight import check_user_configs, hydra_error_line
     from .train.validate import ConfigError, first_line
 
     overrides = _string_list(overrides, "overrides")

@@ -28,7 +28,7 @@ GROUPS = {"task": "tasks", "optimizer": "optimizers", "lr_schedule": "lr schedul
 def config_options(group: str, args: list[str] | None = None) -> list[str]:
     """Options of a config group as Hydra sees them: the package's configs, installed launcher
     plugins, and a user's ``--config-dir DIR`` / ``hydra.searchpath=[...]`` in ``args``."""
-    from .train.preflight import group_options
+    from .train.compose import group_options
 
     register_packed_launcher()
     return group_options(group, args)
@@ -65,7 +65,7 @@ def run_job(cfg):
 
 
 def cmd_run(args: list[str], print_best: bool = True) -> int:
-    from .train.preflight import composing_once, flags_first
+    from .train.compose import composing_once, flags_first
 
     register_packed_launcher()
     if any(len(flag) > 2 and "--experimental-rerun".startswith(flag.partition("=")[0]) for flag in args):
@@ -79,7 +79,8 @@ def cmd_run(args: list[str], print_best: bool = True) -> int:
 
 
 def _checked_launch(args: list[str], print_best: bool) -> int:
-    from .train.preflight import full_error, hydra_error_line, preflight
+    from .train.compose import full_error
+    from .train.preflight import hydra_error_line, preflight
 
     try:
         preflight(args)  # every job of a sweep is composed and checked before the first starts

@@ -128,10 +128,12 @@ def test_relaunches_packed_and_alone_after_sigterm_and_sigkill(tmp_path, uninter
     proc = run_signalled(packed, 3, "SIGKILL")  # the relaunched pack trains on, then dies at once
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     second = progress()
-    assert second == [first[0] + 3, first[1] + 2], (first, second)  # seed 0 died after its checkpoint
+    # Seed 0 died right after its checkpoint; the members write side by side, so seed 1's files of that
+    # epoch may or may not have been written by then.
+    assert second[0] == first[0] + 3 and second[1] in (first[1] + 2, first[1] + 3), (first, second)
     assert statuses() == ["running"] * 2
 
-    proc = run_signalled(packed, 3, "SIGTERM")  # two packs (by progress), stopped at a step
+    proc = run_signalled(packed, 3, "SIGTERM")  # one or two packs (by progress), stopped at a step
     assert proc.returncode != 0 and "interrupted" in proc.stderr, proc.stderr[-2000:]
     assert statuses() == ["interrupted"] * 2
     third = [read_run(sweep / str(k))[0]["progress"] for k in range(len(SEEDS))]

@@ -211,3 +211,13 @@ def test_every_setting_composes_to_a_valid_config(setting):
     assert cfg.optimizer.name == expected
     if group == "deepobs":
         assert cfg.task.name == option.rsplit("_", 1)[0]
+
+
+def test_a_seed_per_job_from_hydra_job_num_passes_the_checks(tmp_path):
+    # The up-front check composes each job as the launcher will, numbered: seed=${hydra:job.num} is 0, 1.
+    proc = adaxbench("run", "-m", "task=rosenbrock_2d", "trainer.epochs=1", "trainer.progress=false",
+                     "optimizer.lr=0.01,0.02", "seed=${hydra:job.num}", f"hydra.sweep.dir={tmp_path}",
+                     env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seeds = {json.loads((tmp_path / str(k) / "run.json").read_text())["config"]["seed"] for k in (0, 1)}
+    assert seeds == {0, 1}

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..optim.beta2 import beta2_hat_and_gain
 from .analysis import Analysis, Panel, TaskAnalysis, TaskCurves
 from .plot import _legend, _new, _note, _pretty, _Series, optimizer_colors, save
 
@@ -158,6 +157,8 @@ def beta2_figure(schedules: list[tuple[str, tuple[str, float | None, float], str
     coincide; 1 − β̂₂,t (the weight of the newest squared gradient) separates them by decades.
 
     ``schedules``: (legend label, (schedule, β2, c), optimizer name for the colour)."""
+    from ..optim.beta2 import beta2_hat_and_gain  # here: adaxbench.optim imports torch, which reading records must not
+
     t = np.unique(np.round(np.logspace(0, math.log10(t_max), 600)).astype(np.int64))
     fig, (ax,) = _new(1, 1, h=3.4)
     series = _Series()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..errors import first_line, not_a_key
 from .compose import (CONFIG_NAME, full_error, hydra_app, parse_args, parse_overrides, run_memo, search_space_jobs,
@@ -134,9 +134,12 @@ def preflight(args: list[str]) -> None:
         if jobs is None:  # another sweeper (Optuna) proposes its jobs as it goes: check its search space
             _check_direction(cfg)
             jobs = search_space_jobs(cfg, hydra.config_loader)
-        for job in jobs or []:
+        for index, job in enumerate(jobs or []):
             try:
-                _check_job(hydra.config_loader.load_sweep_config(cfg, list(job)))
+                job_cfg = hydra.config_loader.load_sweep_config(cfg, list(job))
+                with open_dict(job_cfg):  # as the launchers number their jobs (seed=${hydra:job.num})
+                    job_cfg.hydra.job.num = job_cfg.hydra.job.id = index
+                _check_job(job_cfg)
             except Exception as e:
                 if full_error():
                     raise

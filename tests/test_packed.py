@@ -380,3 +380,17 @@ def test_a_packed_sweep_composes_and_checks_each_job_once(tmp_path, monkeypatch)
     assert sorted(checked) == [3, 4]
     assert [json.loads((tmp_path / j / "run.json").read_text())["config"]["seed"] for j in "01"] == [3, 4]
     assert ConfigLoaderImpl.load_configuration.__module__.startswith("hydra")  # put back afterwards
+
+
+def test_a_pack_member_resolves_hydra_values_as_its_own_job(tmp_path):
+    # ${hydra:...} in a run's config names that job's dir and number, in a pack as alone.
+    root = "data.root=${hydra:runtime.output_dir}/data_${hydra:job.num}"
+    for launcher in ("packed", "basic"):
+        sweep = tmp_path / launcher
+        proc = adaxbench("run", "-m", f"hydra/launcher={launcher}", "task=rosenbrock_2d", "trainer.epochs=1",
+                         "trainer.progress=false", "seed=0,1", root, f"hydra.sweep.dir={sweep}",
+                         env={"OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        records = [json.loads((sweep / str(k) / "run.json").read_text()) for k in (0, 1)]
+        assert [r["config"]["data"]["root"] for r in records] == [f"{sweep / str(k)}/data_{k}" for k in (0, 1)]
+        assert (records[0]["env"].get("packed") is not None) == (launcher == "packed")

@@ -624,6 +624,9 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     composed, lock = copy.deepcopy(cfg), None
+    cfg = copy.deepcopy(cfg)
+    with contextlib.suppress(Exception):  # one that does not resolve: admit records it, as a run alone does
+        OmegaConf.resolve(cfg)  # ${hydra:...} is this job's only while its Hydra config is current
     try:
         lock = lock_run_dir(run_dir)
         admitted = admit(cfg, run_dir, list(hc.overrides.task), resume=True, dir_key="hydra.sweep.dir",

@@ -105,7 +105,8 @@ for task in $GPU_TASKS; do
     | tee -a "$ROOT/log/wall.txt"
 done
 rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # the records (no checkpoints), then the report
-(cd "$ROOT" && find tune eval $([ -d sens ] && echo sens) \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 | xargs -0 -r tar cf -) \
+# tar reads the list itself: xargs would split a long one into several archives, and tar xf stops at the first
+(cd "$ROOT" && find tune eval $([ -d sens ] && echo sens) \( -name run.json -o -name metrics.parquet -o -name error.log \) -print0 | tar cf - --null -T -) \
   | tar xf - -C "$OUT/runs"
 cp "$ROOT/log/wall.txt" "$OUT/runs/" && cp "$ROOT/log/widen.txt" "$OUT/runs/" 2>/dev/null || true
 adaxbench report "$OUT/runs/eval" --out "$OUT" --baseline sched_adam --family table --margin "$MARGINS" > "$OUT/report.log" 2>&1

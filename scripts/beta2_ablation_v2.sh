@@ -119,9 +119,10 @@ report() {  # report OUT_SUBDIR PATH... -- REPORT_OPTION...: one report over the
 }
 publish() {
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives
+  # tar reads the list itself: xargs would split it into several archives, and tar xf stops at the first
   # shellcheck disable=SC2046
   (cd "$ROOT" && find $(present tune eval sens validation) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
-    -print0 | xargs -0 -r tar cf -) | tar xf - -C "$OUT/runs"
+    -print0 | tar cf - --null -T -) | tar xf - -C "$OUT/runs"
   cp "$ROOT"/log/wall.txt "$ROOT"/log/widen.txt "$OUT/runs/" 2>/dev/null || true
   local ev=$OUT/runs/eval
   # The confirmatory family: the evidence tasks x 5 arms against sched_adam, one Holm family.

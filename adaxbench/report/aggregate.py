@@ -510,13 +510,13 @@ def aggregate(rs: RunSet, tasks: dict[str, TaskInfo], scores: pd.DataFrame, base
         raise ReportError(f"bad --family {family!r}: expected table (every comparison of the report) or task")
     runs = rs.runs.join(scores, how="left")
     runs = runs[runs["task"].isin(list(tasks))]
-    readable = runs["problem"] == ""
+    readable, in_means = runs["problem"] == "", usable(runs)
     finished = _finished(runs)
     # Unreadable completed runs count as failed: they are in no mean but must show up.
     failed = runs["status"].isin(["failed", "interrupted"]) | (~readable & ~runs["status"].isin(["diverged", "running"]))
     rows = []
     for (task, key), g in runs.groupby(["task", "setting"], sort=True):
-        done = g[(g["status"] == "completed") & readable.loc[g.index]]
+        done = g[in_means.loc[g.index]]
         fin = g[finished.loc[g.index]]
         hit_x = fin[f"hit_{x}"].to_numpy(float)
         rows.append({

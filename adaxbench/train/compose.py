@@ -21,6 +21,7 @@ CONFIG_MODULE = "pkg://adaxbench.configs"
 CONFIG_NAME = "config"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
+
 def full_error() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
@@ -134,8 +135,6 @@ _memo: dict[str, Any] | None = None
 
 def run_memo() -> dict[str, Any] | None:
     return _memo
-
-
 
 
 def group_options(group: str, args: list[str] | None = None) -> list[str]:

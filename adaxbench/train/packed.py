@@ -27,7 +27,9 @@ Every member is the run it would have been alone:
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
-then its NaNs cannot reach the others: no operation mixes members). Jobs that cannot be
+then its NaNs cannot reach the others: no operation mixes members). A member whose build or
+write fails (a full disk, a bug) is recorded ``failed`` by its own error, as alone, and leaves
+the pack the same way. Jobs that cannot be
 packed exactly run alone through the normal runner: optimizers outside ``ELEMENTWISE``
 (Adafactor factors across a matrix, L-BFGS is global), models with dropout (it draws from
 the global RNG), ``trainer.compile``.
@@ -427,9 +429,8 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         seed_everything(m.seed)
         try:
             m.trainee = m.run.build(setup, m.spec, resume)
-        except CheckpointError as e:  # as alone: this run's files stay as they are, the user decides
-            m.run.status, m.run.error, m.active = Status.FAILED, str(e), False
-            log.error("%s", e)
+        except Exception as e:  # as alone (an unreadable checkpoint, a write): this member fails, the others train
+            _fail(m, e)
         m.rng = _rng_state()
     # Members resumed from different points train as separate packs.
     by_progress: dict[tuple[int, int], list[Member]] = {}
@@ -441,8 +442,8 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
 
 
 def _guarded(fn, members: list[Member]) -> None:
-    """``run_in_dir``'s outcome handling for a whole pack: a crash fails its active members
-    (traceback in each error.log), a signal marks them interrupted and is passed on."""
+    """``run_in_dir``'s outcome handling for a whole pack: a crash of the pack fails its active
+    members (traceback in each error.log), a signal marks them interrupted and is passed on."""
     try:
         fn()
     except (Interrupted, SystemExit, Exception) as e:
@@ -455,9 +456,21 @@ def _guarded(fn, members: list[Member]) -> None:
             raise
 
 
+def _fail(m: Member, e: Exception) -> None:
+    """Member ``m`` failed by ``e`` (its build or one of its writes; called while ``e`` is handled):
+    recorded as its run alone records it, and it leaves the pack as a diverged member does."""
+    m.active = False
+    m.run.record_ending(e)
+    if isinstance(e, CheckpointError):  # as alone: its files stay as they are, the user decides
+        log.error("%s", e)
+
+
 def _diverge(m: Member, message: str) -> None:
     m.run.status, m.run.error, m.active = Status.DIVERGED, message, False
-    m.run.write()
+    try:
+        m.run.write()
+    except Exception as e:  # as alone: a diverged run whose record cannot be written fails
+        _fail(m, e)
 
 
 class PackRun:
@@ -495,7 +508,7 @@ class PackRun:
             self.each(lambda m: m.run.write(), self.active())
 
     def drop_diverged(self) -> bool:
-        """Repack without the members that diverged; False when none is left."""
+        """Repack without the members that diverged or failed; False when none is left."""
         active = self.active()
         if active and len(active) < len(self.pack.members):
             for m in active:
@@ -582,12 +595,15 @@ class PackRun:
         self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
 
     def each(self, write, members: list[Member]) -> None:
-        """``write(member)`` for every member on the writer threads; the first failure is raised
-        (the other writes end first: the pack's ending then records each member as it is)."""
+        """``write(member)`` for every member on the writer threads; a member whose write fails
+        (a full disk, a bug) fails by its own error and leaves the pack, the others train on."""
         futures = [self.writers.submit(write, m) for m in members]
         wait(futures)
-        for future in futures:
-            future.result()
+        for m, future in zip(members, futures):
+            try:
+                future.result()
+            except Exception as e:
+                _fail(m, e)
 
     def stop_if_asked(self, t_epoch: float) -> None:
         """A stop signal arrived: every active member records the stop and, between two optimizer
@@ -600,7 +616,10 @@ class PackRun:
             m.run.train_seconds += elapsed
             m.run.step = self.step
             self.pack.to_member(m, optimizer=checkpoint)
-            m.run.record_stop(signum, m.trainee, m.rng)
+            try:
+                m.run.record_stop(signum, m.trainee, m.rng)
+            except Exception as e:  # its save failed: it fails, the others are recorded interrupted
+                _fail(m, e)
         raise Interrupted(signum)
 
 

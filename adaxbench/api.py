@@ -7,7 +7,6 @@ shell mix freely in ``load_runs`` and ``report``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -185,6 +184,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     import torch
     from omegaconf import OmegaConf, open_dict
 
+    from .rundir import read_record
     from .train.runner import Interrupted, run_in_dir
     from .train.validate import ConfigError, check_config, check_output_dir
 
@@ -234,11 +234,8 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True, loggers=instances)
     except Interrupted as e:
         raise KeyboardInterrupt(f"run interrupted ({e}); progress saved in {run_dir}") from None
-    try:
-        final = json.loads((run_dir / "run.json").read_text()).get("final") or {}
-    except (OSError, ValueError):
-        final = {}
-    return RunOutcome(result.status, run_dir, result.error, final)
+    record, _ = read_record(run_dir)
+    return RunOutcome(result.status, run_dir, result.error, record.final if record is not None else {})
 
 
 def _string_list(values: Any, what: str) -> list[str]:

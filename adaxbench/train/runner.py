@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
 from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
-                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule, read_json,
-                      read_record, record_problem, remove_orphan_tmp, result_line, setting_changes, setting_key,
-                      setting_overrides, write_json, write_text)
+                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule,
+                      read_record, read_run_json, record_problem, remove_orphan_tmp, result_line, setting_changes,
+                      setting_key, setting_overrides, strict_json, write_run_json, write_text)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -241,9 +241,9 @@ class Run:
         problem = record_problem(record)
         if problem is not None:
             self.status, self.error = Status.FAILED, f"internal error, refused to record: {problem}"
-            write_json(self.run_dir / RUN_FILE, {**record, "status": self.status.value, "error": self.error})
+            write_run_json(self.run_dir, {**record, "status": self.status.value, "error": self.error})
             raise FalseRecord(self.error)
-        write_json(self.run_dir / RUN_FILE, record)
+        write_run_json(self.run_dir, record)
 
     def record_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """What run.json records of the optimizer that runs: its class, and every hyperparameter."""
@@ -387,11 +387,11 @@ class Run:
             return
         except OSError:
             pass
-        on_disk, _ = read_json(self.run_dir / RUN_FILE)
+        on_disk, _ = read_run_json(self.run_dir)
         if not isinstance(on_disk, dict):
             return
         try:
-            write_json(self.run_dir / RUN_FILE, {**on_disk, "status": Status(self.status).value, "error": self.error})
+            write_run_json(self.run_dir, {**on_disk, "status": Status(self.status).value, "error": self.error})
         except OSError as e:
             self.error += f" ({RUN_FILE} still says {on_disk.get('status')}: {e})"
 
@@ -677,7 +677,7 @@ def _read_previous(run_dir: Path) -> dict[str, Any] | None:
     """The run.json already in ``run_dir`` (None if there is none); a damaged one stops the launch."""
     if not (run_dir / RUN_FILE).exists():
         return None
-    raw, problem = read_json(run_dir / RUN_FILE)
+    raw, problem = read_run_json(run_dir)
     try:
         if raw is None:
             raise RecordError(problem)
@@ -793,7 +793,7 @@ def check_same_config(run: Run, dir_key: str) -> None:
     ConfigError (nothing written) naming the first change."""
     if run.previous is None or run.previous.get("status") in FINISHED:
         return
-    changes = setting_changes(run.previous["config"], run.config_dict())
+    changes = setting_changes(run.previous["config"], strict_json(run.config_dict()))  # as run.json spells it
     if changes:
         more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
         raise ConfigError(f"{run.run_dir} was started with another config ({changes[0]}{more}), though with the "

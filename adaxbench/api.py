@@ -90,6 +90,10 @@ def _hyperparameter(key: str, v: Any) -> Any:
                       "numbers, strings, lists, dicts or a class (e.g. base_optimizer=torch.optim.SGD)")
 
 
+# The command line's spelling of the switch for keys only an optimizer's **kwargs take (run(allow_extra=True)).
+_CLI_ALLOW_EXTRA = "set optimizer.allow_extra=true"
+
+
 def _run_loggers(logger: Any) -> list:
     """The RunLogger instances among ``run(logger=...)`` (a name is a config, chosen by override)."""
     from .train.loggers import RunLogger
@@ -223,7 +227,10 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
 
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
     check_output_dir(run_dir, "run_dir")
-    check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
+    try:
+        check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
+    except ConfigError as e:  # its hint for keys only **kwargs take, as this function takes it
+        raise ConfigError(str(e).replace(_CLI_ALLOW_EXTRA, "pass allow_extra=True")) from None
     if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
         hydra_dir = run_dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,15 @@ def test_keys_only_kwargs_take_are_refused(tmp_path, capsys):
     assert rec["optimizer_hparams"]["betaz"] == [0.9, 0.99]
 
 
+def test_the_api_names_its_own_allow_extra(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        adaxbench.run(po.Lion, QUICK, run_dir=tmp_path / "r", lr=1e-3, betaz=[0.9, 0.99])
+    assert "optimizer.betaz is not a named parameter of Lion" in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).endswith("; pass allow_extra=True to pass it anyway")
+    assert api_run(tmp_path, "extra", po.Lion, lr=1e-3, betaz=[0.9, 0.99], allow_extra=True)["optimizer_hparams"][
+        "betaz"] == [0.9, 0.99]
+
+
 def test_sam_with_a_base_optimizer_from_cli_and_api(tmp_path):
     cli_rec = cli_run(tmp_path, "cli", "optimizer._target_=pytorch_optimizer.SAM",
                       "+optimizer.base_optimizer._target_=hydra.utils.get_class",

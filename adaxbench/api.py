@@ -135,7 +135,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     """The run config ``adaxbench run OVERRIDES`` would get (``config_dir``: like --config-dir,
     your own optimizer/, task/, experiment/ yaml files next to ours)."""
     from hydra import compose as hydra_compose, initialize_config_module
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, MissingConfigException
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -159,6 +159,8 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     try:
         with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
+    except MissingConfigException as e:  # a config name that is not there: the choices, as the command line says
+        raise ConfigError(hydra_error_line(e)) from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(first_line(e)) from None
     except RecursionError:

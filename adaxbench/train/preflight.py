@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..errors import first_line, not_a_key
+from ..errors import did_you_mean, first_line, not_a_key
 from .compose import (CONFIG_NAME, full_error, hydra_app, parse_args, parse_overrides, run_memo, search_space_jobs,
                       sweep_jobs, sweep_params)
 from .validate import ConfigError, check_config, check_output_dir, check_value, top_level_hint
@@ -296,7 +296,7 @@ def hydra_error_line(e: BaseException) -> str:
             return (f"hydra/launcher={option} needs the launcher plugins: pip install 'adaxbench[cluster]' "
                     "(hydra-joblib-launcher, hydra-submitit-launcher)")
         if group and e.options is not None:
-            return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}"
+            return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}{did_you_mean(option, e.options)}"
         return f"config '{missing}' not found ({first_line(msg)})"
     if isinstance(e, OverrideParseException):
         lines = [line.strip() for line in msg.splitlines() if line.strip()]

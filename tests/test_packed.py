@@ -185,6 +185,47 @@ def test_a_signal_stops_a_pack_at_a_step_and_it_resumes_exactly(tmp_path, monkey
         _assert_same_rows(rows_a, rows_p, rtol=1e-6)
 
 
+def test_a_member_whose_save_fails_at_a_stop_fails_alone_and_the_others_stop(tmp_path, monkeypatch):
+    """SIGTERM during epoch 2, and seed 1's checkpoint cannot be written there: seed 1 is recorded failed
+    by its own error, the others interrupted at the step; all three resume to their runs alone."""
+    import os
+
+    from adaxbench.train.packed import Pack
+
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    after_step, save_checkpoint, steps = Pack.run_after_step, Run.save_checkpoint, []
+
+    def step_then_signal(self):
+        after_step(self)
+        steps.append(1)
+        if len(steps) == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def save_unless_stopping_seed_1(self, *args):
+        if self.stops and self.cfg.seed == 1:
+            _fail_checkpoint_write(self)
+        save_checkpoint(self, *args)
+
+    monkeypatch.setattr(Pack, "run_after_step", step_then_signal)
+    monkeypatch.setattr(Run, "save_checkpoint", save_unless_stopping_seed_1)
+    with pytest.raises(Interrupted):
+        train(_members(tmp_path, runs))
+    monkeypatch.undo()
+    records = [read_run(tmp_path / f"packed{k}")[0] for k in range(3)]
+    assert [(r["status"], r["error"]) for r in records] == [
+        ("interrupted", "received SIGTERM"),
+        ("failed", f"cannot write {tmp_path / 'packed1'}/checkpoint.pt: Permission denied; epochs up to 1 are saved; "
+                   "free space and resume"),
+        ("interrupted", "received SIGTERM")]
+    train(_members(tmp_path, runs))
+    for k in range(3):
+        (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
+        assert info_p["status"] == "completed" and info_p["progress"]["resumed_from_step"] == (7 if k == 1 else 10)
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
 def test_what_cannot_be_packed_runs_alone():
     base = ["task=quadratic_deep", *CPU]
     configs = [compose_cfg([*base, "optimizer=adam", "seed=0"]), compose_cfg([*base, "optimizer=adafactor", "seed=0"]),

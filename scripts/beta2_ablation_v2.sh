@@ -3,7 +3,7 @@
 #   scripts/beta2_ablation_v2.sh tune TASK...    # per arm: quarter-decade lr grid x 2 tuning seeds, widened at edges
 #   scripts/beta2_ablation_v2.sh eval TASK...    # per arm: its tuned lr on the evaluation seeds; harness checks
 #   scripts/beta2_ablation_v2.sh sens            # β2 sensitivity on fmnist_mlp (needs `eval fmnist_mlp`)
-#   scripts/beta2_ablation_v2.sh report          # copy the records (no checkpoints), write the reports
+#   scripts/beta2_ablation_v2.sh report          # the records (no checkpoints) as runs.tar.xz, the reports
 #   scripts/beta2_ablation_v2.sh sitting N       # the protocol's sitting N (1..4; 4 ends with the reports)
 #   scripts/beta2_ablation_v2.sh import-gpu DIR  # fmnist_mlp's stages run on a GPU instead (PROTOCOL.md, Deviations):
 #     DIR is GPU_ROOT of `GPU_TASKS=fmnist_mlp GPU_EPOCHS=20 GPU_SENS=1 scripts/beta2_ablation_gpu.sh`; its records
@@ -114,17 +114,17 @@ report() {  # report OUT_SUBDIR PATH... -- REPORT_OPTION...: one report over the
   [ ${#paths[@]} -eq 0 ] && return 0
   margins=$(margins_for "${paths[@]}")
   mkdir -p "$OUT/$out"
-  adaxbench report "${paths[@]}" --out "$OUT/$out" ${margins:+--margin "$margins"} "$@" > "$OUT/$out/report.log" 2>&1 \
+  adaxbench report "${paths[@]}" --out "$OUT/$out" --format md ${margins:+--margin "$margins"} "$@" > "$OUT/$out/report.log" 2>&1 \
     || { echo "report $out failed:" >&2; tail -3 "$OUT/$out/report.log" >&2; exit 1; }
 }
-publish() {
+publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuning-effort curves beside them
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives
   # tar reads the list itself: xargs would split it into several archives, and tar xf stops at the first
   # shellcheck disable=SC2046
   (cd "$ROOT" && find $(present tune eval sens validation) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
     -print0 | tar cf - --null -T -) | tar xf - -C "$OUT/runs"
   cp "$ROOT"/log/wall.txt "$ROOT"/log/widen.txt "$OUT/runs/" 2>/dev/null || true
-  local ev=$OUT/runs/eval
+  local ev=$OUT/runs/eval task
   # The confirmatory family: the evidence tasks x 5 arms against sched_adam, one Holm family.
   report report "$ev/fmnist_mlp" "$ev/reddi_online" "$ev/reddi_stochastic" -- --baseline sched_adam --family table
   report bias_correction "$ev/fmnist_mlp" "$ev/reddi_online" "$ev/reddi_stochastic" -- --baseline sched_adax --no-figures
@@ -132,6 +132,15 @@ publish() {
   report beta2_sensitivity "$ev/fmnist_mlp/sched_adam" "$OUT/runs/sens" -- --baseline sched_adam
   report reddi_grid "$OUT/runs/tune/reddi_online" "$OUT/runs/tune/reddi_stochastic" -- --baseline sched_adam --no-figures
   report validation "$OUT/runs/validation" -- --baseline adam
+  mkdir -p "$OUT/effort"
+  for task in $(present "$OUT"/runs/tune/*); do  # the tuning effort of each task's grid
+    adaxbench best "$task" --effort "$OUT/effort/${task##*/}" > "$OUT/effort/${task##*/}.txt" 2>&1 \
+      || { echo "best ${task##*/} failed:" >&2; tail -3 "$OUT/effort/${task##*/}.txt" >&2; exit 1; }
+  done
+  # About 31 MB of small files as a plain tree, 3.5 MB as one archive: `tar xf runs.tar.xz` restores runs/.
+  find "$OUT" -name '*.svg' -delete
+  python -c 'import sys, tarfile; tarfile.open(sys.argv[1] + "/runs.tar.xz", "w:xz").add(sys.argv[1] + "/runs", "runs")' \
+    "$OUT" && rm -rf "$OUT/runs"
 }
 
 validation() {  # DeepOBS's tuned settings under DeepOBS-TF's conditions, as far as 2 cores allow (PROTOCOL.md)

@@ -13,29 +13,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+source scripts/beta2_study_settings.sh
 ROOT=${V2_ROOT:-runs/beta2_ablation_v2}
 OUT=${V2_OUT:-results/beta2_ablation_v2}
 # For plumbing checks at tiny scale only (the study itself sets none of these):
 EXTRA=${V2_EXTRA:-}                      # extra overrides for every run
 GRID=${V2_GRID:-}                        # one lr grid for every task
-TUNE_SEEDS=${V2_TUNE_SEEDS:-1000,1001}   # disjoint from the evaluation seeds
-EVAL_SEEDS=${V2_EVAL_SEEDS:-range(0,10)}
+TUNE_SEEDS=${V2_TUNE_SEEDS:-$STUDY_TUNE_SEEDS}
+EVAL_SEEDS=${V2_EVAL_SEEDS:-$STUDY_EVAL_SEEDS}
 REDDI_SEEDS=${V2_REDDI_SEEDS:-range(0,200)}
-WIDEN_ROUNDS=${V2_WIDEN_ROUNDS:-3}
-ARMS="sched_adam sched_adax sched_adafactor sched_adax_nobc"
+WIDEN_ROUNDS=${V2_WIDEN_ROUNDS:-$STUDY_WIDEN_ROUNDS}
+ARMS="${STUDY_ARMS[*]}"
 # The pre-registered equivalence margins (PROTOCOL.md, "Equivalence margins").
 MARGINS="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004,quadratic_deep=0.1"
 PICK="python scripts/beta2_ablation_v2_pick.py"
 
-quarter_decades() {  # quarter_decades LO_EXP HI_EXP: 10^(k/4) for k = 4·LO..4·HI, 3 significant digits
-  python -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" "$1" "$2"
-}
 grid() {
   [ -n "$GRID" ] && { echo "$GRID"; return; }
   case $1 in
-    fmnist_mlp) quarter_decades -14 -9 ;;                  # 3.16e-4 .. 5.62e-3
-    quadratic_deep) quarter_decades -10 -2 ;;              # 3.16e-3 .. 3.16e-1
-    reddi_online|reddi_stochastic) quarter_decades -8 8 ;; # 1e-2 .. 1e2
+    fmnist_mlp|quadratic_deep|reddi_online|reddi_stochastic) study_grid "$1" ;;
     *) echo "unknown task $1 (fmnist_mlp, quadratic_deep, reddi_online, reddi_stochastic)" >&2; exit 2 ;;
   esac
 }
@@ -84,21 +80,14 @@ evaluate() {
 }
 
 sensitivity() {  # each family at two more β2 (c), at its tuned lr; renamed so the report keeps them apart
-  local task=fmnist_mlp v
-  for v in 0.99 0.9999; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adam_b2_$v" task=$task optimizer=sched_adam optimizer.name="sched_adam_b2_$v" \
-      optimizer.beta2="$v" optimizer.lr="$(tuned_lr $task sched_adam)" seed="$EVAL_SEEDS" $(budget $task)
-  done
-  for v in 1e-3 1e-5; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adax_b2_$v" task=$task optimizer=sched_adax optimizer.name="sched_adax_b2_$v" \
-      optimizer.beta2="$v" optimizer.lr="$(tuned_lr $task sched_adax)" seed="$EVAL_SEEDS" $(budget $task)
-  done
-  for v in 0.5 1.0; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adafactor_c_$v" task=$task optimizer=sched_adafactor optimizer.name="sched_adafactor_c_$v" \
-      optimizer.decay_rate="$v" optimizer.lr="$(tuned_lr $task sched_adafactor)" seed="$EVAL_SEEDS" $(budget $task)
+  local task=fmnist_mlp setting arm key label values v
+  for setting in "${STUDY_SENSITIVITY[@]}"; do
+    read -r arm key label values <<< "$setting"
+    for v in $values; do
+      # shellcheck disable=SC2046
+      sweep "$ROOT/sens/${arm}_${label}_$v" task=$task optimizer="$arm" optimizer.name="${arm}_${label}_$v" \
+        optimizer."$key"="$v" optimizer.lr="$(tuned_lr $task "$arm")" seed="$EVAL_SEEDS" $(budget $task)
+    done
   done
 }
 

@@ -60,7 +60,7 @@ from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
-                     _rng_state, admit, epoch_generator, lock_run_dir, prepare, print_result, progress_bar,
+                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, refused,
                      save_hydra_files, seed_everything)
 from .validate import ConfigError, optimizer_kwargs
 
@@ -638,31 +638,19 @@ def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
 def prepare_job(cfg: DictConfig) -> Member | RunResult:
     """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
     dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    composed, lock = copy.deepcopy(cfg), None
-    cfg = copy.deepcopy(cfg)
+    run_dir, overrides, _ = hydra_job()
+    composed, cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)
     with contextlib.suppress(Exception):  # one that does not resolve: admit records it, as a run alone does
         OmegaConf.resolve(cfg)  # ${hydra:...} is this job's only while its Hydra config is current
     try:
-        lock = lock_run_dir(run_dir)
-        admitted = admit(cfg, run_dir, list(hc.overrides.task), resume=True, dir_key="hydra.sweep.dir",
-                         raise_config_errors=False)
-    except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
-        print(f"skipping {run_dir}: {e}", file=sys.stderr)
-        return RunResult("locked", run_dir, str(e))
-    except ConfigError as e:  # a planted .lock link, a run dir of another sweep: stop, as the basic launcher does
-        if lock is not None:
-            lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        admitted = admit(cfg, run_dir, overrides, resume=True, dir_key="hydra.sweep.dir", raise_config_errors=False,
+                         accepted=lambda: save_hydra_files(composed, run_dir))
+    except (ConfigError, RunLocked) as e:  # a planted .lock link, a run dir of another sweep: stop, as alone
+        return RunResult(refused(e, run_dir, multirun=True), run_dir, str(e))
     if isinstance(admitted, RunResult):
-        lock.release()
         return admitted
-    save_hydra_files(composed, run_dir)
-    return Member(run=admitted[0], seed=int(cfg.seed), spec=admitted[1], lock=lock)
+    run, spec, lock = admitted
+    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:

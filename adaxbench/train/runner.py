@@ -829,44 +829,46 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     dir that holds another run, or a run whose config has changed, is refused (ConfigError) with
     nothing written.  ``accepted()`` is called once the launch passed these checks, before training.
     """
-    run_dir = Path(run_dir)
-    lock = lock_run_dir(run_dir)
+    admitted = admit(cfg, Path(run_dir), overrides, resume, dir_key, raise_config_errors, accepted, loggers)
+    if isinstance(admitted, RunResult):
+        return admitted
+    run, optimizer_spec, lock = admitted
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted, loggers)
+        return train_admitted(run, optimizer_spec, resume, raise_config_errors)
     finally:
         lock.release()
 
 
 def admit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool, dir_key: str,
-          raise_config_errors: bool, loggers: list | None = None) -> tuple[Run, tuple[type, dict]] | RunResult:
-    """The checks of a launch into a locked ``run_dir`` (``run_in_dir``, a pack's job): its Run and
-    optimizer (class, kwargs), or the result of a run that finished or whose config is wrong."""
-    previous, finished = check_previous(run_dir, overrides, resume, dir_key)
-    if finished is not None:
-        return finished
-    run = Run(cfg, run_dir, overrides, previous, loggers)
-    try:
-        optimizer_spec = check_config_once(cfg)
-        name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
-    except ConfigError as e:
-        run.status, run.error = Status.FAILED, str(e)
-        run.write()
-        if raise_config_errors:
-            raise
-        return RunResult("failed", run_dir, str(e))
-    check_same_config(run, dir_key)
-    return run, optimizer_spec
+          raise_config_errors: bool, accepted: Callable[[], None] | None = None,
+          loggers: list | None = None) -> tuple[Run, tuple[type, dict], FileLock] | RunResult:
+    """Lock ``run_dir`` and check the launch into it (``run_in_dir``, a pack's job), then ``accepted()``: its Run,
+    optimizer (class, kwargs) and the lock, or the result of a run that finished or whose config is wrong."""
+    lock = lock_run_dir(run_dir)
+    with contextlib.ExitStack() as unlock:
+        unlock.callback(lock.release)
+        previous, finished = check_previous(run_dir, overrides, resume, dir_key)
+        if finished is not None:
+            return finished
+        run = Run(cfg, run_dir, overrides, previous, loggers)
+        try:
+            optimizer_spec = check_config_once(cfg)
+            name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
+        except ConfigError as e:
+            run.status, run.error = Status.FAILED, str(e)
+            run.write()
+            if raise_config_errors:
+                raise
+            return RunResult("failed", run_dir, str(e))
+        check_same_config(run, dir_key)
+        if accepted is not None:
+            accepted()
+        unlock.pop_all()  # admitted: the caller holds the lock until the run has ended
+    return run, optimizer_spec, lock
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
-                loggers: list | None = None) -> RunResult:
-    admitted = admit(cfg, run_dir, overrides, resume, dir_key, raise_config_errors, loggers)
-    if isinstance(admitted, RunResult):
-        return admitted
-    run, optimizer_spec = admitted
-    if accepted is not None:
-        accepted()
+def train_admitted(run: Run, optimizer_spec: tuple[type, dict], resume: bool, raise_config_errors: bool) -> RunResult:
+    """Train an admitted run to an end status: a crash is recorded; a stop requeues the job where submitit asks."""
     stop = run.stop_signals = StopSignals()
     with stop.installed():
         try:
@@ -882,7 +884,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                              "or lower hydra.launcher.signal_delay_s)")
                 log.error("run failed: %s", run.error)
                 run.write()
-                return RunResult("failed", run_dir, run.error)
+                return RunResult("failed", run.run_dir, run.error)
             run.record_ending(e)
             if requeue is not None:
                 try:
@@ -890,7 +892,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 except Exception as why:  # submitit declined (e.g. timed out too many times)
                     run.status, run.error = Status.FAILED, f"received {e} and not requeued: {why}"
                     run.write()
-                    return RunResult("failed", run_dir, run.error)
+                    return RunResult("failed", run.run_dir, run.error)
             raise
         except (SystemExit, Exception) as e:  # a failed run is a recorded result; the sweep goes on
             run.record_ending(e)
@@ -900,7 +902,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 raise ConfigError(run.error) from None
             if isinstance(e, CheckpointError):
                 log.error("%s", e)
-            return RunResult("failed", run_dir, run.error)
+            return RunResult("failed", run.run_dir, run.error)
 
 
 def print_result(result: RunResult) -> None:
@@ -912,30 +914,36 @@ def print_result(result: RunResult) -> None:
         print(f"{result.status}: {result.run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
 
 
-def main_from_hydra(cfg: DictConfig) -> str:
-    """The Hydra task function: one job of ``adaxbench run`` (single run or sweep job)."""
+def hydra_job() -> tuple[Path, list[str], bool]:
+    """The Hydra job a task function runs in: its run dir, its overrides, whether it is a sweep's."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    run_dir = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
-    resume = bool(cfg.get("resume", False)) or multirun
+    return Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
+
+
+def refused(e: ConfigError | RunLocked, run_dir: Path, multirun: bool) -> str:
+    """A launch refused before training: a sweep skips a run dir another process trains (``locked``);
+    anything else stops the command (exit 2)."""
+    if isinstance(e, RunLocked) and multirun:  # the other process trains it; the sweep goes on
+        print(f"skipping {run_dir}: {e}", file=sys.stderr)
+        return "locked"
+    reason = f"{run_dir}: {e}; wait for it, or choose another hydra.run.dir" if isinstance(e, RunLocked) else e
+    print(f"adaxbench: error: {reason}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main_from_hydra(cfg: DictConfig) -> str:
+    """The Hydra task function: one job of ``adaxbench run`` (single run or sweep job)."""
+    run_dir, overrides, multirun = hydra_job()
     composed = copy.deepcopy(cfg)  # .hydra/config.yaml: the config as Hydra composed it
     try:
-        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun,
-                            dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
+        result = run_in_dir(cfg, run_dir, overrides, resume=bool(cfg.get("resume", False)) or multirun,
+                            raise_config_errors=not multirun, dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
                             accepted=lambda: save_hydra_files(composed, run_dir))
-    except ConfigError as e:  # single runs: any config error; sweeps: a run dir of another sweep
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except RunLocked as e:
-        if multirun:  # the other process trains it; this sweep goes on with its other jobs
-            print(f"skipping {run_dir}: {e}", file=sys.stderr)
-            return "locked"
-        print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, RunLocked) as e:  # single runs: any config error; sweeps: a run dir of another sweep
+        return refused(e, run_dir, multirun)
     except OSError as e:  # the run dir cannot be created or written (a full disk, no permission)
         reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
         print(f"adaxbench: error: {reason}", file=sys.stderr)

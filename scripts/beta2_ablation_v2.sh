@@ -5,6 +5,7 @@
 #   scripts/beta2_ablation_v2.sh sens            # β2 sensitivity on fmnist_mlp (needs `eval fmnist_mlp`)
 #   scripts/beta2_ablation_v2.sh report          # the records (no checkpoints) as runs.tar.xz, the reports
 #   scripts/beta2_ablation_v2.sh sitting N       # the protocol's sitting N (1..4; 4 ends with the reports)
+#   scripts/beta2_ablation_v2.sh posthoc         # the checks added after the results (PROTOCOL.md, Deviations)
 #   scripts/beta2_ablation_v2.sh import-gpu DIR  # fmnist_mlp's stages run on a GPU instead (PROTOCOL.md, Deviations):
 #     DIR is GPU_ROOT of `GPU_TASKS=fmnist_mlp GPU_EPOCHS=20 GPU_SENS=1 scripts/beta2_ablation_gpu.sh`; its records
 #     are copied (no checkpoints) into this driver's layout: tune|eval/fmnist_mlp/ARM/..., sens/SETTING/...
@@ -110,7 +111,7 @@ publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuni
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives
   # tar reads the list itself: xargs would split it into several archives, and tar xf stops at the first
   # shellcheck disable=SC2046
-  (cd "$ROOT" && find $(present tune eval sens validation) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
+  (cd "$ROOT" && find $(present tune eval sens validation posthoc) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
     -print0 | tar cf - --null -T -) | tar xf - -C "$OUT/runs"
   cp "$ROOT"/log/wall.txt "$ROOT"/log/widen.txt "$OUT/runs/" 2>/dev/null || true
   local ev=$OUT/runs/eval task
@@ -121,6 +122,10 @@ publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuni
   report beta2_sensitivity "$ev/fmnist_mlp/sched_adam" "$OUT/runs/sens" -- --baseline sched_adam
   report reddi_grid "$OUT/runs/tune/reddi_online" "$OUT/runs/tune/reddi_stochastic" -- --baseline sched_adam --no-figures
   report validation "$OUT/runs/validation" -- --baseline adam
+  report validation_loss "$OUT/runs/validation/fmnist_2c2d" -- --baseline adam --metric test/loss --no-figures
+  # Post hoc, outside every family: the other arms at Adam's widened reddi_online lrs; reddi_stochastic at lr 10.
+  report posthoc_reddi_online "$OUT/runs/posthoc/reddi_online" -- --baseline sched_adam --no-figures
+  report posthoc_reddi_stochastic_lr10 "$OUT/runs/posthoc/reddi_stochastic_lr10" -- --baseline sched_adam --no-figures
   mkdir -p "$OUT/effort"
   for task in $(present "$OUT"/runs/tune/*); do  # the tuning effort of each task's grid
     adaxbench best "$task" --effort "$OUT/effort/${task##*/}" > "$OUT/effort/${task##*/}.txt" 2>&1 \
@@ -130,6 +135,15 @@ publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuni
   find "$OUT" -name '*.svg' -delete
   python -c 'import sys, tarfile; tarfile.open(sys.argv[1] + "/runs.tar.xz", "w:xz").add(sys.argv[1] + "/runs", "runs")' \
     "$OUT" && rm -rf "$OUT/runs"
+}
+
+posthoc() {  # checks added after the results were read (PROTOCOL.md, Deviations 4 and 5); outside every family
+  local arms; arms=$(IFS=,; echo "${STUDY_ARMS[*]}")
+  # reddi_online: every arm at the lrs only Adam's grid was widened to (deterministic: the 2 seeds are equal)
+  sweep "$ROOT/posthoc/reddi_online" task=reddi_online optimizer="$arms" optimizer.lr=178,316 seed="$TUNE_SEEDS" hydra/launcher=packed
+  # reddi_stochastic: Adam's and AdaX's schedules at one common lr, the one a tail-mean tuning score picks for both
+  sweep "$ROOT/posthoc/reddi_stochastic_lr10" task=reddi_stochastic optimizer=sched_adam,sched_adax optimizer.lr=10 \
+    seed="$REDDI_SEEDS" hydra/launcher=packed hydra.launcher.max_pack=64
 }
 
 validation() {  # DeepOBS's tuned settings under DeepOBS-TF's conditions, as far as 2 cores allow (PROTOCOL.md)
@@ -178,6 +192,7 @@ case $stage in
              for t in "$@"; do timed "$stage $t" "$([ "$stage" = eval ] && echo evaluate || echo tune)" "$t"; done ;;
   sens) timed sens sensitivity ;;
   validation) timed validation validation ;;
+  posthoc) timed posthoc posthoc ;;
   report) publish ;;
   import-gpu) [ -d "${1:-}/eval/fmnist_mlp" ] || { echo "usage: $0 import-gpu GPU_ROOT (with eval/fmnist_mlp in it)" >&2; exit 2; }
               import_gpu "$1" ;;
@@ -190,5 +205,5 @@ case $stage in
       4) timed sens sensitivity; publish ;;
       *) echo "usage: $0 sitting 1|2|3|4" >&2; exit 2 ;;
     esac ;;
-  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | report | sitting 1..4 | import-gpu DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | posthoc | report | sitting 1..4 | import-gpu DIR" >&2; exit 2 ;;
 esac

@@ -100,15 +100,19 @@ V2_ARCHIVE = V2 / "runs.tar.xz"
 # Each published report with the options scripts/beta2_ablation_v2.sh (publish) gave it: the record paths under
 # runs/, the baseline and the pre-registered margins of the tasks named in the paths.
 V2_REPORTS = {
-    "report": (["eval/fmnist_mlp", "eval/reddi_online", "eval/reddi_stochastic"], "sched_adam",
-               "fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004"),
-    "bias_correction": (["eval/fmnist_mlp", "eval/reddi_online", "eval/reddi_stochastic"], "sched_adax",
-                        "fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004"),
-    "quadratic_deep": (["eval/quadratic_deep"], "sched_adam", "quadratic_deep=0.1"),
-    "beta2_sensitivity": (["eval/fmnist_mlp/sched_adam", "sens"], "sched_adam", "fmnist_mlp=0.005"),
-    "reddi_grid": (["tune/reddi_online", "tune/reddi_stochastic"], "sched_adam",
-                   "reddi_online=0.002,reddi_stochastic=0.004"),
-    "validation": (["validation"], "adam", None),
+    "report": (["eval/fmnist_mlp", "eval/reddi_online", "eval/reddi_stochastic"],
+               dict(baseline="sched_adam", margin="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004")),
+    "bias_correction": (["eval/fmnist_mlp", "eval/reddi_online", "eval/reddi_stochastic"],
+                        dict(baseline="sched_adax", margin="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004")),
+    "quadratic_deep": (["eval/quadratic_deep"], dict(baseline="sched_adam", margin="quadratic_deep=0.1")),
+    "beta2_sensitivity": (["eval/fmnist_mlp/sched_adam", "sens"], dict(baseline="sched_adam", margin="fmnist_mlp=0.005")),
+    "reddi_grid": (["tune/reddi_online", "tune/reddi_stochastic"],
+                   dict(baseline="sched_adam", margin="reddi_online=0.002,reddi_stochastic=0.004")),
+    "validation": (["validation"], dict(baseline="adam")),
+    "validation_loss": (["validation/fmnist_2c2d"], dict(baseline="adam", metric="test/loss")),
+    "posthoc_reddi_online": (["posthoc/reddi_online"], dict(baseline="sched_adam", margin="reddi_online=0.002")),
+    "posthoc_reddi_stochastic_lr10": (["posthoc/reddi_stochastic_lr10"],
+                                      dict(baseline="sched_adam", margin="reddi_stochastic=0.004")),
 }
 needs_v2 = pytest.mark.skipif(not V2_ARCHIVE.exists(), reason="no published v2 records in this checkout")
 
@@ -126,9 +130,8 @@ def v2_runs(tmp_path_factory):
 @needs_v2
 @pytest.mark.parametrize("sub", sorted(V2_REPORTS))
 def test_v2_tables_reproduce_from_the_records(v2_runs, tmp_path, sub):
-    paths, baseline, margin = V2_REPORTS[sub]
-    build_report([v2_runs / p for p in paths], out=tmp_path, baseline=baseline, formats=["md"], figures=False,
-                 margin=margin)
+    paths, options = V2_REPORTS[sub]
+    build_report([v2_runs / p for p in paths], out=tmp_path, formats=["md"], figures=False, **options)
     for name in ("summary.csv", "aggregate.csv"):
         committed = _table(V2 / sub / name, PATH_COLUMNS)
         assert len(committed) > 0
@@ -165,7 +168,9 @@ def test_v2_records_are_the_protocol(v2_runs):
     quadratic = pd.read_csv(V2 / "quadratic_deep" / "aggregate.csv").set_index("optimizer")
     assert quadratic.loc["sched_adax", "schedule_tv"] < 0.5
     assert len(agg[agg["verdict"].notna()]) == 15  # the confirmatory family
-    assert not list(v2_runs.rglob("checkpoint.pt")) and len(list(v2_runs.rglob("run.json"))) == 1425
+    assert not list(v2_runs.rglob("checkpoint.pt"))
+    assert len([p for p in v2_runs.rglob("run.json") if "posthoc" not in p.parts]) == 1425
+    assert len(list((v2_runs / "posthoc").rglob("run.json"))) == 16 + 400
 
 
 @needs_v2

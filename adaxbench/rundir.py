@@ -68,7 +68,7 @@ class Status(str, Enum):
 
 
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
-# run.json's spelling of the non-finite floats (``strict_json``); the ``final`` metrics read back as floats.
+# run.json's spelling of the non-finite floats (``strict_json``); read back as floats (``read_run_json``).
 NON_FINITE = ("inf", "-inf", "nan")
 
 
@@ -167,6 +167,17 @@ def strict_json(obj: Any) -> Any:
         return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [strict_json(v) for v in obj]
+    return obj
+
+
+def non_finite_floats(obj: Any) -> Any:
+    """``obj`` with every string of NON_FINITE read as the float it spells: ``strict_json`` undone."""
+    if isinstance(obj, str) and obj in NON_FINITE:
+        return float(obj)
+    if isinstance(obj, dict):
+        return {k: non_finite_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [non_finite_floats(v) for v in obj]
     return obj
 
 
@@ -361,10 +372,10 @@ def read_json(path: str | os.PathLike) -> tuple[Any, str]:
 
 
 def read_run_json(run_dir: str | os.PathLike) -> tuple[Any, str]:
-    """``run_dir``'s run.json as ``read_json`` reads it, its non-finite numbers spelled as this version
-    writes them (``strict_json``; earlier versions wrote Python's ``Infinity`` and ``NaN``)."""
+    """``run_dir``'s run.json as ``read_json`` reads it, its non-finite numbers floats wherever they are,
+    as this version writes them (``strict_json``: "inf") and as earlier versions did (``Infinity``)."""
     d, problem = read_json(Path(run_dir) / RUN_FILE)
-    return strict_json(d), problem
+    return non_finite_floats(d), problem
 
 
 def read_record(run_dir: str | os.PathLike) -> tuple[RunRecord | None, str]:

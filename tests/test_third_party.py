@@ -235,3 +235,34 @@ def test_an_infinite_hyperparameter_is_strict_json_and_pools_with_earlier_record
     cli_run(tmp_path, "passed", prodigy, "+optimizer.growth_rate=inf", "trainer.keep_checkpoint=true", "seed=0",
             "resume=true")
     assert _strict((tmp_path / "passed" / "run.json").read_text())["status"] == "completed"
+
+
+def test_non_finite_numbers_read_back_as_floats_in_new_and_earlier_records(tmp_path):
+    """run.json spells inf "inf" (strict JSON), an earlier adaxbench wrote Infinity: both read back as
+    the float inf everywhere in the record (config, optimizer_hparams), so they compare as numbers."""
+    from adaxbench.report.aggregate import grid_edge_warnings
+
+    prodigy = "optimizer._target_=pytorch_optimizer.Prodigy"
+    new = cli_run(tmp_path, "new", prodigy, "+optimizer.growth_rate=inf", "trainer.keep_checkpoint=true", "seed=0")
+    cli_run(tmp_path, "two", prodigy, "+optimizer.growth_rate=2.0", "seed=0")
+    assert new["config"]["optimizer"]["growth_rate"] == "inf"
+    old = {**new, "config": {**new["config"], "seed": 1}, "overrides": [o.replace("seed=0", "seed=1")
+                                                                        for o in new["overrides"]]}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps(old).replace('"inf"', "Infinity"))
+    (tmp_path / "old" / "metrics.parquet").write_bytes((tmp_path / "new" / "metrics.parquet").read_bytes())
+    growth = adaxbench.load_runs(tmp_path).set_index("seed")["optimizer.growth_rate"]
+    assert sorted(growth.tolist()) == [2.0, float("inf"), float("inf")] and growth.map(type).eq(float).all()
+    rs = load_runs([tmp_path])
+    assert rs.runs["setting"].nunique() == 2 and set(rs.runs["problem"]) == {""}
+    assert sorted(r["growth_rate"] for r in rs.recorded) == [2.0, float("inf"), float("inf")]
+    best = rs.runs.loc[rs.runs["seed"] == 1, "setting"].iloc[0]
+    scored = rs.runs.drop_duplicates("setting")[["task", "optimizer", "setting"]].assign(
+        is_best=lambda d: d["setting"] == best)
+    (w,) = grid_edge_warnings(scored, rs.settings)
+    assert "best growth_rate inf is the largest tried (2 … inf, 2 values)" in w
+    # An earlier record resumes: its config (Infinity) is the config given (inf).
+    (tmp_path / "new" / "run.json").write_text(json.dumps({**new, "status": "interrupted"}).replace('"inf"', "Infinity"))
+    cli_run(tmp_path, "new", prodigy, "+optimizer.growth_rate=inf", "trainer.keep_checkpoint=true", "seed=0",
+            "resume=true")
+    assert _strict((tmp_path / "new" / "run.json").read_text())["status"] == "completed"

@@ -793,7 +793,8 @@ def check_same_config(run: Run, dir_key: str) -> None:
     ConfigError (nothing written) naming the first change."""
     if run.previous is None or run.previous.get("status") in FINISHED:
         return
-    changes = setting_changes(run.previous["config"], strict_json(run.config_dict()))  # as run.json spells it
+    # Both as run.json spells them: a NaN hyperparameter equals itself.
+    changes = setting_changes(strict_json(run.previous["config"]), strict_json(run.config_dict()))
     if changes:
         more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
         raise ConfigError(f"{run.run_dir} was started with another config ({changes[0]}{more}), though with the "

@@ -191,7 +191,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     from omegaconf import OmegaConf, open_dict
 
     from .rundir import read_record
-    from .train.runner import Interrupted, run_in_dir
+    from .train.runner import Interrupted, RunLocked, run_in_dir
     from .train.validate import ConfigError, check_config, check_output_dir
 
     overrides = _string_list(overrides, "overrides")
@@ -233,14 +233,21 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
     except ConfigError as e:  # its hint for keys only **kwargs take, as this function takes it
         raise ConfigError(str(e).replace(_CLI_ALLOW_EXTRA, "pass allow_extra=True")) from None
-    if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
+
+    def save_hydra_files() -> None:  # once admitted, a new run: Hydra's record of its config, as the CLI leaves it
+        if (run_dir / "run.json").exists():
+            return
         hydra_dir = run_dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, hydra_dir / "config.yaml")
         OmegaConf.save(OmegaConf.create(recorded), hydra_dir / "overrides.yaml")
+
     _ensure_console()
     try:
-        result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True, loggers=instances)
+        result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True, loggers=instances,
+                            accepted=save_hydra_files)
+    except RunLocked as e:
+        raise ConfigError(f"{run_dir}: {e}; wait for it, or choose another run_dir") from None
     except Interrupted as e:
         raise KeyboardInterrupt(f"run interrupted ({e}); progress saved in {run_dir}") from None
     record, _ = read_record(run_dir)

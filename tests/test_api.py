@@ -132,3 +132,18 @@ def test_report_writes_what_the_cli_writes(runs, tmp_path):
                                       cli_csv.drop(columns=["path"], errors="ignore"))
     import adaxbench.report as package  # once imported, the name is the package: still callable
     assert package is adaxbench.report and package(root, out=tmp_path / "again", figures=False).files
+
+
+def test_run_into_a_dir_another_process_trains_is_refused_with_nothing_written(tmp_path):
+    """A new run into a dir whose lock a live process holds: ConfigError naming the dir; its .hydra/ kept."""
+    from filelock import FileLock
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("the other process's config\n")
+    with FileLock(tmp_path / ".lock"), pytest.raises(adaxbench.ConfigError) as e:
+        adaxbench.run("sgd", QUICK, run_dir=tmp_path)
+    assert str(e.value) == (f"{tmp_path}: another live process is training it (it holds {tmp_path / '.lock'}); "
+                            "wait for it, or choose another run_dir")
+    assert [p.name for p in (tmp_path / ".hydra").iterdir()] == ["config.yaml"]
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == "the other process's config\n"
+    assert not (tmp_path / "run.json").exists()

@@ -265,6 +265,30 @@ def test_packed_launcher_sweep_has_the_basic_launchers_run_dirs(tmp_path):
     assert set(runs.runs["optimizer"]) == {"adam", "adafactor"} and runs.metrics["run"].nunique() == 4
 
 
+def test_a_job_dir_it_cannot_write_or_another_process_trains_is_one_line_as_with_the_basic_launcher(tmp_path):
+    """Job 1's dir cannot be written (.hydra is a file), job 2's is another live process's: each says so in
+    one line and the sweep goes on, counting 1 failed and skipping 2, exactly as the basic launcher does."""
+    from filelock import FileLock
+
+    said = {}
+    for launcher in ("basic", "packed"):
+        sweep = tmp_path / launcher
+        (sweep / "1").mkdir(parents=True)
+        (sweep / "1" / ".hydra").write_text("x\n")
+        (sweep / "2").mkdir()
+        with FileLock(sweep / "2" / ".lock"):
+            proc = adaxbench("run", "-m", f"hydra/launcher={launcher}", "task=quadratic_deep", "trainer.epochs=1",
+                             "seed=0,1,2", *CPU, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "1 completed, 0 diverged, 1 failed" in proc.stdout and "1 running in another process" in proc.stdout
+        said[launcher] = sorted(line.replace(str(sweep), "S") for line in proc.stderr.splitlines()
+                                if "S" in line.replace(str(sweep), "S") and "[" not in line)
+    assert said["packed"] == said["basic"]
+    assert [line for line in said["packed"] if not line.startswith("completed in ")] == [
+        "adaxbench: error: cannot use S/1: File exists",
+        "skipping S/2: another live process is training it (it holds S/2/.lock)"]
+
+
 def test_launcher_is_listed_and_bad_max_pack_is_one_line(capsys):
     from hydra_plugins.adaxbench_packed_launcher.packed_launcher import PackedLauncher
 

@@ -635,9 +635,10 @@ def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
 # ---- the Hydra launcher -------------------------------------------------------------------
 
 
-def prepare_job(cfg: DictConfig) -> Member | RunResult:
+def prepare_job(cfg: DictConfig) -> Member | RunResult | str:
     """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
-    dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass."""
+    dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass.  A refused
+    job's status (``refused``, which said why) where its run dir is locked or cannot be written."""
     run_dir, overrides, _ = hydra_job()
     composed, cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)
     with contextlib.suppress(Exception):  # one that does not resolve: admit records it, as a run alone does
@@ -645,8 +646,8 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult:
     try:
         admitted = admit(cfg, run_dir, overrides, resume=True, dir_key="hydra.sweep.dir", raise_config_errors=False,
                          accepted=lambda: save_hydra_files(composed, run_dir))
-    except (ConfigError, RunLocked) as e:  # a planted .lock link, a run dir of another sweep: stop, as alone
-        return RunResult(refused(e, run_dir, multirun=True), run_dir, str(e))
+    except (ConfigError, RunLocked, OSError) as e:  # as a job alone (``main_from_hydra``): skipped, failed or stop
+        return refused(e, run_dir, multirun=True)
     if isinstance(admitted, RunResult):
         return admitted
     run, spec, lock = admitted

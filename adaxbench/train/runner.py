@@ -924,12 +924,19 @@ def hydra_job() -> tuple[Path, list[str], bool]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
 
 
-def refused(e: ConfigError | RunLocked, run_dir: Path, multirun: bool) -> str:
-    """A launch refused before training: a sweep skips a run dir another process trains (``locked``);
-    anything else stops the command (exit 2)."""
+def refused(e: ConfigError | RunLocked | OSError, run_dir: Path, multirun: bool) -> str:
+    """A launch refused before training, said in one line: a sweep skips a run dir another process trains
+    (``locked``) and counts one it cannot write ``failed``; anything else stops the command (exit 2; 1 for
+    a dir it cannot write)."""
     if isinstance(e, RunLocked) and multirun:  # the other process trains it; the sweep goes on
         print(f"skipping {run_dir}: {e}", file=sys.stderr)
         return "locked"
+    if isinstance(e, OSError):  # the run dir cannot be created or written (a full disk, no permission)
+        reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
+        print(f"adaxbench: error: {reason}", file=sys.stderr)
+        if multirun:
+            return Status.FAILED.value
+        sys.exit(1)
     reason = f"{run_dir}: {e}; wait for it, or choose another hydra.run.dir" if isinstance(e, RunLocked) else e
     print(f"adaxbench: error: {reason}", file=sys.stderr)
     sys.exit(2)
@@ -943,14 +950,8 @@ def main_from_hydra(cfg: DictConfig) -> str:
         result = run_in_dir(cfg, run_dir, overrides, resume=bool(cfg.get("resume", False)) or multirun,
                             raise_config_errors=not multirun, dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
                             accepted=lambda: save_hydra_files(composed, run_dir))
-    except (ConfigError, RunLocked) as e:  # single runs: any config error; sweeps: a run dir of another sweep
+    except (ConfigError, RunLocked, OSError) as e:  # config errors, a run dir of another sweep, an unwritable one
         return refused(e, run_dir, multirun)
-    except OSError as e:  # the run dir cannot be created or written (a full disk, no permission)
-        reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
-        print(f"adaxbench: error: {reason}", file=sys.stderr)
-        if multirun:
-            return Status.FAILED.value
-        sys.exit(1)
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)
         if multirun:

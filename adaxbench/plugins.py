@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError, did_you_mean, first_line, not_a_key
+from .errors import ConfigError, first_line, not_a_key
 
 # Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
 META_KEYS = ("_target_", "name")
@@ -107,24 +107,43 @@ def locate(target: Any, key: str) -> Any:
 
 def _close_target(target: str) -> str:
     """`` (did you mean mypkg.MyClass?)`` where the module (or class) of ``target`` that is there has
-    a name close to the part that is not (``torch.optim.Adamm``); imports only what Hydra's lookup
-    of ``target`` imported."""
+    a name close to the part that is not (``torch.optim.Adamm``), the whole path where the rest of
+    ``target`` is there under it (``torch.optm.Adam``: ``torch.optim.Adam``); imports only what Hydra's
+    lookup of ``target`` imported.  No hint where looking raises (a lazy module's ``__getattr__``)."""
+    import difflib
     import importlib
 
     parts = target.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except Exception:
-            continue
-        for j in range(i, len(parts)):
-            if not hasattr(obj, parts[j]):
-                prefix = ".".join(parts[:j]) + "."
-                names = [n for n in dir(obj) if not n.startswith("_") and not _denied(prefix + n)]
-                return did_you_mean(parts[j], names, prefix)
-            obj = getattr(obj, parts[j])
+    try:
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except Exception:
+                continue
+            for j in range(i, len(parts)):
+                if not hasattr(obj, parts[j]):
+                    prefix = ".".join(parts[:j]) + "."
+                    names = [n for n in dir(obj) if not n.startswith("_") and not _denied(prefix + n)]
+                    close = difflib.get_close_matches(parts[j], names, n=1)
+                    if not close:
+                        return ""
+                    rest = ".".join([close[0], *parts[j + 1:]])
+                    meant = rest if _resolves(obj, rest) and not _denied(prefix + rest) else close[0]
+                    return f" (did you mean {prefix}{meant}?)"
+                obj = getattr(obj, parts[j])
+            return ""
+    except Exception:
         return ""
     return ""
+
+
+def _resolves(obj: Any, dotted: str) -> bool:
+    """``obj.<dotted>`` is there (attributes only: nothing more is imported)."""
+    for name in dotted.split("."):
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
 
 
 def accepts(fn: Callable, name: str) -> bool:

@@ -332,8 +332,11 @@ def test_example_runs_end_to_end_from_a_clean_environment(tmp_path):
     (["optimizer=custom", "optimizer._target_=torch.optim.Adamm"],
      "optimizer._target_='torch.optim.Adamm' cannot be imported (No module named 'torch.optim.Adamm') "
      "(did you mean torch.optim.Adam?)"),
-    (["optimizer=custom", "optimizer._target_=torch.optm.Adam"],
+    (["optimizer=custom", "optimizer._target_=torch.optm.Adam"],  # the rest resolves there: the whole path
      "optimizer._target_='torch.optm.Adam' cannot be imported (No module named 'torch.optm') "
+     "(did you mean torch.optim.Adam?)"),
+    (["optimizer=custom", "optimizer._target_=torch.optm.Adamm"],  # it does not: as far as it does
+     "optimizer._target_='torch.optm.Adamm' cannot be imported (No module named 'torch.optm') "
      "(did you mean torch.optim?)"),
     (["task=custom", "task._target_=plugin_user_code.LeastSquare"],
      "task._target_='plugin_user_code.LeastSquare' cannot be imported (No module named "
@@ -349,3 +352,18 @@ def test_a_typo_in_a_target_gets_the_name_likely_meant(overrides, message, tmp_p
         adaxbench.run(overrides=overrides, run_dir=tmp_path / "api")
     assert str(e.value) == message
     assert not (tmp_path / "cli").exists() and not (tmp_path / "api").exists()
+
+
+def test_a_module_whose_lookup_raises_still_gets_the_one_line_error(tmp_path, monkeypatch, capsys):
+    """A lazy module's ``__getattr__`` that raises (not AttributeError): no hint, the same one line."""
+    (tmp_path / "lazy_optimizers.py").write_text(
+        "def __getattr__(name):\n    raise RuntimeError(f'lazy import of {name} failed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    overrides = ["optimizer=custom", "optimizer._target_=lazy_optimizers.Opt"]
+    assert cli.main(["run", *overrides, f"hydra.run.dir={tmp_path / 'cli'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adaxbench: error: optimizer._target_='lazy_optimizers.Opt' cannot be imported (")
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    with pytest.raises(ConfigError) as e:
+        adaxbench.run(overrides=overrides, run_dir=tmp_path / "api")
+    assert f"adaxbench: error: {e.value}\n" == err

@@ -14,7 +14,7 @@ USAGE = """usage: adaxbench COMMAND [ARGS...]
 
 commands:
   run      train: adaxbench run [-m] [KEY=VALUE ...]   (Hydra; see `adaxbench run --help`)
-  list     list tasks, optimizers, lr schedules, experiments and launchers [--config-dir DIR]
+  list     list tasks, optimizers, lr schedules, experiments, loggers, launchers and sweepers [--config-dir DIR]
   report   comparison report: adaxbench report PATH... [--out DIR] (see `adaxbench report --help`)
   best     best setting per task x optimizer from a tuning sweep (see `adaxbench best --help`)
   tune     the lr-tuning protocol end to end: grid, widening, evaluation seeds, report (`adaxbench tune --help`)

@@ -29,6 +29,16 @@ def test_list_shows_the_sweepers(capsys):
     assert ("optuna" in sweepers) == (importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None)
 
 
+def test_usage_and_readme_name_every_group_list_shows():
+    from adaxbench import cli
+
+    usage = next(line for line in cli.USAGE.splitlines() if line.strip().startswith("list "))
+    readme = next(line for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+                  if line.startswith("`adaxbench list` shows"))
+    for line in (usage, readme):
+        assert [g for g in cli.GROUPS.values() if g not in line] == [], line
+
+
 def test_console_script_installed():
     script = Path(sys.executable).parent / "adaxbench"
     assert script.exists(), "pip install -e . should create the adaxbench console script"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -245,6 +246,46 @@ def test_a_changed_config_or_another_run_is_refused_with_nothing_written(tmp_pat
     assert code == 0, err
     info, _ = read_run(run_dir)
     assert info["status"] == "completed" and info["progress"]["resumed_from_epoch"] == 1
+
+
+@pytest.mark.parametrize("case, said", [
+    ("finished, relaunched without resume", "already holds a run (status completed)"),
+    ("another run", "holds a different run"),
+    ("changed config", "was started with another config (optimizer.lr: 0.5 -> 0.001)"),
+    ("config error", "optimizer.lr: a check only the launch makes"),
+])
+def test_a_refused_launch_frees_the_lock_and_writes_no_hydra_dir(case, said, tmp_path, monkeypatch, capsys):
+    """Each way admission refuses a launch: one line, exit 2, the run dir's lock free again and no
+    .hydra/ written (it is written once a launch is accepted; here removed after the first run)."""
+    from filelock import FileLock
+
+    run_dir = tmp_path / "run"
+    args = [*QUICK, "optimizer=adam", f"hydra.run.dir={run_dir}"]
+    if case == "config error":  # a new run whose config fails the check the launch itself makes
+        def refuse(cfg):
+            raise ConfigError("optimizer.lr: a check only the launch makes")
+        monkeypatch.setattr(runner, "check_config_once", refuse)
+    else:
+        assert cli(capsys, *args)[0] == 0
+        shutil.rmtree(run_dir / ".hydra")
+    if case == "another run":
+        args += ["optimizer.lr=0.3", "resume=true"]
+    if case == "changed config":  # as another adaxbench's defaults would have started it
+        record = json.loads((run_dir / "run.json").read_text())
+        record["config"]["optimizer"]["lr"] = 0.5
+        (run_dir / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+        args.append("resume=true")
+    before = files_of(run_dir) if run_dir.exists() else {}
+    code, err = cli(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+    assert not (run_dir / ".hydra").exists()
+    if case == "config error":  # recorded as the failed run it is
+        assert read_run(run_dir)[0]["status"] == "failed"
+    else:
+        assert files_of(run_dir) == before
+    lock = FileLock(run_dir / ".lock")
+    lock.acquire(timeout=0)  # raises Timeout where the refused launch still holds it
+    lock.release()
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):

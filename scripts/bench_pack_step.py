@@ -51,7 +51,7 @@ def build_pack(members: int, args, root: Path) -> PackRun:
         arm, lr = args.arms[k % len(args.arms)], lrs[(k // len(args.arms)) % len(lrs)]
         cfg = compose([f"task={args.task}", f"optimizer={arm}", f"optimizer.lr={lr:.3g}", f"seed={k}",
                        f"trainer.device={args.device}", f"trainer.train_limit={args.train_limit}",
-                       "trainer.progress=false", "trainer.log_every=1000", "trainer.checkpoint=false"])
+                       "trainer.progress=false", f"trainer.log_every={args.log_every}", "trainer.checkpoint=false"])
         pack.append(Member(Run(cfg, root / str(k)), k, check_config(cfg)))
     setup = prepare(pack[0].run.cfg, run_provenance(pack[0].run.config_dict()))
     for m in pack:  # as packed._train builds them
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--arms", default="sched_adam,sched_adax,sched_adafactor,sched_adax_nobc",
                         help="optimizer configs, assigned round robin")
     parser.add_argument("--lrs", type=int, default=6, help="lrs in the grid (10^-3 upwards in quarter decades)")
+    parser.add_argument("--log-every", type=int, default=1000, help="trainer.log_every (the study's: 1000)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs; the fastest counts")
     parser.add_argument("--verbose", action="store_true", help="also the most frequent ops")

@@ -7,7 +7,7 @@ TorchDispatchMode, i.e. below autograd and vmap: the kernels that would run), an
 step, for packs of M members of the β̂₂ study's shape (fmnist_mlp, ScheduledBeta2 arms with an
 lr grid: members differing in their hyperparameters get their own param groups).
 
-    python scripts/bench_pack_step.py [--members 8,32,64] [--task fmnist_mlp] [--train-limit 2560]
+    python scripts/bench_pack_step.py [--members 8,32,64] [--task fmnist_mlp] [--train-limit 1280]
                                       [--arms sched_adam,sched_adax] [--lrs 3] [--device cpu]
 
 Ops that grow with M are what a pack's step pays per member; ops that stay flat are paid once.
@@ -85,7 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", default="8,32,64", help="pack sizes M, comma-separated")
     parser.add_argument("--task", default="fmnist_mlp")
-    parser.add_argument("--train-limit", type=int, default=2560, help="training examples per epoch (batch 128)")
+    parser.add_argument("--train-limit", type=int, default=1280, help="training examples per epoch (batch 128)")
     parser.add_argument("--arms", default="sched_adam,sched_adax,sched_adafactor,sched_adax_nobc",
                         help="optimizer configs, assigned round robin")
     parser.add_argument("--lrs", type=int, default=6, help="lrs in the grid (10^-3 upwards in quarter decades)")

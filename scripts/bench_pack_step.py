@@ -1,14 +1,16 @@
 """Cost of one packed training step as a function of the pack's size M.
 
-On a GPU a big pack is launch-bound: every aten op a step dispatches is at least one kernel
-launch (~5-10 µs), whatever the members' arithmetic. This script measures the proxy on any
-machine: the aten ops dispatched per training step of a pack (counted with a
-TorchDispatchMode, i.e. below autograd and vmap: the kernels that would run), and the ms per
-step, for packs of M members of the β̂₂ study's shape (fmnist_mlp, ScheduledBeta2 arms with an
-lr grid: members differing in their hyperparameters get their own param groups).
+On a GPU a big pack is launch-bound: every aten op a step dispatches costs host time (~5-10 µs;
+most of them launch a kernel), whatever the members' arithmetic. This script measures the proxy
+on any machine: the aten ops dispatched per training step of a pack (counted with a
+TorchDispatchMode, i.e. below autograd and vmap: the ops that run, views included; averaged
+over one epoch, its permutations included, without log steps), and the ms per step (the
+fastest of --repeats epochs), for packs of M members of the β̂₂ study's shape (fmnist_mlp,
+ScheduledBeta2 arms with an lr grid: members differing in their hyperparameters get their own
+param groups).
 
     python scripts/bench_pack_step.py [--members 8,32,64] [--task fmnist_mlp] [--train-limit 1280]
-                                      [--arms sched_adam,sched_adax] [--lrs 3] [--device cpu]
+                                      [--arms sched_adam,sched_adax] [--lrs 6] [--device auto]
 
 Ops that grow with M are what a pack's step pays per member; ops that stay flat are paid once.
 Writes nothing outside a temporary directory; Fashion-MNIST must be present for fmnist tasks.
@@ -90,11 +92,13 @@ def main() -> None:
                         help="optimizer configs, assigned round robin")
     parser.add_argument("--lrs", type=int, default=6, help="lrs in the grid (10^-3 upwards in quarter decades)")
     parser.add_argument("--log-every", type=int, default=1000, help="trainer.log_every (the study's: 1000)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto: cuda where there is one, else cpu")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs; the fastest counts")
     parser.add_argument("--verbose", action="store_true", help="also the most frequent ops")
     args = parser.parse_args()
     args.arms = args.arms.split(",")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"{args.task}, {args.train_limit} training examples, arms {','.join(args.arms)} x {args.lrs} lrs, "
           f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| members | param groups | aten ops per step | ms per step |")

@@ -144,30 +144,6 @@ def test_resumed_pack_ends_as_the_uninterrupted_runs(tmp_path, monkeypatch):
         _assert_same_rows(rows_a, rows_p, rtol=1e-6)
 
 
-def test_members_files_are_written_while_the_pack_trains_on_but_never_see_it_move(tmp_path, monkeypatch):
-    """A pack's next epoch trains while its members' files are written; a member's record must
-    still be the state it was saved in (no row, step or status of later steps leaks in)."""
-    import time
-
-    common = ["task=rosenbrock_2d", "optimizer=adam", "task.train_size=1280", "trainer.epochs=3",
-              "trainer.log_every=3", *CPU]
-    runs = [[*common, f"seed={seed}"] for seed in (0, 1, 2)]
-    original, seen = Run.write, []
-
-    def slow_write(self):
-        state = (self.step, len(self.metrics), self.status)
-        time.sleep(0.02)  # the pack's next steps run meanwhile
-        seen.append(state == (self.step, len(self.metrics), self.status))
-        original(self)
-
-    monkeypatch.setattr(Run, "write", slow_write)
-    records = _alone_and_packed(tmp_path, runs)
-    assert len(seen) > 20 and all(seen)
-    for (info_a, rows_a), (info_p, rows_p) in records:
-        assert info_p["status"] == "completed"
-        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
-
-
 def test_a_signal_stops_a_pack_at_a_step_and_it_resumes_exactly(tmp_path, monkeypatch):
     """SIGTERM in the middle of epoch 2: every member checkpoints at that step (as a run alone
     does), and resumes mid-epoch, as a pack (members 0, 1) or alone (2), to the uninterrupted

@@ -43,7 +43,7 @@ import logging
 import math
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -267,9 +267,7 @@ class Pack:
         base = self.members[0].model
         self.param_names = [n for n, _ in base.named_parameters()]
         self.buffer_names = [n for n, _ in base.named_buffers()]
-        # A copy of a member's model, into which the stacked tensors are swapped for each call:
-        # the members' own models are being saved meanwhile (``PackRun.save``).
-        self.call = _Swapped(copy.deepcopy(base), self.param_names + self.buffer_names)
+        self.call = _Swapped(base, self.param_names + self.buffer_names)
         # Linear weights (out, in) are stacked transposed, as (M, in, out): vmap computes their
         # gradient as x.T @ g, in that layout, so it lands in .grad without a transposing copy
         # (a quarter of an MLP's packed step on CPU), and the optimizer steps contiguous memory.
@@ -493,7 +491,6 @@ class PackRun:
         for m in members:
             m.run.env["packed"] = {"members": len(members)}
         self.pack = Pack(members, self.task)
-        self.writing: list[Future] = []  # the members' writes under way (``save``)
         self.bar = progress_bar(self.run0.cfg, self.task.steps_per_epoch * self.run0.epochs_total, self.step,
                                 f" x{len(members)}")
 
@@ -501,9 +498,8 @@ class PackRun:
         return [m for m in self.pack.members if m.active]
 
     def train(self) -> None:
-        # The members' files are written side by side, while the next epoch trains: a small
-        # pack spends most of its time on them otherwise (three files a member each epoch),
-        # mostly waiting on the disk.
+        # The members' files are written side by side: a small pack spends most of its time
+        # on them otherwise (three files a member each epoch), mostly waiting on the disk.
         writers = min(len(self.pack.members), MAX_WRITERS)
         with contextlib.closing(self.bar), ThreadPoolExecutor(writers, "adaxbench-save") as self.writers:
             if self.epochs_done == 0 and self.step == 0:
@@ -514,7 +510,6 @@ class PackRun:
                     return
                 self.train_epoch(epoch)
                 self.evaluate()
-            self.settle()
             for m in self.active():
                 m.run.status = Status.COMPLETED
             self.each(lambda m: m.run.write(), self.active())
@@ -523,7 +518,6 @@ class PackRun:
         """Repack without the members that diverged; False when none is left."""
         active = self.active()
         if active and len(active) < len(self.pack.members):
-            self.settle()
             for m in active:
                 self.pack.to_member(m, optimizer=True)
             self.pack = Pack(active, self.task)
@@ -545,7 +539,6 @@ class PackRun:
             torch.cuda.synchronize(self.setup.device)
         elapsed = time.perf_counter() - t_epoch
         self.epochs_done = epoch + 1
-        self.settle()
         for m in self.active():
             m.run.train_seconds += elapsed
             m.run.step, m.run.epochs_done = self.step, self.epochs_done
@@ -571,7 +564,6 @@ class PackRun:
         losses.sum().backward()
         pack.share_grads()
         if logging_step:
-            self.settle()
             norms, lrs = [pack.grad_norm(m) for m in members], [pack.lr(m) for m in members]
         pack.optimizer.step()
         diagnostics = [_diagnostics(pack, m) for m in members] if logging_step else None
@@ -603,7 +595,6 @@ class PackRun:
         with self.setup.autocast():
             results = self.pack.evaluate()
         seconds = time.perf_counter() - t0
-        self.settle()
         for m, result in zip(self.pack.members, results):
             if m.active:
                 try:
@@ -615,31 +606,18 @@ class PackRun:
     def save(self, members: list[Member], initial: bool = False) -> None:
         """Each member's records (``initial``) or ``Run.save``: each member's files in their order,
         the members side by side (a kill may leave any of them saved and others not; each resumes
-        from what it saved). The pack trains on while they are written (see ``settle``)."""
-        self.settle()
+        from what it saved)."""
         if not initial and self.run0.cfg.trainer.checkpoint:
             for m in members:
                 self.pack.to_member(m, optimizer=True)
-        self.start(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
+        self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
 
     def each(self, write, members: list[Member]) -> None:
-        """``write(member)`` for every member on the writer threads, and wait for them."""
-        self.start(write, members)
-        self.settle()
-
-    def start(self, write, members: list[Member]) -> None:
-        """``write(member)`` for every member on the writer threads, once the writes before have ended."""
-        self.settle()
-        self.writing = [self.writers.submit(write, m) for m in members]
-
-    def settle(self) -> None:
-        """Wait for the members' writes. The pack calls this before it touches a member's Run or
-        objects again (a log step, an epoch's end, an evaluation, a stop), so writes overlap
-        training but never see a member change. The first failure is raised (the other writes
-        end first: the pack's ending then records each member as it is)."""
-        writing, self.writing = self.writing, []
-        wait(writing)
-        for future in writing:
+        """``write(member)`` for every member on the writer threads; the first failure is raised
+        (the other writes end first: the pack's ending then records each member as it is)."""
+        futures = [self.writers.submit(write, m) for m in members]
+        wait(futures)
+        for future in futures:
             future.result()
 
     def stop_if_asked(self, t_epoch: float) -> None:
@@ -647,7 +625,6 @@ class PackRun:
         steps, its records and checkpoint (``Run.record_stop``), then the pack stops."""
         if not self.stop.received:
             return
-        self.settle()
         signum, elapsed = self.stop.reason(), time.perf_counter() - t_epoch
         checkpoint = bool(self.run0.cfg.trainer.checkpoint)
         for m in self.active():

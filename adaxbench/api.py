@@ -7,7 +7,6 @@ shell mix freely in ``load_runs`` and ``report``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -91,6 +90,10 @@ def _hyperparameter(key: str, v: Any) -> Any:
                       "numbers, strings, lists, dicts or a class (e.g. base_optimizer=torch.optim.SGD)")
 
 
+# The command line's spelling of the switch for keys only an optimizer's **kwargs take (run(allow_extra=True)).
+_CLI_ALLOW_EXTRA = "set optimizer.allow_extra=true"
+
+
 def _run_loggers(logger: Any) -> list:
     """The RunLogger instances among ``run(logger=...)`` (a name is a config, chosen by override)."""
     from .train.loggers import RunLogger
@@ -132,7 +135,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     """The run config ``adaxbench run OVERRIDES`` would get (``config_dir``: like --config-dir,
     your own optimizer/, task/, experiment/ yaml files next to ours)."""
     from hydra import compose as hydra_compose, initialize_config_module
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, MissingConfigException
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
@@ -156,6 +159,8 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     try:
         with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
+    except MissingConfigException as e:  # a config name that is not there: the choices, as the command line says
+        raise ConfigError(hydra_error_line(e)) from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(first_line(e)) from None
     except RecursionError:
@@ -185,6 +190,7 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
     import torch
     from omegaconf import OmegaConf, open_dict
 
+    from .rundir import read_record
     from .train.runner import Interrupted, run_in_dir
     from .train.validate import ConfigError, check_config, check_output_dir
 
@@ -223,7 +229,10 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
 
     run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
     check_output_dir(run_dir, "run_dir")
-    check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
+    try:
+        check_config(cfg)  # before anything is written: a bad config leaves no run dir behind
+    except ConfigError as e:  # its hint for keys only **kwargs take, as this function takes it
+        raise ConfigError(str(e).replace(_CLI_ALLOW_EXTRA, "pass allow_extra=True")) from None
     if not (run_dir / "run.json").exists():  # a new run: Hydra's record of its config, as the CLI leaves it
         hydra_dir = run_dir / ".hydra"
         hydra_dir.mkdir(parents=True, exist_ok=True)
@@ -234,11 +243,8 @@ def run(optimizer: str | type | None = None, overrides: Sequence[str] = (), *, t
         result = run_in_dir(cfg, run_dir, recorded, resume=resume, raise_config_errors=True, loggers=instances)
     except Interrupted as e:
         raise KeyboardInterrupt(f"run interrupted ({e}); progress saved in {run_dir}") from None
-    try:
-        final = json.loads((run_dir / "run.json").read_text()).get("final") or {}
-    except (OSError, ValueError):
-        final = {}
-    return RunOutcome(result.status, run_dir, result.error, final)
+    record, _ = read_record(run_dir)
+    return RunOutcome(result.status, run_dir, result.error, record.final if record is not None else {})
 
 
 def _string_list(values: Any, what: str) -> list[str]:

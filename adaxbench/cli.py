@@ -22,7 +22,7 @@ commands:
 
 # Config groups the user picks with GROUP=OPTION, as `adaxbench list` shows them.
 GROUPS = {"task": "tasks", "optimizer": "optimizers", "lr_schedule": "lr schedules",
-          "experiment": "experiments", "logger": "loggers", "hydra/launcher": "launchers"}
+          "experiment": "experiments", "logger": "loggers", "hydra/launcher": "launchers", "hydra/sweeper": "sweepers"}
 
 
 def config_options(group: str, args: list[str] | None = None) -> list[str]:
@@ -133,7 +133,8 @@ def print_best_per_task(sweep_dir) -> None:
 def cmd_list(args: list[str]) -> int:
     if args and args[0] in ("-h", "--help"):
         print("usage: adaxbench list [--config-dir DIR] [hydra.searchpath=[file://DIR,...]]\n\n"
-              "Lists the options of each config group (choose with GROUP=OPTION), your own config dirs included.")
+              "Lists the options of each config group (choose with GROUP=OPTION): tasks, optimizers, lr schedules,\n"
+              "experiments, loggers, launchers and sweepers, your own config dirs included.")
         return 0
     from .train.preflight import hydra_error_line
 

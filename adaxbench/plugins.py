@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError, first_line, not_a_key
+from .errors import ConfigError, did_you_mean, first_line, not_a_key
 
 # Keys of a ``_target_`` config that are bookkeeping, never constructor arguments.
 META_KEYS = ("_target_", "name")
@@ -97,12 +97,34 @@ def locate(target: Any, key: str) -> Any:
             cause = e
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({first_line(cause)}); "
-                              "is its module on PYTHONPATH?") from None
+            hint = _close_target(target) or "; is its module on PYTHONPATH?"
+            raise ConfigError(f"{key}._target_={target!r} cannot be imported ({first_line(cause)}){hint}") from None
     identity = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
     if _denied(identity):
         raise ConfigError(refused)
     return obj
+
+
+def _close_target(target: str) -> str:
+    """`` (did you mean mypkg.MyClass?)`` where the module (or class) of ``target`` that is there has
+    a name close to the part that is not (``torch.optim.Adamm``); imports only what Hydra's lookup
+    of ``target`` imported."""
+    import importlib
+
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except Exception:
+            continue
+        for j in range(i, len(parts)):
+            if not hasattr(obj, parts[j]):
+                prefix = ".".join(parts[:j]) + "."
+                names = [n for n in dir(obj) if not n.startswith("_") and not _denied(prefix + n)]
+                return did_you_mean(parts[j], names, prefix)
+            obj = getattr(obj, parts[j])
+        return ""
+    return ""
 
 
 def accepts(fn: Callable, name: str) -> bool:

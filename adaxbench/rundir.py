@@ -68,6 +68,8 @@ class Status(str, Enum):
 
 
 FINISHED = (Status.COMPLETED, Status.DIVERGED)
+# run.json's spelling of the non-finite floats (``strict_json``); the ``final`` metrics read back as floats.
+NON_FINITE = ("inf", "-inf", "nan")
 
 
 # ---- writers -----------------------------------------------------------------------------------
@@ -153,6 +155,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
             json.dump(obj, f, indent=2, default=str, allow_nan=True)
             f.write("\n")
     atomic_write(path, write)
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float spelled as a string of NON_FINITE: run.json is strict
+    JSON, which has no inf or NaN (a third-party optimizer's ``float('inf')`` default, a diverged
+    run's last evaluation loss)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else "inf" if obj > 0 else "-inf"
+    if isinstance(obj, Mapping):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_run_json(run_dir: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """``run_dir``'s run.json (atomically), strict JSON (``strict_json``)."""
+    write_json(Path(run_dir) / RUN_FILE, strict_json(record))
 
 
 class MetricsLog:
@@ -261,7 +281,7 @@ class RunRecord:
         problem = record_problem(record)
         if problem is not None:
             raise RecordError(f"refused to write {Path(run_dir) / RUN_FILE}: {problem}")
-        write_json(Path(run_dir) / RUN_FILE, record)
+        write_run_json(run_dir, record)
 
     @classmethod
     def from_json(cls, d: Any) -> "RunRecord":
@@ -296,10 +316,12 @@ class RunRecord:
         for k in ("step", "epoch", "epochs_total"):
             _expect(progress.get(k) is None or _is_number(progress[k]), f"progress.{k}", "a number", progress.get(k))
         for k, v in (d.get("final") or {}).items():
-            _expect(v is None or _is_number(v), f"final.{k}", "a number or null", v)
+            _expect(v is None or _is_number(v) or v in NON_FINITE, f"final.{k}",
+                    f"a number, null or one of {', '.join(NON_FINITE)}", v)
         known = {k: d.get(k) for k in cls.FIELDS if k in d}
         for k in ("env", "timing", "throughput", "progress", "final", "optimizer_hparams"):
             known[k] = known.get(k) or {}
+        known["final"] = {k: float(v) if isinstance(v, str) else v for k, v in known["final"].items()}
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
@@ -338,9 +360,16 @@ def read_json(path: str | os.PathLike) -> tuple[Any, str]:
         return None, f"run.json unreadable: {type(e).__name__}: {msg}"[:200]
 
 
+def read_run_json(run_dir: str | os.PathLike) -> tuple[Any, str]:
+    """``run_dir``'s run.json as ``read_json`` reads it, its non-finite numbers spelled as this version
+    writes them (``strict_json``; earlier versions wrote Python's ``Infinity`` and ``NaN``)."""
+    d, problem = read_json(Path(run_dir) / RUN_FILE)
+    return strict_json(d), problem
+
+
 def read_record(run_dir: str | os.PathLike) -> tuple[RunRecord | None, str]:
     """The run.json of ``run_dir`` as a RunRecord, or ``(None, problem)``: never raises."""
-    d, problem = read_json(Path(run_dir) / RUN_FILE)
+    d, problem = read_run_json(run_dir)
     if d is None:
         return None, problem
     try:

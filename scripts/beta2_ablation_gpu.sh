@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 PY=$(command -v python || command -v python3)   # a GPU machine may have python3 only
+source scripts/beta2_study_settings.sh
 ROOT=${GPU_ROOT:-runs/beta2_ablation_gpu}
 OUT=${GPU_OUT:-results/beta2_ablation_gpu}
 DATA=${ADAXBENCH_DATA:-data}
@@ -21,10 +22,10 @@ SENS=${GPU_SENS:-}
 # For plumbing checks at tiny scale only (the study sets none of these):
 EXTRA=${GPU_EXTRA:-}                      # extra overrides for every run
 GRID=${GPU_GRID:-}                        # one lr grid for every task
-TUNE_SEEDS=${GPU_TUNE_SEEDS:-1000,1001}
-EVAL_SEEDS=${GPU_EVAL_SEEDS:-range(0,10)}
-WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-3}
-ARMS=(sched_adam sched_adax sched_adafactor sched_adax_nobc)
+TUNE_SEEDS=${GPU_TUNE_SEEDS:-$STUDY_TUNE_SEEDS}
+EVAL_SEEDS=${GPU_EVAL_SEEDS:-$STUDY_EVAL_SEEDS}
+WIDEN_ROUNDS=${GPU_WIDEN_ROUNDS:-$STUDY_WIDEN_ROUNDS}
+ARMS=("${STUDY_ARMS[@]}")
 MARGINS="test/accuracy=0.005"             # the pre-registered margin of the accuracy tasks
 PICK="$PY scripts/beta2_ablation_v2_pick.py"
 CONF=$(realpath -m "$ROOT")/conf                    # the evaluation arms as config files (arm = optimizer + its tuned lr)
@@ -36,13 +37,10 @@ fi
 
 grid() {
   [ -n "$GRID" ] && { echo "$GRID"; return; }
-  local lo hi
   case $1 in
-    fmnist_mlp) lo=-14 hi=-9 ;;                # 3.16e-4 .. 5.62e-3
-    fmnist_2c2d|cifar10_3c3d) lo=-15 hi=-10 ;; # 1.78e-4 .. 3.16e-3, around DeepOBS's Adam (2.5e-4, 3.98e-4)
+    fmnist_mlp|fmnist_2c2d|cifar10_3c3d) study_grid "$1" ;;
     *) echo "unknown task $1 (fmnist_mlp, fmnist_2c2d, cifar10_3c3d)" >&2; exit 2 ;;
   esac
-  $PY -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" $lo $hi
 }
 join() { local IFS=,; echo "$*"; }
 sweep() {  # sweep DIR OVERRIDE...
@@ -80,20 +78,23 @@ run_task() {
   arm_config "${task}_adax" adax "${tuned[sched_adax_nobc]}"
   # The arms choose their optimizer: the preset's optimizer sweep is dropped for this sweep.
   sweep "$ROOT/eval/$task" task="$task" '~hydra.sweeper.params.optimizer' "+v2arm=$(join "${ARMS[@]/#/${task}_}" "${task}_adam" "${task}_adax")" seed="$EVAL_SEEDS"
-  [ -n "$SENS" ] && [ "$task" = fmnist_mlp ] && sensitivity "$task" sched_adam "${tuned[sched_adam]}" sched_adax "${tuned[sched_adax]}" \
-    sched_adafactor "${tuned[sched_adafactor]}"
+  [ -n "$SENS" ] && [ "$task" = fmnist_mlp ] && sensitivity "$task" "sched_adam=${tuned[sched_adam]}" \
+    "sched_adax=${tuned[sched_adax]}" "sched_adafactor=${tuned[sched_adafactor]}"
   true
 }
 
-sensitivity() {  # sensitivity TASK sched_adam LR sched_adax LR sched_adafactor LR: each family at two more beta2 (c),
-  # at its tuned lr, renamed so the report keeps them apart (PROTOCOL.md, "beta2 sensitivity"); one pack
-  local task=$1 v names=()
-  for v in 0.99 0.9999; do arm_config "sens_sched_adam_b2_$v" sched_adam "$3" "name: sched_adam_b2_$v" "beta2: $v"
-    names+=("sens_sched_adam_b2_$v"); done
-  for v in 1e-3 1e-5; do arm_config "sens_sched_adax_b2_$v" sched_adax "$5" "name: sched_adax_b2_$v" "beta2: $v"
-    names+=("sens_sched_adax_b2_$v"); done
-  for v in 0.5 1.0; do arm_config "sens_sched_adafactor_c_$v" sched_adafactor "$7" "name: sched_adafactor_c_$v" "decay_rate: $v"
-    names+=("sens_sched_adafactor_c_$v"); done
+sensitivity() {  # sensitivity TASK ARM=LR...: each family at two more beta2 (c), at its tuned lr, renamed so the
+  # report keeps them apart (PROTOCOL.md, "beta2 sensitivity"); one pack
+  local task=$1 pair setting arm key label values v names=(); shift
+  declare -A lr
+  for pair in "$@"; do lr[${pair%%=*}]=${pair#*=}; done
+  for setting in "${STUDY_SENSITIVITY[@]}"; do
+    read -r arm key label values <<< "$setting"
+    for v in $values; do
+      arm_config "sens_${arm}_${label}_$v" "$arm" "${lr[$arm]}" "name: ${arm}_${label}_$v" "$key: $v"
+      names+=("sens_${arm}_${label}_$v")
+    done
+  done
   sweep "$ROOT/sens/$task" task="$task" '~hydra.sweeper.params.optimizer' "+v2arm=$(join "${names[@]}")" seed="$EVAL_SEEDS"
 }
 

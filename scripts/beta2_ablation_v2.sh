@@ -3,8 +3,9 @@
 #   scripts/beta2_ablation_v2.sh tune TASK...    # per arm: quarter-decade lr grid x 2 tuning seeds, widened at edges
 #   scripts/beta2_ablation_v2.sh eval TASK...    # per arm: its tuned lr on the evaluation seeds; harness checks
 #   scripts/beta2_ablation_v2.sh sens            # β2 sensitivity on fmnist_mlp (needs `eval fmnist_mlp`)
-#   scripts/beta2_ablation_v2.sh report          # copy the records (no checkpoints), write the reports
+#   scripts/beta2_ablation_v2.sh report          # the records (no checkpoints) as runs.tar.xz, the reports
 #   scripts/beta2_ablation_v2.sh sitting N       # the protocol's sitting N (1..4; 4 ends with the reports)
+#   scripts/beta2_ablation_v2.sh posthoc         # the checks added after the results (PROTOCOL.md, Deviations)
 #   scripts/beta2_ablation_v2.sh import-gpu DIR  # fmnist_mlp's stages run on a GPU instead (PROTOCOL.md, Deviations):
 #     DIR is GPU_ROOT of `GPU_TASKS=fmnist_mlp GPU_EPOCHS=20 GPU_SENS=1 scripts/beta2_ablation_gpu.sh`; its records
 #     are copied (no checkpoints) into this driver's layout: tune|eval/fmnist_mlp/ARM/..., sens/SETTING/...
@@ -13,29 +14,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+source scripts/beta2_study_settings.sh
 ROOT=${V2_ROOT:-runs/beta2_ablation_v2}
 OUT=${V2_OUT:-results/beta2_ablation_v2}
 # For plumbing checks at tiny scale only (the study itself sets none of these):
 EXTRA=${V2_EXTRA:-}                      # extra overrides for every run
 GRID=${V2_GRID:-}                        # one lr grid for every task
-TUNE_SEEDS=${V2_TUNE_SEEDS:-1000,1001}   # disjoint from the evaluation seeds
-EVAL_SEEDS=${V2_EVAL_SEEDS:-range(0,10)}
+TUNE_SEEDS=${V2_TUNE_SEEDS:-$STUDY_TUNE_SEEDS}
+EVAL_SEEDS=${V2_EVAL_SEEDS:-$STUDY_EVAL_SEEDS}
 REDDI_SEEDS=${V2_REDDI_SEEDS:-range(0,200)}
-WIDEN_ROUNDS=${V2_WIDEN_ROUNDS:-3}
-ARMS="sched_adam sched_adax sched_adafactor sched_adax_nobc"
+WIDEN_ROUNDS=${V2_WIDEN_ROUNDS:-$STUDY_WIDEN_ROUNDS}
+ARMS="${STUDY_ARMS[*]}"
 # The pre-registered equivalence margins (PROTOCOL.md, "Equivalence margins").
 MARGINS="fmnist_mlp=0.005,reddi_online=0.002,reddi_stochastic=0.004,quadratic_deep=0.1"
 PICK="python scripts/beta2_ablation_v2_pick.py"
 
-quarter_decades() {  # quarter_decades LO_EXP HI_EXP: 10^(k/4) for k = 4·LO..4·HI, 3 significant digits
-  python -c "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" "$1" "$2"
-}
 grid() {
   [ -n "$GRID" ] && { echo "$GRID"; return; }
   case $1 in
-    fmnist_mlp) quarter_decades -14 -9 ;;                  # 3.16e-4 .. 5.62e-3
-    quadratic_deep) quarter_decades -10 -2 ;;              # 3.16e-3 .. 3.16e-1
-    reddi_online|reddi_stochastic) quarter_decades -8 8 ;; # 1e-2 .. 1e2
+    fmnist_mlp|quadratic_deep|reddi_online|reddi_stochastic) study_grid "$1" ;;
     *) echo "unknown task $1 (fmnist_mlp, quadratic_deep, reddi_online, reddi_stochastic)" >&2; exit 2 ;;
   esac
 }
@@ -84,21 +81,14 @@ evaluate() {
 }
 
 sensitivity() {  # each family at two more β2 (c), at its tuned lr; renamed so the report keeps them apart
-  local task=fmnist_mlp v
-  for v in 0.99 0.9999; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adam_b2_$v" task=$task optimizer=sched_adam optimizer.name="sched_adam_b2_$v" \
-      optimizer.beta2="$v" optimizer.lr="$(tuned_lr $task sched_adam)" seed="$EVAL_SEEDS" $(budget $task)
-  done
-  for v in 1e-3 1e-5; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adax_b2_$v" task=$task optimizer=sched_adax optimizer.name="sched_adax_b2_$v" \
-      optimizer.beta2="$v" optimizer.lr="$(tuned_lr $task sched_adax)" seed="$EVAL_SEEDS" $(budget $task)
-  done
-  for v in 0.5 1.0; do
-    # shellcheck disable=SC2046
-    sweep "$ROOT/sens/sched_adafactor_c_$v" task=$task optimizer=sched_adafactor optimizer.name="sched_adafactor_c_$v" \
-      optimizer.decay_rate="$v" optimizer.lr="$(tuned_lr $task sched_adafactor)" seed="$EVAL_SEEDS" $(budget $task)
+  local task=fmnist_mlp setting arm key label values v
+  for setting in "${STUDY_SENSITIVITY[@]}"; do
+    read -r arm key label values <<< "$setting"
+    for v in $values; do
+      # shellcheck disable=SC2046
+      sweep "$ROOT/sens/${arm}_${label}_$v" task=$task optimizer="$arm" optimizer.name="${arm}_${label}_$v" \
+        optimizer."$key"="$v" optimizer.lr="$(tuned_lr $task "$arm")" seed="$EVAL_SEEDS" $(budget $task)
+    done
   done
 }
 
@@ -114,17 +104,17 @@ report() {  # report OUT_SUBDIR PATH... -- REPORT_OPTION...: one report over the
   [ ${#paths[@]} -eq 0 ] && return 0
   margins=$(margins_for "${paths[@]}")
   mkdir -p "$OUT/$out"
-  adaxbench report "${paths[@]}" --out "$OUT/$out" ${margins:+--margin "$margins"} "$@" > "$OUT/$out/report.log" 2>&1 \
+  adaxbench report "${paths[@]}" --out "$OUT/$out" --format md ${margins:+--margin "$margins"} "$@" > "$OUT/$out/report.log" 2>&1 \
     || { echo "report $out failed:" >&2; tail -3 "$OUT/$out/report.log" >&2; exit 1; }
 }
-publish() {
+publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuning-effort curves beside them
   rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"  # a fresh copy: no stale record survives
   # tar reads the list itself: xargs would split it into several archives, and tar xf stops at the first
   # shellcheck disable=SC2046
-  (cd "$ROOT" && find $(present tune eval sens validation) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
+  (cd "$ROOT" && find $(present tune eval sens validation posthoc) \( -name run.json -o -name metrics.parquet -o -name error.log \) \
     -print0 | tar cf - --null -T -) | tar xf - -C "$OUT/runs"
   cp "$ROOT"/log/wall.txt "$ROOT"/log/widen.txt "$OUT/runs/" 2>/dev/null || true
-  local ev=$OUT/runs/eval
+  local ev=$OUT/runs/eval task
   # The confirmatory family: the evidence tasks x 5 arms against sched_adam, one Holm family.
   report report "$ev/fmnist_mlp" "$ev/reddi_online" "$ev/reddi_stochastic" -- --baseline sched_adam --family table
   report bias_correction "$ev/fmnist_mlp" "$ev/reddi_online" "$ev/reddi_stochastic" -- --baseline sched_adax --no-figures
@@ -132,6 +122,28 @@ publish() {
   report beta2_sensitivity "$ev/fmnist_mlp/sched_adam" "$OUT/runs/sens" -- --baseline sched_adam
   report reddi_grid "$OUT/runs/tune/reddi_online" "$OUT/runs/tune/reddi_stochastic" -- --baseline sched_adam --no-figures
   report validation "$OUT/runs/validation" -- --baseline adam
+  report validation_loss "$OUT/runs/validation/fmnist_2c2d" -- --baseline adam --metric test/loss --no-figures
+  # Post hoc, outside every family: the other arms at Adam's widened reddi_online lrs; reddi_stochastic at lr 10.
+  report posthoc_reddi_online "$OUT/runs/posthoc/reddi_online" -- --baseline sched_adam --no-figures
+  report posthoc_reddi_stochastic_lr10 "$OUT/runs/posthoc/reddi_stochastic_lr10" -- --baseline sched_adam --no-figures
+  mkdir -p "$OUT/effort"
+  for task in $(present "$OUT"/runs/tune/*); do  # the tuning effort of each task's grid
+    adaxbench best "$task" --effort "$OUT/effort/${task##*/}" > "$OUT/effort/${task##*/}.txt" 2>&1 \
+      || { echo "best ${task##*/} failed:" >&2; tail -3 "$OUT/effort/${task##*/}.txt" >&2; exit 1; }
+  done
+  # About 31 MB of small files as a plain tree, 3.5 MB as one archive: `tar xf runs.tar.xz` restores runs/.
+  find "$OUT" -name '*.svg' -delete
+  python -c 'import sys, tarfile; tarfile.open(sys.argv[1] + "/runs.tar.xz", "w:xz").add(sys.argv[1] + "/runs", "runs")' \
+    "$OUT" && rm -rf "$OUT/runs"
+}
+
+posthoc() {  # checks added after the results were read (PROTOCOL.md, Deviations 4 and 5); outside every family
+  local arms; arms=$(IFS=,; echo "${STUDY_ARMS[*]}")
+  # reddi_online: every arm at the lrs only Adam's grid was widened to (deterministic: the 2 seeds are equal)
+  sweep "$ROOT/posthoc/reddi_online" task=reddi_online optimizer="$arms" optimizer.lr=178,316 seed="$TUNE_SEEDS" hydra/launcher=packed
+  # reddi_stochastic: Adam's and AdaX's schedules at one common lr, the one a tail-mean tuning score picks for both
+  sweep "$ROOT/posthoc/reddi_stochastic_lr10" task=reddi_stochastic optimizer=sched_adam,sched_adax optimizer.lr=10 \
+    seed="$REDDI_SEEDS" hydra/launcher=packed hydra.launcher.max_pack=64
 }
 
 validation() {  # DeepOBS's tuned settings under DeepOBS-TF's conditions, as far as 2 cores allow (PROTOCOL.md)
@@ -180,6 +192,7 @@ case $stage in
              for t in "$@"; do timed "$stage $t" "$([ "$stage" = eval ] && echo evaluate || echo tune)" "$t"; done ;;
   sens) timed sens sensitivity ;;
   validation) timed validation validation ;;
+  posthoc) timed posthoc posthoc ;;
   report) publish ;;
   import-gpu) [ -d "${1:-}/eval/fmnist_mlp" ] || { echo "usage: $0 import-gpu GPU_ROOT (with eval/fmnist_mlp in it)" >&2; exit 2; }
               import_gpu "$1" ;;
@@ -192,5 +205,5 @@ case $stage in
       4) timed sens sensitivity; publish ;;
       *) echo "usage: $0 sitting 1|2|3|4" >&2; exit 2 ;;
     esac ;;
-  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | report | sitting 1..4 | import-gpu DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 tune TASK... | eval TASK... | sens | validation | posthoc | report | sitting 1..4 | import-gpu DIR" >&2; exit 2 ;;
 esac

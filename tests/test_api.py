@@ -81,6 +81,22 @@ def test_run_rejects_bad_config_in_one_line(tmp_path):
         adaxbench.run(Local, QUICK, lr=0.1, run_dir=tmp_path / "t")
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"logger": "tensorbord"}, "unknown logger 'tensorbord'; available: custom, many, none, tensorboard, wandb "
+                               "(did you mean tensorboard?)"),
+    ({"task": "quadratic_dep"}, "unknown task 'quadratic_dep'; available: cifar100_3c3d, "),
+    ({"optimizer": "adamx"}, "unknown optimizer 'adamx'; available: adafactor, "),
+])
+def test_a_typo_in_a_config_name_gets_the_choices_as_on_the_command_line(kwargs, message, tmp_path, capsys):
+    with pytest.raises(adaxbench.ConfigError) as e:
+        adaxbench.run(**{"optimizer": "adam", **kwargs}, overrides=["trainer.epochs=1"], run_dir=tmp_path / "r")
+    assert str(e.value).startswith(message) and "\n" not in str(e.value) and "(did you mean " in str(e.value)
+    group, value = next(iter(kwargs.items()))
+    assert cli.main(["run", f"{group}={value}", f"hydra.run.dir={tmp_path / 'r'}"]) == 2
+    assert capsys.readouterr().err == f"adaxbench: error: {e.value}\n"
+    assert not (tmp_path / "r").exists()
+
+
 def test_run_never_overwrites_another_run(runs):
     root, api, _ = runs
     before = {p: p.read_bytes() for p in sorted((root / "api").rglob("*")) if p.is_file()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ def test_list_shows_every_group():
     for name in ("fmnist_mlp", "cifar10_resnet20", "reddi_online", "adam", "adax", "adaxw", "sched_adafactor",
                  "inverse_sqrt", "beta2_ablation", "adax_paper_cifar10", "submitit_slurm", "slurm_gpu"):
         assert name in out
+
+
+def test_list_shows_the_sweepers(capsys):
+    from adaxbench import cli
+
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sweepers = lines[lines.index("sweepers (hydra/sweeper=NAME):") + 1].split()
+    assert sweepers[0] == "basic"
+    assert ("optuna" in sweepers) == (importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None)
 
 
 def test_console_script_installed():

@@ -41,6 +41,23 @@ def test_tensorboard_events_read_back_and_console_line(tmp_path, caplog):
     assert logged.keys() == expected.keys()
     assert all(logged[k] == pytest.approx(v, rel=1e-6) for k, v in expected.items())  # float32 in the events
     assert "config/text_summary" in events.Tags()["tensors"]  # the resolved config, as text
+    # The HParams table: SGD's booleans (nesterov, maximize) as booleans, numbers as numbers, the status.
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    def hparams_data(tag):
+        data = plugin_data_pb2.HParamsPluginData()
+        data.ParseFromString(events.SummaryMetadata(f"_hparams_/{tag}").plugin_data.content)
+        return data
+
+    session = hparams_data("session_start_info").session_start_info.hparams
+    assert session["optimizer.nesterov"].WhichOneof("kind") == "bool_value"
+    assert session["optimizer.nesterov"].bool_value is False and session["optimizer.maximize"].bool_value is False
+    assert session["optimizer.lr"].number_value == 0.01 and session["seed"].number_value == 0
+    assert session["optimizer"].string_value == "sgd" and session["status"].string_value == "completed"
+    infos = {i.name: i.type for i in hparams_data("experiment").experiment.hparam_infos}
+    assert infos["optimizer.nesterov"] == api_pb2.DATA_TYPE_BOOL and infos["optimizer.lr"] == api_pb2.DATA_TYPE_FLOAT64
+    assert {m.name.tag for m in hparams_data("experiment").experiment.metric_infos} == {
+        k for k in info["final"] if k.split("/")[0] in ("train", "test")}
     # The console line per epoch (the progress bar is off).
     lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
     assert len(lines) == 2 and lines[1].startswith("quadratic_deep/sgd epoch 2/2 step 14 ")

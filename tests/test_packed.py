@@ -4,6 +4,7 @@ checkpoint), diverging members leave the others alone, lr grids and resumes are 
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from adaxbench.cli import config_options
 from adaxbench.report.load import load_runs
+from adaxbench.rundir import WriteError
 from adaxbench.train.packed import Member, pack_key, plan, train
 from adaxbench.train.runner import Interrupted, Run, run_in_dir
 from adaxbench.train.validate import check_config
@@ -180,6 +182,47 @@ def test_a_signal_stops_a_pack_at_a_step_and_it_resumes_exactly(tmp_path, monkey
         (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
         assert info_p["status"] == "completed" and info_p["progress"]["step"] == info_a["progress"]["step"] == 14
         assert info_p["progress"]["resumed_from_step"] == 10
+        _assert_same_rows(rows_a, rows_p, rtol=1e-6)
+
+
+def test_a_member_whose_save_fails_at_a_stop_fails_alone_and_the_others_stop(tmp_path, monkeypatch):
+    """SIGTERM during epoch 2, and seed 1's checkpoint cannot be written there: seed 1 is recorded failed
+    by its own error, the others interrupted at the step; all three resume to their runs alone."""
+    import os
+
+    from adaxbench.train.packed import Pack
+
+    runs = [[*SYNTHETIC["quadratic_deep"], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
+    for k, overrides in enumerate(runs):
+        run_in_dir(compose_cfg(overrides), tmp_path / f"alone{k}", overrides)
+    after_step, save_checkpoint, steps = Pack.run_after_step, Run.save_checkpoint, []
+
+    def step_then_signal(self):
+        after_step(self)
+        steps.append(1)
+        if len(steps) == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def save_unless_stopping_seed_1(self, *args):
+        if self.stops and self.cfg.seed == 1:
+            _fail_checkpoint_write(self)
+        save_checkpoint(self, *args)
+
+    monkeypatch.setattr(Pack, "run_after_step", step_then_signal)
+    monkeypatch.setattr(Run, "save_checkpoint", save_unless_stopping_seed_1)
+    with pytest.raises(Interrupted):
+        train(_members(tmp_path, runs))
+    monkeypatch.undo()
+    records = [read_run(tmp_path / f"packed{k}")[0] for k in range(3)]
+    assert [(r["status"], r["error"]) for r in records] == [
+        ("interrupted", "received SIGTERM"),
+        ("failed", f"cannot write {tmp_path / 'packed1'}/checkpoint.pt: Permission denied; epochs up to 1 are saved; "
+                   "free space and resume"),
+        ("interrupted", "received SIGTERM")]
+    train(_members(tmp_path, runs))
+    for k in range(3):
+        (info_a, rows_a), (info_p, rows_p) = read_run(tmp_path / f"alone{k}"), read_run(tmp_path / f"packed{k}")
+        assert info_p["status"] == "completed" and info_p["progress"]["resumed_from_step"] == (7 if k == 1 else 10)
         _assert_same_rows(rows_a, rows_p, rtol=1e-6)
 
 
@@ -416,3 +459,59 @@ def test_a_pack_member_resolves_hydra_values_as_its_own_job(tmp_path):
         records = [json.loads((sweep / str(k) / "run.json").read_text()) for k in (0, 1)]
         assert [r["config"]["data"]["root"] for r in records] == [f"{sweep / str(k)}/data_{k}" for k in (0, 1)]
         assert (records[0]["env"].get("packed") is not None) == (launcher == "packed")
+
+
+def _fail_checkpoint_write(self, *args):
+    """The disk refuses seed 1's checkpoint after epoch 2 (as ``atomic_write`` reports it)."""
+    raise WriteError(self.run_dir / "checkpoint.pt", PermissionError(errno.EACCES, "Permission denied"))
+
+
+WRITE_FAULTS = {  # (Run method, its replacement for seed 1 after epoch 2, what the member's record says)
+    "disk": ("save_checkpoint", _fail_checkpoint_write,
+             "cannot write {run_dir}/checkpoint.pt: Permission denied; epochs up to 1 are saved; free space and resume"),
+    "bug": ("write", None, "RuntimeError: the write broke"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(WRITE_FAULTS))
+def test_a_failing_member_write_fails_that_member_only_and_a_relaunch_resumes_it(fault, tmp_path, monkeypatch):
+    """One member's write fails mid-pack (a disk fault, or a bug): that member is recorded failed by its own
+    error, as alone; the others train on to the records of their runs alone; a relaunch resumes it."""
+    from adaxbench import cli
+
+    common = [*SYNTHETIC["quadratic_deep"], "trainer.epochs=3", *CPU]
+    for seed in (0, 1, 2):
+        run_in_dir(compose_cfg([*common, f"seed={seed}"]), tmp_path / f"alone{seed}", [*common, f"seed={seed}"])
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "hydra/launcher=packed", *common, "seed=0,1,2", f"hydra.sweep.dir={sweep}"]
+    name, replacement, error = WRITE_FAULTS[fault]
+    original, failed = getattr(Run, name), []
+
+    def write(self, *a):
+        if self.cfg.seed == 1 and self.epochs_done == 2 and not failed:
+            failed.append(self.run_dir)
+            if replacement is not None:
+                return replacement(self, *a)
+            raise RuntimeError("the write broke")
+        return original(self, *a)
+
+    monkeypatch.setattr(Run, name, write)
+    assert cli.main(args) == 1  # a sweep with a failed run
+    assert failed == [sweep / "1"]
+    info = read_run(sweep / "1")[0]
+    assert (info["status"], info["error"]) == ("failed", error.format(run_dir=sweep / "1"))
+    error_log = sweep / "1" / "error.log"
+    assert error_log.exists() == (fault == "bug")  # a disk fault is its one line, as alone
+    if fault == "bug":
+        assert "Traceback" in error_log.read_text() and "RuntimeError: the write broke" in error_log.read_text()
+    for seed in (0, 2):
+        info, rows = read_run(sweep / str(seed))
+        assert (info["status"], info["error"]) == ("completed", None) and not (sweep / str(seed) / "error.log").exists()
+        _assert_same_rows(read_run(tmp_path / f"alone{seed}")[1], rows, rtol=1e-6)
+    monkeypatch.setattr(Run, name, original)
+    assert cli.main(args) == 0  # the relaunch skips the finished members and resumes the failed one
+    for seed in (0, 1, 2):
+        info, rows = read_run(sweep / str(seed))
+        assert info["status"] == "completed"
+        assert info["progress"]["resumed_from_epoch"] == (1 if seed == 1 else None)
+        _assert_same_rows(read_run(tmp_path / f"alone{seed}")[1], rows, rtol=1e-6)

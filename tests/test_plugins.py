@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+import adaxbench
 import plugin_user_code as user
+from adaxbench import cli
 from conftest import ROOT, compose_cfg, read_run
 from adaxbench.tasks import build_task
 from adaxbench.tasks.datasets import load_dataset
@@ -324,3 +326,26 @@ def test_example_runs_end_to_end_from_a_clean_environment(tmp_path):
     assert lion["config"]["optimizer"]["name"] == "Lion"
     assert lion["env"]["plugins"]["optimizer"]["sha256"] == hashlib.sha256((EXAMPLE / "lion.py").read_bytes()).hexdigest()
     assert "Lion" in (out / "report" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizer=custom", "optimizer._target_=torch.optim.Adamm"],
+     "optimizer._target_='torch.optim.Adamm' cannot be imported (No module named 'torch.optim.Adamm') "
+     "(did you mean torch.optim.Adam?)"),
+    (["optimizer=custom", "optimizer._target_=torch.optm.Adam"],
+     "optimizer._target_='torch.optm.Adam' cannot be imported (No module named 'torch.optm') "
+     "(did you mean torch.optim?)"),
+    (["task=custom", "task._target_=plugin_user_code.LeastSquare"],
+     "task._target_='plugin_user_code.LeastSquare' cannot be imported (No module named "
+     "'plugin_user_code.LeastSquare'; 'plugin_user_code' is not a package) (did you mean plugin_user_code.LeastSquares?)"),
+    (["optimizer=custom", "optimizer._target_=nopkg.Opt"],  # no module to look in: where to look
+     "optimizer._target_='nopkg.Opt' cannot be imported (No module named 'nopkg'); is its module on PYTHONPATH?"),
+])
+def test_a_typo_in_a_target_gets_the_name_likely_meant(overrides, message, tmp_path, capsys):
+    """From the command line and from the API alike (one line, exit 2, nothing written)."""
+    assert cli.main(["run", *overrides, f"hydra.run.dir={tmp_path / 'cli'}"]) == 2
+    assert capsys.readouterr().err == f"adaxbench: error: {message}\n"
+    with pytest.raises(ConfigError) as e:
+        adaxbench.run(overrides=overrides, run_dir=tmp_path / "api")
+    assert str(e.value) == message
+    assert not (tmp_path / "cli").exists() and not (tmp_path / "api").exists()

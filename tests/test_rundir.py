@@ -5,6 +5,7 @@ follow the umask, and `best --write` writes only plain overrides."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -278,3 +279,18 @@ def test_sweep_summary_reads_through_the_contract(tmp_path):
     assert [statuses[tmp_path / n] for n in "0123"] == ["completed", "diverged", "completed", "unreadable"]
     from collections import Counter
     assert summary_line(Counter(statuses.values())) == "2 completed, 1 diverged, 1 failed (1 unreadable counted as failed)"
+
+
+def test_non_finite_final_metrics_are_strict_json_and_read_back_as_floats(tmp_path):
+    # A run that diverged at its evaluation keeps that loss (inf, nan) in final.
+    rec = RunRecord(status=Status.DIVERGED, config={"task": {"name": "t"}, "optimizer": {"name": "adam"}},
+                    final={"test/loss": float("inf"), "train/loss": float("nan"), "test/accuracy": 0.1})
+    rec.write(tmp_path)
+    text = (tmp_path / "run.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text)["final"] == {"test/loss": "inf", "train/loss": "nan", "test/accuracy": 0.1}
+    back, problem = read_record(tmp_path)
+    assert problem == "" and back.final["test/loss"] == float("inf") and math.isnan(back.final["train/loss"])
+    (tmp_path / "run.json").write_text(text.replace('"nan"', '"none"'))
+    assert read_record(tmp_path) == (None, "run.json field final.train/loss: expected a number, null or one of inf, "
+                                           "-inf, nan, got str 'none'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,18 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     assert all(json.loads(p.read_text())["config"]["optimizer"]["name"] == p.parent.parent.name
                for p in (v2 / "eval" / "fmnist_mlp").rglob("run.json"))
     assert not list(v2.rglob("*.pt"))
+
+    # report: the CPU driver's reports over what it holds (here fmnist_mlp only), the tuning-effort curves, and
+    # the records as one archive that unpacks into runs/.
+    out = tmp_path / "v2_out"
+    done = subprocess.run(["bash", str(REPO / "scripts" / "beta2_ablation_v2.sh"), "report"],
+                          env={**env, "V2_ROOT": str(v2), "V2_OUT": str(out)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sched_adax_nobc" in (out / "report" / "report.md").read_text()
+    assert (out / "beta2_sensitivity" / "aggregate.csv").is_file() and (out / "effort" / "fmnist_mlp" / "effort.csv").is_file()
+    assert not (out / "runs").exists() and not list(out.rglob("*.svg"))
+    with tarfile.open(out / "runs.tar.xz") as archive:
+        names = archive.getnames()
+    assert sum(n.endswith("run.json") for n in names) == len(tune) + len(ev) + len(sens)
+    assert all(n.startswith("runs") for n in names) and not any(n.endswith(".pt") for n in names)
+

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -73,6 +74,15 @@ def test_keys_only_kwargs_take_are_refused(tmp_path, capsys):
     rec = cli_run(tmp_path, "extra", "optimizer._target_=pytorch_optimizer.Lion", "+optimizer.betaz=[0.9,0.99]",
                   "optimizer.allow_extra=true")
     assert rec["optimizer_hparams"]["betaz"] == [0.9, 0.99]
+
+
+def test_the_api_names_its_own_allow_extra(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        adaxbench.run(po.Lion, QUICK, run_dir=tmp_path / "r", lr=1e-3, betaz=[0.9, 0.99])
+    assert "optimizer.betaz is not a named parameter of Lion" in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).endswith("; pass allow_extra=True to pass it anyway")
+    assert api_run(tmp_path, "extra", po.Lion, lr=1e-3, betaz=[0.9, 0.99], allow_extra=True)["optimizer_hparams"][
+        "betaz"] == [0.9, 0.99]
 
 
 def test_sam_with_a_base_optimizer_from_cli_and_api(tmp_path):
@@ -190,3 +200,38 @@ def test_a_class_own_infinite_default_may_be_passed():
     assert kwargs["growth_rate"] == float("inf")
     with pytest.raises(ConfigError, match="optimizer.weight_decay must be a finite number"):
         optimizer_kwargs({"_target_": "pytorch_optimizer.Prodigy", "weight_decay": float("inf")})
+
+
+def _strict(text: str) -> dict:
+    """run.json as a strict JSON reader (JavaScript's, jq) reads it: no Infinity or NaN."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_infinite_hyperparameter_is_strict_json_and_pools_with_earlier_records(tmp_path):
+    """Prodigy's growth_rate defaults to inf: run.json spells it "inf" (strict JSON), passed or left
+    out; an earlier record's Infinity and NaN read as the same setting; a resume takes the config back."""
+    prodigy = "optimizer._target_=pytorch_optimizer.Prodigy"
+    cli_run(tmp_path, "passed", prodigy, "+optimizer.growth_rate=inf", "trainer.keep_checkpoint=true", "seed=0")
+    cli_run(tmp_path, "left_out", prodigy, "seed=1")
+    passed, left_out = (_strict((tmp_path / d / "run.json").read_text()) for d in ("passed", "left_out"))
+    assert passed["config"]["optimizer"]["growth_rate"] == "inf"
+    assert passed["optimizer_hparams"]["growth_rate"] == left_out["optimizer_hparams"]["growth_rate"] == "inf"
+    # An earlier version's record: Python's json wrote Infinity and NaN.
+    old = {**left_out, "config": {**left_out["config"], "seed": 2}, "final": {**left_out["final"], "test/loss": "nan"}}
+    old["optimizer_hparams"] = {**old["optimizer_hparams"], "growth_rate": float("inf")}
+    old["final"]["test/loss"] = float("nan")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps(old))
+    assert "Infinity" in (tmp_path / "old" / "run.json").read_text()
+    (tmp_path / "old" / "metrics.parquet").write_bytes((tmp_path / "left_out" / "metrics.parquet").read_bytes())
+    rs = load_runs([tmp_path])
+    assert rs.runs["setting"].nunique() == 1 and len(rs.runs) == 3 and set(rs.runs["problem"]) == {""}
+    finals = rs.runs.set_index("seed")["final.test/loss"]
+    assert finals[0] > 0 and np.isnan(finals[2])
+    # A resume compares the config it was started with (on disk: "inf") with the config given (inf).
+    (tmp_path / "passed" / "run.json").write_text(json.dumps({**passed, "status": "interrupted"}))
+    cli_run(tmp_path, "passed", prodigy, "+optimizer.growth_rate=inf", "trainer.keep_checkpoint=true", "seed=0",
+            "resume=true")
+    assert _strict((tmp_path / "passed" / "run.json").read_text())["status"] == "completed"

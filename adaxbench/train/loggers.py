@@ -100,11 +100,25 @@ class TensorBoardLogger(RunLogger):
         self.writer.flush()
 
     def close(self, status) -> None:
+        from tensorboard.plugins.hparams.api_pb2 import DATA_TYPE_BOOL
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams
 
         # The HParams session of this run: its columns are the final SPLIT/METRIC scalars above.
+        values = {**self.hparams, "status": status}
         metrics = {k: v for k, v in self.final.items() if isinstance(v, float) and math.isfinite(v)}
-        for summary in hparams({**self.hparams, "status": status}, metrics):
+        booleans = {k: v for k, v in values.items() if isinstance(v, bool)}
+        for summary in hparams(values, metrics):
+            # torch stores a bool as the number 1.0 or 0.0 (bool is an int): make it the bool it is.
+            content = summary.value[0].metadata.plugin_data
+            data = HParamsPluginData.FromString(content.content)
+            for info in data.experiment.hparam_infos:
+                if info.name in booleans:
+                    info.type = DATA_TYPE_BOOL
+            for name, value in booleans.items():
+                if name in data.session_start_info.hparams:
+                    data.session_start_info.hparams[name].bool_value = value
+            content.content = data.SerializeToString()
             self.writer.file_writer.add_summary(summary)
         self.writer.close()
 

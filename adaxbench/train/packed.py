@@ -27,7 +27,9 @@ Every member is the run it would have been alone:
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
-then its NaNs cannot reach the others: no operation mixes members). Jobs that cannot be
+then its NaNs cannot reach the others: no operation mixes members). A member whose build or
+write fails (a full disk, a bug) is recorded ``failed`` by its own error, as alone, and leaves
+the pack the same way. Jobs that cannot be
 packed exactly run alone through the normal runner: optimizers outside ``ELEMENTWISE``
 (Adafactor factors across a matrix, L-BFGS is global), models with dropout (it draws from
 the global RNG), ``trainer.compile``.
@@ -58,7 +60,7 @@ from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
-                     _rng_state, admit, epoch_generator, lock_run_dir, prepare, print_result, progress_bar,
+                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, refused,
                      save_hydra_files, seed_everything)
 from .validate import ConfigError, optimizer_kwargs
 
@@ -447,9 +449,8 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
         seed_everything(m.seed)
         try:
             m.trainee = m.run.build(setup, m.spec, resume)
-        except CheckpointError as e:  # as alone: this run's files stay as they are, the user decides
-            m.run.status, m.run.error, m.active = Status.FAILED, str(e), False
-            log.error("%s", e)
+        except Exception as e:  # as alone (an unreadable checkpoint, a write): this member fails, the others train
+            _fail(m, e)
         m.rng = _rng_state()
     # Members resumed from different points train as separate packs.
     by_progress: dict[tuple[int, int], list[Member]] = {}
@@ -461,8 +462,8 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
 
 
 def _guarded(fn, members: list[Member]) -> None:
-    """``run_in_dir``'s outcome handling for a whole pack: a crash fails its active members
-    (traceback in each error.log), a signal marks them interrupted and is passed on."""
+    """``run_in_dir``'s outcome handling for a whole pack: a crash of the pack fails its active
+    members (traceback in each error.log), a signal marks them interrupted and is passed on."""
     try:
         fn()
     except (Interrupted, SystemExit, Exception) as e:
@@ -475,9 +476,21 @@ def _guarded(fn, members: list[Member]) -> None:
             raise
 
 
+def _fail(m: Member, e: Exception) -> None:
+    """Member ``m`` failed by ``e`` (its build or one of its writes; called while ``e`` is handled):
+    recorded as its run alone records it, and it leaves the pack as a diverged member does."""
+    m.active = False
+    m.run.record_ending(e)
+    if isinstance(e, CheckpointError):  # as alone: its files stay as they are, the user decides
+        log.error("%s", e)
+
+
 def _diverge(m: Member, message: str) -> None:
     m.run.status, m.run.error, m.active = Status.DIVERGED, message, False
-    m.run.write()
+    try:
+        m.run.write()
+    except Exception as e:  # as alone: a diverged run whose record cannot be written fails
+        _fail(m, e)
 
 
 class PackRun:
@@ -515,7 +528,7 @@ class PackRun:
             self.each(lambda m: m.run.write(), self.active())
 
     def drop_diverged(self) -> bool:
-        """Repack without the members that diverged; False when none is left."""
+        """Repack without the members that diverged or failed; False when none is left."""
         active = self.active()
         if active and len(active) < len(self.pack.members):
             for m in active:
@@ -613,12 +626,15 @@ class PackRun:
         self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
 
     def each(self, write, members: list[Member]) -> None:
-        """``write(member)`` for every member on the writer threads; the first failure is raised
-        (the other writes end first: the pack's ending then records each member as it is)."""
+        """``write(member)`` for every member on the writer threads; a member whose write fails
+        (a full disk, a bug) fails by its own error and leaves the pack, the others train on."""
         futures = [self.writers.submit(write, m) for m in members]
         wait(futures)
-        for future in futures:
-            future.result()
+        for m, future in zip(members, futures):
+            try:
+                future.result()
+            except Exception as e:
+                _fail(m, e)
 
     def stop_if_asked(self, t_epoch: float) -> None:
         """A stop signal arrived: every active member records the stop and, between two optimizer
@@ -631,7 +647,10 @@ class PackRun:
             m.run.train_seconds += elapsed
             m.run.step = self.step
             self.pack.to_member(m, optimizer=checkpoint)
-            m.run.record_stop(signum, m.trainee, m.rng)
+            try:
+                m.run.record_stop(signum, m.trainee, m.rng)
+            except Exception as e:  # its save failed: it fails, the others are recorded interrupted
+                _fail(m, e)
         raise Interrupted(signum)
 
 
@@ -650,31 +669,19 @@ def _diagnostics(pack: Pack, m: Member) -> dict[str, float]:
 def prepare_job(cfg: DictConfig) -> Member | RunResult:
     """The task function a packed job runs inside Hydra's ``run_job`` (which makes its run
     dir): ``run_in_dir``'s checks, without the training; .hydra/ once they pass."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    composed, lock = copy.deepcopy(cfg), None
-    cfg = copy.deepcopy(cfg)
+    run_dir, overrides, _ = hydra_job()
+    composed, cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)
     with contextlib.suppress(Exception):  # one that does not resolve: admit records it, as a run alone does
         OmegaConf.resolve(cfg)  # ${hydra:...} is this job's only while its Hydra config is current
     try:
-        lock = lock_run_dir(run_dir)
-        admitted = admit(cfg, run_dir, list(hc.overrides.task), resume=True, dir_key="hydra.sweep.dir",
-                         raise_config_errors=False)
-    except RunLocked as e:  # another process trains it; the sweep goes on with its other jobs
-        print(f"skipping {run_dir}: {e}", file=sys.stderr)
-        return RunResult("locked", run_dir, str(e))
-    except ConfigError as e:  # a planted .lock link, a run dir of another sweep: stop, as the basic launcher does
-        if lock is not None:
-            lock.release()
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        admitted = admit(cfg, run_dir, overrides, resume=True, dir_key="hydra.sweep.dir", raise_config_errors=False,
+                         accepted=lambda: save_hydra_files(composed, run_dir))
+    except (ConfigError, RunLocked) as e:  # a planted .lock link, a run dir of another sweep: stop, as alone
+        return RunResult(refused(e, run_dir, multirun=True), run_dir, str(e))
     if isinstance(admitted, RunResult):
-        lock.release()
         return admitted
-    save_hydra_files(composed, run_dir)
-    return Member(run=admitted[0], seed=int(cfg.seed), spec=admitted[1], lock=lock)
+    run, spec, lock = admitted
+    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:

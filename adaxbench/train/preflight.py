@@ -9,29 +9,35 @@ before the good job trains.  Any failure becomes one line (``hydra_error_line``)
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import os
+import re
+import typing
+import unicodedata
 from typing import Any
 
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import MissingConfigException, OverrideParseException, SearchPathException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from ..errors import first_line, not_a_key
+from ..errors import did_you_mean, first_line, not_a_key
 from .compose import (CONFIG_NAME, full_error, hydra_app, parse_args, parse_overrides, run_memo, search_space_jobs,
                       sweep_jobs, sweep_params)
-from .validate import ConfigError, check_config, check_output_dir, check_value, top_level_hint
+from .schema import RunConfig, TaskSchema
+from .validate import ConfigError, check_config, check_output_dir, check_value, describe, top_level_hint
 
-# Launchers from the optional `cluster` extra, and the plugin module each needs.
-LAUNCHER_PLUGINS = {"joblib": "hydra_plugins.hydra_joblib_launcher",
-                    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
-                    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
-                    "slurm_gpu": "hydra_plugins.hydra_submitit_launcher"}
+# The launchers of the optional `cluster` extra (hydra-joblib-launcher, hydra-submitit-launcher).
+CLUSTER_LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm", "slurm_gpu")
 
 
 def check_config_once(cfg: DictConfig) -> tuple[type, dict[str, Any]]:
     """``check_config``; inside ``composing_once`` once per resolved config (the launch checks again
     every job that preflight checked).  Failures are raised each time."""
-    import copy
-    import json
-
     checked = run_memo()
     if checked is None:
         return check_config(cfg)
@@ -75,16 +81,12 @@ def _forgot_multirun(cfg: DictConfig, parsed: list[Any]) -> None:
 
 
 def _check_job(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
     HydraConfig.instance().set_config(cfg)  # so ${hydra:...} interpolations resolve as in the job
     check_config_once(cfg)
 
 
 def preflight(args: list[str]) -> None:
     """Compose and check what ``adaxbench run ARGS`` will run; raise on the first problem."""
-    from hydra.types import RunMode
-
     ns = parse_args(args)
     if ns.help or ns.hydra_help or ns.shell_completion or ns.info or ns.experimental_rerun:
         return
@@ -155,8 +157,6 @@ def check_launcher_values(launcher: DictConfig) -> None:
     """The launcher's counts, read as the launcher will read them (``${oc.env:...}`` resolved):
     ``ADAXBENCH_SLURM_TIME_MIN=abc`` or ``hydra.launcher.n_jobs=0`` would fail after the sweep dir
     exists, in the launcher's own code."""
-    import re
-
     for key in [key for key in [*LAUNCHER_COUNTS, "n_jobs"] if key in launcher]:
         raw = OmegaConf.to_container(launcher, resolve=False)[key]
         env = re.match(r"\$\{oc\.env:(\w+)", raw) if isinstance(raw, str) else None
@@ -191,8 +191,6 @@ def check_user_configs(directory: str) -> None:
     """Every YAML file under a user's config dir: UTF-8, a mapping, bounded when its aliases are
     expanded, and not naming itself in its defaults list.  Hydra's own messages for these
     are opaque (or it recurses, or hangs)."""
-    import yaml
-
     for root, _, files in os.walk(directory):
         for name in sorted(f for f in files if f.endswith((".yaml", ".yml"))):
             path = os.path.join(root, name)
@@ -226,8 +224,6 @@ def check_user_configs(directory: str) -> None:
 
 def _expanded_size(node: Any, sizes: dict) -> int:
     """How many nodes ``node`` becomes once every alias is copied (memoised: linear time)."""
-    import yaml
-
     if id(node) not in sizes:
         sizes[id(node)] = 1  # (a recursive alias counts once)
         children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
@@ -249,12 +245,6 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
 
 def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
-    import dataclasses
-
-    from hydra.types import RunMode
-
-    from .schema import TaskSchema
-
     parent, _, leaf = key.rpartition(".")
     if parent == "lr_schedule":
         if leaf == "_target_":  # a user's own schedule (a torch.optim.lr_scheduler class or step -> factor)
@@ -280,9 +270,6 @@ def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) ->
 
 def hydra_error_line(e: BaseException) -> str:
     """One line for an error of Hydra's composition (or our own ConfigError)."""
-    from hydra.errors import MissingConfigException, OverrideParseException, SearchPathException
-    from omegaconf.errors import OmegaConfBaseException
-
     if isinstance(e, ConfigError):
         return str(e)
     msg = str(e)
@@ -292,17 +279,16 @@ def hydra_error_line(e: BaseException) -> str:
     if isinstance(e, MissingConfigException):
         missing = e.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
-        if group == "hydra/launcher" and option in LAUNCHER_PLUGINS:
+        if group == "hydra/launcher" and option in CLUSTER_LAUNCHERS:
             return (f"hydra/launcher={option} needs the launcher plugins: pip install 'adaxbench[cluster]' "
                     "(hydra-joblib-launcher, hydra-submitit-launcher)")
         if group and e.options is not None:
-            return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}"
+            return f"unknown {group} '{option}'; available: {', '.join(sorted(e.options))}{did_you_mean(option, e.options)}"
         return f"config '{missing}' not found ({first_line(msg)})"
     if isinstance(e, OverrideParseException):
         lines = [line.strip() for line in msg.splitlines() if line.strip()]
         odd = next((c for c in msg if ord(c) > 127), None)
         if odd is not None:  # the lexer shows a caret, never the character: name it
-            import unicodedata
             return (f"{odd!r} (U+{ord(odd):04X} {unicodedata.name(odd, 'unnamed')}) in {lines[0].split(': ', 1)[-1]} "
                     "is not part of Hydra's override syntax; type it in ASCII or quote the value "
                     "(KEY='VALUE') for a string")
@@ -332,11 +318,6 @@ def hydra_error_line(e: BaseException) -> str:
 
 def _typed_error(override: str, key: str, what: str) -> str:
     """``trainer.epochs=abc``: say what the schema accepts there."""
-    import typing
-
-    from .schema import RunConfig
-    from .validate import describe
-
     hint: Any = RunConfig
     for part in key.split("."):
         hint = typing.get_type_hints(hint).get(part) if isinstance(hint, type) else None

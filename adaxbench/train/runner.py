@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
 from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
-                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule, read_json,
-                      read_record, record_problem, remove_orphan_tmp, result_line, setting_changes, setting_key,
-                      setting_overrides, write_json, write_text)
+                      RunRecord, Status, WriteError, atomic_write, effective_epochs, effective_lr_schedule,
+                      read_record, read_run_json, record_problem, remove_orphan_tmp, result_line, setting_changes,
+                      setting_key, setting_overrides, strict_json, write_run_json, write_text)
 from ..tasks import TaskError, build_task
 from . import threads
 from .loggers import build_loggers
@@ -241,9 +241,9 @@ class Run:
         problem = record_problem(record)
         if problem is not None:
             self.status, self.error = Status.FAILED, f"internal error, refused to record: {problem}"
-            write_json(self.run_dir / RUN_FILE, {**record, "status": self.status.value, "error": self.error})
+            write_run_json(self.run_dir, {**record, "status": self.status.value, "error": self.error})
             raise FalseRecord(self.error)
-        write_json(self.run_dir / RUN_FILE, record)
+        write_run_json(self.run_dir, record)
 
     def record_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """What run.json records of the optimizer that runs: its class, and every hyperparameter."""
@@ -387,11 +387,11 @@ class Run:
             return
         except OSError:
             pass
-        on_disk, _ = read_json(self.run_dir / RUN_FILE)
+        on_disk, _ = read_run_json(self.run_dir)
         if not isinstance(on_disk, dict):
             return
         try:
-            write_json(self.run_dir / RUN_FILE, {**on_disk, "status": Status(self.status).value, "error": self.error})
+            write_run_json(self.run_dir, {**on_disk, "status": Status(self.status).value, "error": self.error})
         except OSError as e:
             self.error += f" ({RUN_FILE} still says {on_disk.get('status')}: {e})"
 
@@ -677,7 +677,7 @@ def _read_previous(run_dir: Path) -> dict[str, Any] | None:
     """The run.json already in ``run_dir`` (None if there is none); a damaged one stops the launch."""
     if not (run_dir / RUN_FILE).exists():
         return None
-    raw, problem = read_json(run_dir / RUN_FILE)
+    raw, problem = read_run_json(run_dir)
     try:
         if raw is None:
             raise RecordError(problem)
@@ -793,7 +793,7 @@ def check_same_config(run: Run, dir_key: str) -> None:
     ConfigError (nothing written) naming the first change."""
     if run.previous is None or run.previous.get("status") in FINISHED:
         return
-    changes = setting_changes(run.previous["config"], run.config_dict())
+    changes = setting_changes(run.previous["config"], strict_json(run.config_dict()))  # as run.json spells it
     if changes:
         more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
         raise ConfigError(f"{run.run_dir} was started with another config ({changes[0]}{more}), though with the "
@@ -829,44 +829,46 @@ def run_in_dir(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = Non
     dir that holds another run, or a run whose config has changed, is refused (ConfigError) with
     nothing written.  ``accepted()`` is called once the launch passed these checks, before training.
     """
-    run_dir = Path(run_dir)
-    lock = lock_run_dir(run_dir)
+    admitted = admit(cfg, Path(run_dir), overrides, resume, dir_key, raise_config_errors, accepted, loggers)
+    if isinstance(admitted, RunResult):
+        return admitted
+    run, optimizer_spec, lock = admitted
     try:
-        return _run_locked(cfg, run_dir, overrides, resume, raise_config_errors, dir_key, accepted, loggers)
+        return train_admitted(run, optimizer_spec, resume, raise_config_errors)
     finally:
         lock.release()
 
 
 def admit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool, dir_key: str,
-          raise_config_errors: bool, loggers: list | None = None) -> tuple[Run, tuple[type, dict]] | RunResult:
-    """The checks of a launch into a locked ``run_dir`` (``run_in_dir``, a pack's job): its Run and
-    optimizer (class, kwargs), or the result of a run that finished or whose config is wrong."""
-    previous, finished = check_previous(run_dir, overrides, resume, dir_key)
-    if finished is not None:
-        return finished
-    run = Run(cfg, run_dir, overrides, previous, loggers)
-    try:
-        optimizer_spec = check_config_once(cfg)
-        name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
-    except ConfigError as e:
-        run.status, run.error = Status.FAILED, str(e)
-        run.write()
-        if raise_config_errors:
-            raise
-        return RunResult("failed", run_dir, str(e))
-    check_same_config(run, dir_key)
-    return run, optimizer_spec
+          raise_config_errors: bool, accepted: Callable[[], None] | None = None,
+          loggers: list | None = None) -> tuple[Run, tuple[type, dict], FileLock] | RunResult:
+    """Lock ``run_dir`` and check the launch into it (``run_in_dir``, a pack's job), then ``accepted()``: its Run,
+    optimizer (class, kwargs) and the lock, or the result of a run that finished or whose config is wrong."""
+    lock = lock_run_dir(run_dir)
+    with contextlib.ExitStack() as unlock:
+        unlock.callback(lock.release)
+        previous, finished = check_previous(run_dir, overrides, resume, dir_key)
+        if finished is not None:
+            return finished
+        run = Run(cfg, run_dir, overrides, previous, loggers)
+        try:
+            optimizer_spec = check_config_once(cfg)
+            name_optimizer(cfg, optimizer_spec[0])  # optimizer=custom: recorded under its class name
+        except ConfigError as e:
+            run.status, run.error = Status.FAILED, str(e)
+            run.write()
+            if raise_config_errors:
+                raise
+            return RunResult("failed", run_dir, str(e))
+        check_same_config(run, dir_key)
+        if accepted is not None:
+            accepted()
+        unlock.pop_all()  # admitted: the caller holds the lock until the run has ended
+    return run, optimizer_spec, lock
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, resume: bool,
-                raise_config_errors: bool, dir_key: str, accepted: Callable[[], None] | None,
-                loggers: list | None = None) -> RunResult:
-    admitted = admit(cfg, run_dir, overrides, resume, dir_key, raise_config_errors, loggers)
-    if isinstance(admitted, RunResult):
-        return admitted
-    run, optimizer_spec = admitted
-    if accepted is not None:
-        accepted()
+def train_admitted(run: Run, optimizer_spec: tuple[type, dict], resume: bool, raise_config_errors: bool) -> RunResult:
+    """Train an admitted run to an end status: a crash is recorded; a stop requeues the job where submitit asks."""
     stop = run.stop_signals = StopSignals()
     with stop.installed():
         try:
@@ -882,7 +884,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                              "or lower hydra.launcher.signal_delay_s)")
                 log.error("run failed: %s", run.error)
                 run.write()
-                return RunResult("failed", run_dir, run.error)
+                return RunResult("failed", run.run_dir, run.error)
             run.record_ending(e)
             if requeue is not None:
                 try:
@@ -890,7 +892,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 except Exception as why:  # submitit declined (e.g. timed out too many times)
                     run.status, run.error = Status.FAILED, f"received {e} and not requeued: {why}"
                     run.write()
-                    return RunResult("failed", run_dir, run.error)
+                    return RunResult("failed", run.run_dir, run.error)
             raise
         except (SystemExit, Exception) as e:  # a failed run is a recorded result; the sweep goes on
             run.record_ending(e)
@@ -900,7 +902,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, overrides: list[str] | None, res
                 raise ConfigError(run.error) from None
             if isinstance(e, CheckpointError):
                 log.error("%s", e)
-            return RunResult("failed", run_dir, run.error)
+            return RunResult("failed", run.run_dir, run.error)
 
 
 def print_result(result: RunResult) -> None:
@@ -912,30 +914,36 @@ def print_result(result: RunResult) -> None:
         print(f"{result.status}: {result.run_dir}" + (f" ({result.error})" if result.error else ""), file=sys.stderr)
 
 
-def main_from_hydra(cfg: DictConfig) -> str:
-    """The Hydra task function: one job of ``adaxbench run`` (single run or sweep job)."""
+def hydra_job() -> tuple[Path, list[str], bool]:
+    """The Hydra job a task function runs in: its run dir, its overrides, whether it is a sweep's."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    run_dir = Path(hc.runtime.output_dir)
-    overrides = list(hc.overrides.task)
-    resume = bool(cfg.get("resume", False)) or multirun
+    return Path(hc.runtime.output_dir), list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
+
+
+def refused(e: ConfigError | RunLocked, run_dir: Path, multirun: bool) -> str:
+    """A launch refused before training: a sweep skips a run dir another process trains (``locked``);
+    anything else stops the command (exit 2)."""
+    if isinstance(e, RunLocked) and multirun:  # the other process trains it; the sweep goes on
+        print(f"skipping {run_dir}: {e}", file=sys.stderr)
+        return "locked"
+    reason = f"{run_dir}: {e}; wait for it, or choose another hydra.run.dir" if isinstance(e, RunLocked) else e
+    print(f"adaxbench: error: {reason}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main_from_hydra(cfg: DictConfig) -> str:
+    """The Hydra task function: one job of ``adaxbench run`` (single run or sweep job)."""
+    run_dir, overrides, multirun = hydra_job()
     composed = copy.deepcopy(cfg)  # .hydra/config.yaml: the config as Hydra composed it
     try:
-        result = run_in_dir(cfg, run_dir, overrides, resume=resume, raise_config_errors=not multirun,
-                            dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
+        result = run_in_dir(cfg, run_dir, overrides, resume=bool(cfg.get("resume", False)) or multirun,
+                            raise_config_errors=not multirun, dir_key="hydra.sweep.dir" if multirun else "hydra.run.dir",
                             accepted=lambda: save_hydra_files(composed, run_dir))
-    except ConfigError as e:  # single runs: any config error; sweeps: a run dir of another sweep
-        print(f"adaxbench: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except RunLocked as e:
-        if multirun:  # the other process trains it; this sweep goes on with its other jobs
-            print(f"skipping {run_dir}: {e}", file=sys.stderr)
-            return "locked"
-        print(f"adaxbench: error: {run_dir}: {e}; wait for it, or choose another hydra.run.dir", file=sys.stderr)
-        sys.exit(2)
+    except (ConfigError, RunLocked) as e:  # single runs: any config error; sweeps: a run dir of another sweep
+        return refused(e, run_dir, multirun)
     except OSError as e:  # the run dir cannot be created or written (a full disk, no permission)
         reason = e if isinstance(e, WriteError) else f"cannot use {run_dir}: {e.strerror or _first_line(e)}"
         print(f"adaxbench: error: {reason}", file=sys.stderr)

@@ -1,19 +1,15 @@
 """The run config, declared once: keys, types and ranges (Hydra structured configs).
 
-``RunConfig`` is the schema of the primary config (``configs/config.yaml`` lists it first in
-its defaults), so the trainer and data groups, ``seed`` and ``resume`` are typed when Hydra
-composes: ``trainer.epochs=abc`` fails right there.  Tasks and lr schedules come in kinds with
-different keys, and a user's plug-in (``task._target_=mypkg.MyTask``) takes whatever its
-constructor takes, so those groups stay free-form at composition; ``validate.check_schema``
-checks a built-in task or schedule against the dataclass of its kind, and the whole tree against
-these dataclasses again (``+key=value`` force-adds keys even to a structured node).
+``RunConfig`` is the primary config's schema (``configs/config.yaml`` lists it first), so trainer,
+data, ``seed`` and ``resume`` are typed when Hydra composes.  Task and lr-schedule kinds differ in
+their keys, and a user's ``_target_`` takes what its constructor takes, so those groups stay free-form
+there; ``validate.check_schema`` checks a built-in one against the dataclass of its kind, and the
+whole tree again (``+key=value`` force-adds keys even to a structured node).
 
-What a type cannot say is a field's metadata (``checked``), read by one checker,
-``validate.check_value``: ``low``/``high`` bounds (closed below, open above, unless
-``low_open``/``high_open`` say otherwise; integers take ``low`` only), ``choices``, a ``pattern``
-a string must match, ``length`` of a list, ``null`` (null has a meaning: the message says so)
-and ``says`` (the words a message uses for what is accepted).  Every number is finite.
-Every key of the run config is declared here: a new key needs a field.
+What a type cannot say is a field's metadata (``checked``), applied by ``validate.check_value``:
+``low``/``high`` bounds (closed below, open above, unless ``low_open``/``high_open``; integers take
+``low`` only), ``choices``, a string's ``pattern``, a list's ``length``, ``null`` (null is allowed)
+and ``says`` (a message's words for what is accepted).  Every number is finite.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from omegaconf import MISSING
 
 
 def checked(default: Any, **rules: Any) -> Any:
-    """A field with the rules ``validate.check_value`` applies to it (see the module's docstring)."""
+    """A field with the rules ``validate.check_value`` applies (see above)."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=rules)
     return field(default=default, metadata=rules)

@@ -280,9 +280,8 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
     names = [f.name for f in fields]
     for key in node:
         if key not in names:
-            if prefix:
-                raise not_a_key(str(key), f"a key of {prefix[:-1]}", names, prefix)
-            raise not_a_key(str(key), "a top-level key", names, hint=top_level_hint(node, key))
+            where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
+            raise not_a_key(str(key), where, names, prefix, "" if prefix else top_level_hint(node, key))
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
@@ -370,25 +369,22 @@ def check_task(task: Any) -> None:
 
 
 def check_targets(cfg: Mapping[str, Any]) -> None:
-    """Check every user ``_target_`` of a run config (a plain dict), each by the layer that
-    owns it: the task, its model and dataset (``tasks.user``), the lr schedule
-    (``optim.schedules``), the logger (``train.loggers``).  The optimizer is checked by
-    ``optimizer_kwargs``."""
-    task = cfg.get("task")
-    if isinstance(task, Mapping):
-        from ..tasks import user
-        if "_target_" in task:
-            user.check_task(task)
-        else:
-            user.check_image_parts(task, cfg.get("data") or {})
-    sched = cfg.get("lr_schedule") or (task.get("lr_schedule") if isinstance(task, Mapping) else None)
+    """Every user ``_target_`` of a run config (plain, its task checked), each by the layer that owns it: the
+    task, its model and dataset (``tasks.user``), the lr schedule (``optim.schedules``), the logger."""
+    from ..optim.schedules import check_schedule_target
+    from ..tasks import user
+    from .loggers import check_logger
+
+    task = cfg["task"]
+    if "_target_" in task:
+        user.check_task(task)
+    else:
+        user.check_image_parts(task, cfg.get("data") or {})
+    sched = cfg.get("lr_schedule") or task.get("lr_schedule")
     if isinstance(sched, Mapping) and "_target_" in sched:
-        from ..optim.schedules import check_schedule_target
         check_schedule_target(sched)
-    logger = cfg.get("logger")
-    if isinstance(logger, Mapping):
-        from .loggers import check_logger
-        check_logger(logger)
+    if isinstance(cfg.get("logger"), Mapping):
+        check_logger(cfg["logger"])
 
 
 def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
@@ -405,7 +401,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     if not isinstance(opt, Mapping):
         raise ConfigError("optimizer is missing; choose one with optimizer=NAME (see `adaxbench list`)")
     cls, kwargs = optimizer_kwargs(opt)
-    check_targets(cfg)  # users' _target_ task/model/dataset/lr_schedule, the logger
+    check_targets(cfg)
     if cfg.get("lr_schedule") is not None:
         check_schedule(cfg["lr_schedule"], "lr_schedule")
     tr = cfg.get("trainer", {})

@@ -72,6 +72,7 @@ bench: install data
 	$(BIN)/python scripts/bench_optim.py
 	$(BIN)/python scripts/bench_report.py
 	$(BIN)/python scripts/bench_sweep.py
+	$(BIN)/python scripts/bench_pack_step.py
 	$(BIN)/python scripts/bench_launchers.py
 
 clean:

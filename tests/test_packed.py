@@ -426,6 +426,28 @@ def test_named_tuple_batches_stack_as_their_type():
     assert batch.x.tolist() == [[0, 0], [1, 1], [2, 2]] and batch.scale == 0.5 and dims == Batch(0, None)
 
 
+@pytest.mark.parametrize("task", ["rosenbrock_2d", "quadratic_deep", "reddi_online", "reddi_stochastic", "mnist_mlp"])
+def test_stacked_batches_are_the_members_own_batches(task, monkeypatch):
+    """A built-in task cuts a pack's batches for all members at once: member k's must be, bit
+    for bit, the batches its run alone draws from its own generator."""
+    from adaxbench.tasks import image
+    from adaxbench.train.packed import _stack_batches
+    from adaxbench.train.runner import epoch_generator, prepare
+
+    monkeypatch.setattr(image, "load_dataset", lambda name, root, download=False: fake_image_arrays(name))
+    setup = prepare(compose_cfg([f"task={task}", "task.valid_size=32", "trainer.train_limit=300", *CPU]
+                                if task == "mnist_mlp" else [f"task={task}", *CPU]), {})
+    seeds, task_ = (0, 5, 7), setup.task
+    for epoch in (0, 3):
+        generators = lambda: [epoch_generator(seed, epoch, setup.device) for seed in seeds]  # noqa: E731
+        stacked = list(task_.stacked_batches(epoch, generators()))
+        alone = [_stack_batches(list(b))[0] for b in zip(*(task_.batches(epoch, g) for g in generators()))]
+        assert len(stacked) == len(alone) == task_.steps_per_epoch
+        for mine, theirs in zip(stacked, alone):
+            for a, b in zip(*((x,) if not isinstance(x, tuple) else x for x in (mine, theirs))):
+                assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
 def test_a_packed_sweep_composes_and_checks_each_job_once(tmp_path, monkeypatch):
     """Preflight, Hydra's sweeper (validate_batch_is_legal) and the launcher each want every job's
     config: one composition (and one check_config) per job serves them all, and the jobs still get

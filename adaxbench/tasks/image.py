@@ -124,6 +124,17 @@ class ImageClassificationTask:
                 x = random_crop_flip(x, self.padding, generator)
             yield self._inputs(x, generator if self.augment else None), self.train_y[idx]
 
+    def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> Iterator[Any] | None:
+        """Packed members' batches, images (members, batch, C, H, W) and labels (members, batch):
+        member k's in the order ``batches`` draws from ``generators[k]``, cut for all members
+        with one gather a step. None where each member draws per batch too (augmentation) or
+        channels_last (4-d only): the pack then stacks the members' own ``batches``."""
+        if self.augment or self.channels_last:
+            return None
+        perms = torch.stack([torch.randperm(self.num_train, device=self.device, generator=g) for g in generators])
+        return ((self._inputs(self.train_x[idx]), self.train_y[idx])
+                for idx in perms[:, :self.steps_per_epoch * self.batch_size].split(self.batch_size, dim=1))
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, y = batch
         logits = model(x)

@@ -146,9 +146,14 @@ class QuadraticDeep:
         return Params(theta=torch.ones(100, device=self.device))
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        order = _epoch_order(len(self.train_x), self.batch_size, generator, self.device)
+        return iter(self.stacked_batches(epoch, [generator]).squeeze(1))
+
+    def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> torch.Tensor:
+        """Packed members' batches, (steps, members, 101): member k's from ``generators[k]``."""
+        orders = torch.stack([_epoch_order(len(self.train_x), self.batch_size, g, self.device) for g in generators])
         # the epoch's batches in one gather-and-sum (its "sum" mode is faster than "mean")
-        return iter(F.embedding_bag(order, self.train_table, mode="sum"))
+        sums = F.embedding_bag(orders.flatten(0, 1), self.train_table, mode="sum")
+        return sums.view(len(generators), self.steps_per_epoch, -1).transpose(0, 1)
 
     def _loss(self, theta: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         # float64, then float32: also keeps a bf16 autocast run from rounding Q to 3 digits.
@@ -217,7 +222,12 @@ class Rosenbrock2D:
         return Params(u=u, v=v)
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        yield from self.train[_epoch_order(len(self.train), self.batch_size, generator, self.device)]
+        return iter(self.stacked_batches(epoch, [generator]).squeeze(1))
+
+    def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> torch.Tensor:
+        """Packed members' batches, (steps, members, batch, 2): member k's from ``generators[k]``."""
+        orders = torch.stack([_epoch_order(len(self.train), self.batch_size, g, self.device) for g in generators])
+        return self.train[orders.transpose(0, 1)]
 
     @staticmethod
     def _loss(u: torch.Tensor, v: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -294,13 +304,17 @@ class Reddi:
         return model
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[Any]:
+        batches = self.stacked_batches(epoch, [generator])
+        return batches if not self.stochastic else iter(batches.squeeze(1))  # 0-d views: no host sync
+
+    def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> Iterator[Any]:
+        """Packed members' batches: f_t's coefficient, the same for all (online), or (steps,
+        members) draws, member k's from ``generators[k]`` (stochastic)."""
         if self.stochastic:
-            hit = torch.rand(self.steps_per_epoch, generator=generator, device=self.device) < REDDI_P_BIG
-            yield from torch.where(hit, REDDI_BIG, REDDI_SMALL)  # 0-d views: no host sync
-        else:
-            t0 = epoch * self.steps_per_epoch
-            for t in range(t0 + 1, t0 + self.steps_per_epoch + 1):
-                yield reddi_coefficient(t)
+            hit = torch.stack([torch.rand(self.steps_per_epoch, generator=g, device=self.device) for g in generators])
+            return torch.where(hit.T < REDDI_P_BIG, REDDI_BIG, REDDI_SMALL)
+        t0 = epoch * self.steps_per_epoch
+        return map(reddi_coefficient, range(t0 + 1, t0 + self.steps_per_epoch + 1))
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, None]:
         loss = batch * model.x

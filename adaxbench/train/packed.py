@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -212,6 +212,15 @@ def _stack_batches(batches: list[Any]) -> tuple[Any, Any]:
     return torch.tensor(batches), 0
 
 
+def _in_dims(batch: Any) -> Any:
+    """vmap's in_dims of a stacked batch: its tensors are batched along dim 0, numbers shared."""
+    if isinstance(batch, torch.Tensor):
+        return 0
+    if isinstance(batch, (tuple, list)):
+        return _same_kind(batch, [_in_dims(b) for b in batch])
+    return None
+
+
 @dataclass
 class Member:
     """One job of a pack: its Run (the record) and its own model, optimizer and scheduler
@@ -266,19 +275,24 @@ class Pack:
         # (a quarter of an MLP's packed step on CPU), and the optimizer steps contiguous memory.
         # The model sees the (M, out, in) view; ``_logical`` maps a leaf or its state to it.
         self.transposed = {f"{name}.weight" for name, mod in base.named_modules() if isinstance(mod, nn.Linear)}
-        self.leaves = [{n: torch.stack([self._logical(n, dict(m.model.named_parameters())[n].detach()) for m in g])
-                        .requires_grad_(dict(base.named_parameters())[n].requires_grad) for n in self.param_names}
-                       for g in self.groups]
+        own = [dict(m.model.named_parameters()) for m in self.members]
+        self.stacked = {n: torch.stack([self._logical(n, p[n].detach()) for p in own]).requires_grad_(p0.requires_grad)
+                        for n, p0 in base.named_parameters()}
+        # Each param group steps its members' slices of the stacked leaves (views: the model
+        # reads the leaves whole, without a cat of the groups each step).
+        self.group_sizes = [len(g) for g in self.groups]
+        self.group_params = [dict(zip(self.stacked, views)) for views in
+                             zip(*(leaf.detach().split(self.group_sizes) for leaf in self.stacked.values()))]
         self.buffers = {n: torch.stack([dict(m.model.named_buffers())[n] for m in self.members])
                         for n in self.buffer_names}
         cls, kwargs = self.members[0].spec
-        self.optimizer = cls([{"params": [leaves[n] for n in self.param_names], **_group_hyper(g[0].optimizer)}
-                              for g, leaves in zip(self.groups, self.leaves)], **kwargs)
-        for g, leaves in zip(self.groups, self.leaves):
+        self.optimizer = cls([{"params": [params[n] for n in self.param_names], **_group_hyper(g[0].optimizer)}
+                              for g, params in zip(self.groups, self.group_params)], **kwargs)
+        for g, params in zip(self.groups, self.group_params):
             for n in self.param_names:
                 states = [m.optimizer.state.get(dict(m.model.named_parameters())[n]) for m in g]
                 if states[0]:
-                    self.optimizer.state[leaves[n]] = {
+                    self.optimizer.state[params[n]] = {
                         k: (v.clone() if isinstance(v, torch.Tensor) else v) if k in SHARED_STATE
                         or not isinstance(v, torch.Tensor) else torch.stack([self._logical(n, s[k]) for s in states])
                         for k, v in states[0].items()}
@@ -301,20 +315,29 @@ class Pack:
 
     def params(self) -> dict[str, torch.Tensor]:
         """The stacked parameters as the model sees them (views of the leaves)."""
-        if len(self.leaves) == 1:
-            return {n: self._logical(n, leaf) for n, leaf in self.leaves[0].items()}
-        return {n: torch.cat([self._logical(n, leaves[n]) for leaves in self.leaves]) for n in self.param_names}
+        return {n: self._logical(n, leaf) for n, leaf in self.stacked.items()}
 
     def member_tensors(self, m: Member) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        gi, j = self.where[id(m)]
         i = self.position[id(m)]
-        return ({n: self._logical(n, self.leaves[gi][n][j]) for n in self.param_names},
+        return ({n: self._logical(n, leaf[i]) for n, leaf in self.stacked.items()},
                 {n: self.buffers[n][i] for n in self.buffer_names})
 
     def lr(self, m: Member) -> float:
         return self.optimizer.param_groups[self.where[id(m)][0]]["lr"]
 
     # ---- the step ------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        for leaf in self.stacked.values():
+            leaf.grad = None
+
+    def share_grads(self) -> None:
+        """After backward: each param group's slices get theirs of the stacked gradients (views)."""
+        for n, leaf in self.stacked.items():
+            grads = [None] * len(self.groups) if leaf.grad is None else leaf.grad.split(self.group_sizes)
+            for params, grad in zip(self.group_params, grads):
+                params[n].grad = grad
+
     def losses(self, batch: Any, in_dims: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's ``task.loss`` on its own batch: ([M] losses, [M] correct counts)."""
         task, call = self.task, self.call
@@ -359,12 +382,9 @@ class Pack:
         def member_after(tensors, _):
             call(hook, tensors)
             return ()
-        start = 0
-        for leaves, g in zip(self.leaves, self.groups):  # the leaves themselves, so in-place hooks land
-            tensors = (*(self._logical(n, t) for n, t in leaves.items()),
-                       *(b[start:start + len(g)] for b in self.buffers.values()))
-            _vmap(member_after, len(g), tensors)
-            start += len(g)
+        # views of the leaves themselves, so in-place hooks land
+        tensors = (*(self._logical(n, leaf.detach()) for n, leaf in self.stacked.items()), *self.buffers.values())
+        _vmap(member_after, len(self.members), tensors)
 
     # ---- a member's own objects ------------------------------------------------------
     @torch.no_grad()
@@ -381,7 +401,7 @@ class Pack:
         gi, j = self.where[id(m)]
         own = dict(m.model.named_parameters())
         for n in self.param_names:
-            state = self.optimizer.state.get(self.leaves[gi][n])
+            state = self.optimizer.state.get(self.group_params[gi][n])
             if not state:
                 continue
             m.optimizer.state[own[n]] = {
@@ -394,7 +414,7 @@ class Pack:
 
     def grad_norm(self, m: Member) -> torch.Tensor | None:
         gi, j = self.where[id(m)]
-        grads = [leaf.grad[j] for leaf in self.leaves[gi].values() if leaf.grad is not None]
+        grads = [leaf.grad[j] for leaf in self.group_params[gi].values() if leaf.grad is not None]
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else None
 
 
@@ -517,17 +537,16 @@ class PackRun:
         return bool(active)
 
     def train_epoch(self, epoch: int) -> None:
-        members, steps = self.pack.members, self.task.steps_per_epoch
         t_epoch = time.perf_counter()
-        batches = [self.task.batches(epoch, epoch_generator(m.seed, epoch, self.setup.device)) for m in members]
-        if (done := self.step - epoch * steps) > 0:
+        batches = self.stacked_batches(epoch)
+        if (done := self.step - epoch * self.task.steps_per_epoch) > 0:
             # Resumed mid-epoch (a stop at a step): replay the epoch's order and skip the
             # batches already trained, as the runner does.
-            batches = [itertools.islice(it, done, None) for it in batches]
+            batches = itertools.islice(batches, done, None)
         self.pack.call.model.train()
-        for _ in range(steps - max(done, 0)):
+        for batch in batches:
             self.stop_if_asked(t_epoch)
-            self.take_step([next(it) for it in batches], t_epoch)
+            self.take_step(batch, t_epoch)
             self.bar.update(1)
         if self.setup.device.type == "cuda":
             torch.cuda.synchronize(self.setup.device)
@@ -537,14 +556,26 @@ class PackRun:
             m.run.train_seconds += elapsed
             m.run.step, m.run.epochs_done = self.step, self.epochs_done
 
-    def take_step(self, batches: list[Any], t_epoch: float) -> None:
+    def stacked_batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        """The members' batches of ``epoch`` stacked (dim 0: the member), each member's drawn from
+        its own ``epoch_generator`` as alone; with vmap's in_dims. The built-in tasks cut them
+        for all members at once (``task.stacked_batches``), others member by member."""
+        generators = [epoch_generator(m.seed, epoch, self.setup.device) for m in self.pack.members]
+        stacked = getattr(self.task, "stacked_batches", None)
+        batches = stacked(epoch, generators) if stacked is not None else None
+        if batches is None:
+            return map(_stack_batches, zip(*(self.task.batches(epoch, g) for g in generators)))
+        return ((batch, _in_dims(batch)) for batch in batches)
+
+    def take_step(self, stacked_batch: tuple[Any, Any], t_epoch: float) -> None:
         pack, members = self.pack, self.pack.members
         logging_step = (self.step + 1) % self.log_every == 0
-        batch, in_dims = _stack_batches(batches)
+        batch, in_dims = stacked_batch
         with self.setup.autocast():
             losses, corrects = pack.losses(batch, in_dims)
-        pack.optimizer.zero_grad(set_to_none=True)
+        pack.zero_grad()
         losses.sum().backward()
+        pack.share_grads()
         if logging_step:
             norms, lrs = [pack.grad_norm(m) for m in members], [pack.lr(m) for m in members]
         pack.optimizer.step()

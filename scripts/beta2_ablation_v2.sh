@@ -123,9 +123,13 @@ publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuni
   report reddi_grid "$OUT/runs/tune/reddi_online" "$OUT/runs/tune/reddi_stochastic" -- --baseline sched_adam --no-figures
   report validation "$OUT/runs/validation" -- --baseline adam
   report validation_loss "$OUT/runs/validation/fmnist_2c2d" -- --baseline adam --metric test/loss --no-figures
-  # Post hoc, outside every family: the other arms at Adam's widened reddi_online lrs; reddi_stochastic at lr 10.
-  report posthoc_reddi_online "$OUT/runs/posthoc/reddi_online" -- --baseline sched_adam --no-figures
-  report posthoc_reddi_stochastic_lr10 "$OUT/runs/posthoc/reddi_stochastic_lr10" -- --baseline sched_adam --no-figures
+  if [ -d "$OUT/runs/posthoc" ]; then  # outside every family (PROTOCOL.md, Deviations 5 and 6)
+    report posthoc_reddi_online "$OUT/runs/posthoc/reddi_online" -- --baseline sched_adam --no-figures
+    report posthoc_reddi_stochastic_lr10 "$OUT/runs/posthoc/reddi_stochastic_lr10" -- --baseline sched_adam --no-figures
+    report posthoc_reddi_stochastic_lr3.16 "$OUT/runs/posthoc/reddi_stochastic_adam_lr3.16" "$ev/reddi_stochastic/sched_adax" \
+      -- --baseline sched_adam --no-figures
+    python scripts/beta2_ablation_v2_extras.py "$OUT/runs" "$OUT/extras.md"
+  fi
   mkdir -p "$OUT/effort"
   for task in $(present "$OUT"/runs/tune/*); do  # the tuning effort of each task's grid
     adaxbench best "$task" --effort "$OUT/effort/${task##*/}" > "$OUT/effort/${task##*/}.txt" 2>&1 \
@@ -137,12 +141,15 @@ publish() {  # the records as runs.tar.xz (no checkpoints), the reports and tuni
     "$OUT" && rm -rf "$OUT/runs"
 }
 
-posthoc() {  # checks added after the results were read (PROTOCOL.md, Deviations 4 and 5); outside every family
+posthoc() {  # checks added after the results were read (PROTOCOL.md, Deviations 5 and 6); outside every family
   local arms; arms=$(IFS=,; echo "${STUDY_ARMS[*]}")
   # reddi_online: every arm at the lrs only Adam's grid was widened to (deterministic: the 2 seeds are equal)
   sweep "$ROOT/posthoc/reddi_online" task=reddi_online optimizer="$arms" optimizer.lr=178,316 seed="$TUNE_SEEDS" hydra/launcher=packed
   # reddi_stochastic: Adam's and AdaX's schedules at one common lr, the one a tail-mean tuning score picks for both
   sweep "$ROOT/posthoc/reddi_stochastic_lr10" task=reddi_stochastic optimizer=sched_adam,sched_adax optimizer.lr=10 \
+    seed="$REDDI_SEEDS" hydra/launcher=packed hydra.launcher.max_pack=64
+  # ... and Adam's schedule at AdaX's tuned lr (3.16), against sched_adax's evaluation runs there
+  sweep "$ROOT/posthoc/reddi_stochastic_adam_lr3.16" task=reddi_stochastic optimizer=sched_adam optimizer.lr=3.16 \
     seed="$REDDI_SEEDS" hydra/launcher=packed hydra.launcher.max_pack=64
 }
 

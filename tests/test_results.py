@@ -113,6 +113,8 @@ V2_REPORTS = {
     "posthoc_reddi_online": (["posthoc/reddi_online"], dict(baseline="sched_adam", margin="reddi_online=0.002")),
     "posthoc_reddi_stochastic_lr10": (["posthoc/reddi_stochastic_lr10"],
                                       dict(baseline="sched_adam", margin="reddi_stochastic=0.004")),
+    "posthoc_reddi_stochastic_lr3.16": (["posthoc/reddi_stochastic_adam_lr3.16", "eval/reddi_stochastic/sched_adax"],
+                                        dict(baseline="sched_adam", margin="reddi_stochastic=0.004")),
 }
 needs_v2 = pytest.mark.skipif(not V2_ARCHIVE.exists(), reason="no published v2 records in this checkout")
 
@@ -170,7 +172,7 @@ def test_v2_records_are_the_protocol(v2_runs):
     assert len(agg[agg["verdict"].notna()]) == 15  # the confirmatory family
     assert not list(v2_runs.rglob("checkpoint.pt"))
     assert len([p for p in v2_runs.rglob("run.json") if "posthoc" not in p.parts]) == 1425
-    assert len(list((v2_runs / "posthoc").rglob("run.json"))) == 16 + 400
+    assert len(list((v2_runs / "posthoc").rglob("run.json"))) == 16 + 400 + 200
 
 
 @needs_v2
@@ -195,3 +197,18 @@ def test_v2_readme_states_each_verdict_of_the_family_in_its_words():
         assert words in rows[(row.task, row.optimizer)], (row.task, row.optimizer, words)
     assert "cannot be told apart" in readme and "0.096" in readme  # quadratic_deep's label
     assert "0.08" in readme  # fmnist_mlp: AdaFactor's schedule within 0.08 of Adam's
+
+
+@needs_v2
+def test_v2_posthoc_numbers_reproduce_from_the_records(v2_runs, tmp_path):
+    """extras.md (the README's post-hoc numbers no report table holds) is what the script makes of the records."""
+    import runpy
+    import sys
+    script = ROOT / "scripts" / "beta2_ablation_v2_extras.py"
+    argv, sys.argv = sys.argv, [str(script), str(v2_runs), str(tmp_path / "extras.md")]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert (tmp_path / "extras.md").read_text() == (V2 / "extras.md").read_text()
+

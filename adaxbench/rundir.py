@@ -329,10 +329,10 @@ class RunRecord:
         for k, v in (d.get("final") or {}).items():
             _expect(v is None or _is_number(v) or v in NON_FINITE, f"final.{k}",
                     f"a number, null or one of {', '.join(NON_FINITE)}", v)
+        d = non_finite_floats(d)  # run.json's "inf"/"nan", wherever they are, as the floats they spell
         known = {k: d.get(k) for k in cls.FIELDS if k in d}
         for k in ("env", "timing", "throughput", "progress", "final", "optimizer_hparams"):
             known[k] = known.get(k) or {}
-        known["final"] = {k: float(v) if isinstance(v, str) else v for k, v in known["final"].items()}
         known["overrides"] = known.get("overrides") or []
         known["status"] = Status(status)
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls.FIELDS})
@@ -380,7 +380,7 @@ def read_run_json(run_dir: str | os.PathLike) -> tuple[Any, str]:
 
 def read_record(run_dir: str | os.PathLike) -> tuple[RunRecord | None, str]:
     """The run.json of ``run_dir`` as a RunRecord, or ``(None, problem)``: never raises."""
-    d, problem = read_run_json(run_dir)
+    d, problem = read_json(Path(run_dir) / RUN_FILE)  # from_json reads its non-finite numbers
     if d is None:
         return None, problem
     try:

@@ -9,14 +9,14 @@ on reddi_stochastic; and the paired contrasts the README quotes that no report's
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from scipy import stats
+
+from adaxbench.rundir import METRICS_FILE, RUN_FILE, read_metrics_strict, read_record
 
 # The Reddi losses are c̄·x at the iterate x in [−1, 1] (PROTOCOL.md, Evaluation).
 C_BAR = {"reddi_online": 10 / 101, "reddi_stochastic": 0.2}
@@ -26,12 +26,14 @@ LATE = 80_000  # "late": the last fifth of the 100,000 steps, where a settled it
 def runs(root: Path) -> pd.DataFrame:
     """One row per run: where it lies, its optimizer name, lr, seed and its metrics table."""
     rows = []
-    for record in sorted(root.rglob("run.json")):
-        run = json.loads(record.read_text())
-        metrics = pq.read_table(record.parent / "metrics.parquet").to_pandas()
-        rows.append({"stage": record.relative_to(root).parts[0], "task": run["config"]["task"]["name"],
-                     "arm": run["config"]["optimizer"]["name"], "lr": float(run["config"]["optimizer"]["lr"]),
-                     "seed": run["config"]["seed"], "metrics": metrics})
+    for path in sorted(root.rglob(RUN_FILE)):  # the project's readers: the run-directory contract, checked
+        record, problem = read_record(path.parent)
+        if record is None:
+            sys.exit(f"{path}: {problem}")
+        cfg = record.config
+        rows.append({"stage": path.relative_to(root).parts[0], "task": cfg["task"]["name"],
+                     "arm": cfg["optimizer"]["name"], "lr": float(cfg["optimizer"]["lr"]), "seed": cfg["seed"],
+                     "metrics": read_metrics_strict(path.parent / METRICS_FILE).to_pandas()})
     return pd.DataFrame(rows)
 
 

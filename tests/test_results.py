@@ -203,12 +203,7 @@ def test_v2_readme_states_each_verdict_of_the_family_in_its_words():
 def test_v2_posthoc_numbers_reproduce_from_the_records(v2_runs, tmp_path):
     """extras.md (the README's post-hoc numbers no report table holds) is what the script makes of the records."""
     import runpy
-    import sys
-    script = ROOT / "scripts" / "beta2_ablation_v2_extras.py"
-    argv, sys.argv = sys.argv, [str(script), str(v2_runs), str(tmp_path / "extras.md")]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = argv
+    write_extras = runpy.run_path(str(ROOT / "scripts" / "beta2_ablation_v2_extras.py"))["main"]
+    write_extras(v2_runs, tmp_path / "extras.md")
     assert (tmp_path / "extras.md").read_text() == (V2 / "extras.md").read_text()
 

@@ -468,7 +468,7 @@ def effective_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # setting (``seed``), or the same run (the rest).  A key also covers everything below it.
 BOOKKEEPING = (
     "seed", "resume", "data.root", "data.download",
-    "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.keep_checkpoint",
+    "trainer.device", "trainer.progress", "trainer.checkpoint", "trainer.keep_checkpoint", "trainer.save_every_s",
     "trainer.log_every", "trainer.eval_batch_size", "trainer.optimizer_impl", "trainer.compile",
     "trainer.channels_last", "trainer.threads", "logger", "optimizer.allow_extra", "optimizer.create_graph",
 )

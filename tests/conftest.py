@@ -27,6 +27,9 @@ FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST_SYSTEM / "train-images-idx3-ubyte.gz").exists(),
                                   reason="Debian's dataset-fashion-mnist is not installed (make data)")
 # Small and fast: a few hundred training examples, one epoch, frequent logging.
+# Every epoch saved (the default waits trainer.save_every_s between saves): for tests that stop or
+# kill a run between epochs, or read its records while it trains.
+EVERY_EPOCH = "trainer.save_every_s=0"
 SMOKE = ["trainer.train_limit=512", "trainer.eval_limit=1000", "trainer.epochs=1", "trainer.log_every=2",
          "trainer.progress=false"]
 

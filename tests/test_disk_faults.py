@@ -24,12 +24,12 @@ from adaxbench.report.cli import main as report_main
 from adaxbench.rundir import WriteError, write_json
 from adaxbench.train.runner import run_in_dir
 
-from conftest import ROOT, adaxbench, comparable, compose_cfg, read_run
+from conftest import EVERY_EPOCH, ROOT, adaxbench, comparable, compose_cfg, read_run
 from disk_fault_code import fill
 from report_fixtures import write_run
 
 TASK = ["task=custom", "task._target_=disk_fault_code.FaultyDisk", "task.batch_size=8", "task.epochs=3",
-        "optimizer=adam", "optimizer.lr=0.01", "trainer.log_every=1", "trainer.progress=false"]
+        "optimizer=adam", "optimizer.lr=0.01", "trainer.log_every=1", "trainer.progress=false", EVERY_EPOCH]
 PYTHONPATH = {"PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
 NOBODY = 65534
 LEAVE = 96 * 1024  # room for run.json and metrics.parquet, not for the ~0.5 MB checkpoint
@@ -225,7 +225,7 @@ def test_a_full_disk_fails_a_pack_with_what_each_member_saved_and_it_resumes(dis
     from adaxbench.train.validate import check_config
 
     quick = ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.05", "trainer.epochs=3", "trainer.log_every=2",
-             "trainer.progress=false", "trainer.device=cpu"]
+             "trainer.progress=false", "trainer.device=cpu", EVERY_EPOCH]
     runs = [[*quick, f"seed={seed}"] for seed in (0, 1)]
 
     def members() -> list[Member]:

@@ -21,11 +21,11 @@ from adaxbench.train import runner
 from adaxbench.train.runner import Interrupted, RunLocked, run_in_dir
 from adaxbench.train.validate import ConfigError
 
-from conftest import ROOT, adaxbench, comparable, compose_cfg, read_run
+from conftest import EVERY_EPOCH, ROOT, adaxbench, comparable, compose_cfg, read_run
 
 # quadratic_deep: 1000 // 128 = 7 steps per epoch; 3 epochs with evaluations, in well under a second.
 QUICK = ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.05", "trainer.epochs=3", "trainer.log_every=2",
-         "trainer.progress=false"]
+         "trainer.progress=false", EVERY_EPOCH]
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from adaxbench.train.packed import Member, pack_key, plan, train
 from adaxbench.train.runner import Interrupted, Run, run_in_dir
 from adaxbench.train.validate import check_config
 
-from conftest import adaxbench, compose_cfg, fake_image_arrays, needs_fmnist, read_run
+from conftest import EVERY_EPOCH, adaxbench, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
-CPU = ["trainer.progress=false", "trainer.device=cpu"]
+CPU = ["trainer.progress=false", "trainer.device=cpu", EVERY_EPOCH]
 
 
 def _members(base: Path, runs: list[list[str]]) -> list[Member]:
@@ -539,3 +539,29 @@ def test_a_failing_member_write_fails_that_member_only_and_a_relaunch_resumes_it
         assert info["status"] == "completed"
         assert info["progress"]["resumed_from_epoch"] == (1 if seed == 1 else None)
         _assert_same_rows(read_run(tmp_path / f"alone{seed}")[1], rows, rtol=1e-6)
+
+
+def test_a_pack_saves_its_members_when_due_and_ends_as_every_epoch_saved(tmp_path, monkeypatch):
+    """trainer.save_every_s in a pack: a member saves after an epoch only when due (``Run.save_due``),
+    and its records end as when every epoch is saved (and as the run alone)."""
+    overrides = [*SYNTHETIC["quadratic_deep"], "trainer.epochs=3", "trainer.progress=false", "trainer.device=cpu"]
+    original, saved = Run.save_checkpoint, []
+
+    def spy(self, *args):
+        saved.append((self.run_dir.name, self.epochs_done))
+        original(self, *args)
+
+    monkeypatch.setattr(Run, "save_checkpoint", spy)
+    ends = {}
+    for every in ("0", "3600"):
+        saved.clear()
+        runs = [[*overrides, f"trainer.save_every_s={every}", f"seed={seed}"] for seed in (0, 1)]
+        train(_members(tmp_path / every, runs))
+        due = [1, 2, 3] if every == "0" else []  # the last epoch's records: written by the pack's end
+        assert sorted(saved) == [(f"packed{k}", e) for k in range(2) for e in due], every
+        ends[every] = [read_run(tmp_path / every / f"packed{k}")[1] for k in range(2)]
+    alone = [*overrides, "trainer.save_every_s=3600", "seed=1"]
+    run_in_dir(compose_cfg(alone), tmp_path / "alone", alone)
+    for a, b in zip(*ends.values()):
+        _assert_same_rows(a, b, rtol=0)
+    _assert_same_rows(read_run(tmp_path / "alone")[1], ends["3600"][1], rtol=1e-6)

@@ -25,11 +25,11 @@ from adaxbench.train import runner
 from adaxbench.train.runner import FalseRecord, Run, run_in_dir
 from adaxbench.train.validate import ConfigError
 
-from conftest import adaxbench, comparable, compose_cfg, read_run
+from conftest import EVERY_EPOCH, adaxbench, comparable, compose_cfg, read_run
 
 EPOCHS = 40
 SETTING = ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.05", f"trainer.epochs={EPOCHS}",
-           "trainer.log_every=2", "trainer.progress=false", "trainer.device=cpu"]
+           "trainer.log_every=2", "trainer.progress=false", "trainer.device=cpu", EVERY_EPOCH]
 SEEDS = (0, 1)
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ENV.pop("HYDRA_FULL_ERROR", None)
@@ -183,7 +183,7 @@ def test_a_run_that_would_record_completed_short_is_recorded_failed(tmp_path):
 
 # ---- what a resume checks ------------------------------------------------------------------------
 QUICK = ["task=quadratic_deep", "trainer.epochs=3", "trainer.log_every=2", "trainer.progress=false",
-         "trainer.device=cpu"]
+         "trainer.device=cpu", EVERY_EPOCH]
 
 
 def files_of(run_dir: Path) -> dict[str, bytes]:

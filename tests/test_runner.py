@@ -19,7 +19,7 @@ from adaxbench.optim.schedules import build_lr_lambda
 from adaxbench.train.runner import run_in_dir
 from adaxbench.train.validate import ConfigError
 
-from conftest import FMNIST_SYSTEM, ROOT, SMOKE, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
+from conftest import EVERY_EPOCH, FMNIST_SYSTEM, ROOT, SMOKE, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
 IMAGE_TASKS_WITHOUT_DATA = {"mnist_logreg", "mnist_mlp", "mnist_2c2d", "cifar10_3c3d", "cifar100_3c3d",
                             "cifar100_allcnnc", "cifar10_resnet20"}
@@ -193,7 +193,7 @@ def _wait_for_epoch(run_dir: Path, epoch: int, proc: subprocess.Popen, timeout: 
 
 
 RESUME = ["optimizer=adam", "trainer.train_limit=1024", "trainer.epochs=4", "trainer.log_every=3",
-          "trainer.progress=false", "trainer.eval_limit=512"]
+          "trainer.progress=false", "trainer.eval_limit=512", EVERY_EPOCH]
 
 
 @needs_fmnist
@@ -268,3 +268,50 @@ def test_torch_compile_path(tmp_path):
     # The checkpoint holds the plain model's weights, loadable without torch.compile.
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert not any(k.startswith("_orig_mod") for k in state["model"])
+
+
+def test_a_run_saves_after_an_epoch_once_save_every_s_has_passed(tmp_path, monkeypatch):
+    """trainer.save_every_s: after an epoch a run saves (records, then checkpoint) when that many
+    seconds have passed since its last save, and after every epoch at 0; after its last epoch its
+    end writes the records (and saves only a kept checkpoint). The epochs it does not save are
+    kept in memory: its records end the same."""
+    from adaxbench.train.runner import Run
+
+    quick = ["task=quadratic_deep", "optimizer=adam", "trainer.epochs=4", "trainer.log_every=5", "trainer.progress=false"]
+    original, saved = Run.save_checkpoint, []
+
+    def spy(self, *args):
+        saved.append(self.epochs_done)
+        original(self, *args)
+
+    monkeypatch.setattr(Run, "save_checkpoint", spy)
+    ends = {}
+    for name, options, epochs in (("0", ["trainer.save_every_s=0"], [1, 2, 3, 4]),
+                                  ("3600", ["trainer.save_every_s=3600"], []),
+                                  ("kept", ["trainer.save_every_s=3600", "trainer.keep_checkpoint=true"], [4])):
+        saved.clear()
+        overrides = [*quick, *options]
+        assert run_in_dir(compose_cfg(overrides), tmp_path / name, overrides).status == "completed"
+        assert saved == epochs, name
+        ends[name] = comparable(read_run(tmp_path / name)[1])
+    pd.testing.assert_frame_equal(ends["0"], ends["3600"])
+    pd.testing.assert_frame_equal(ends["0"], ends["kept"])
+    assert torch.load(tmp_path / "kept" / "checkpoint.pt", weights_only=False)["epoch"] == 4
+
+    # Due: on time, not before it; after the last epoch only a kept checkpoint; at 0 always.
+    run = Run(compose_cfg([*quick, "trainer.save_every_s=10"]), tmp_path / "clock")
+    run.epochs_total, run.epochs_done = 4, 2
+    run.saved_at = time.perf_counter()
+    assert not run.save_due()
+    run.saved_at -= 10.5
+    assert run.save_due()
+    run.saved_at, run.epochs_done = time.perf_counter() - 10.5, 4
+    assert not run.save_due()
+    assert Run(compose_cfg([*quick, "trainer.save_every_s=0"]), tmp_path / "every").save_due()
+
+
+def test_save_every_s_must_be_a_number_of_seconds(tmp_path):
+    from conftest import adaxbench
+
+    out = adaxbench("run", "task=rosenbrock_2d", "trainer.save_every_s=-1", f"hydra.run.dir={tmp_path / 'r'}", cwd=ROOT)
+    assert out.returncode == 2 and "trainer.save_every_s must be a number >= 0, got -1" in out.stderr, out.stderr

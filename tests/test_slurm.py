@@ -32,7 +32,7 @@ import torch
 from adaxbench.train import runner
 from adaxbench.train.runner import Interrupted, run_in_dir
 
-from conftest import ROOT, comparable, compose_cfg, fake_image_arrays, read_run
+from conftest import EVERY_EPOCH, ROOT, comparable, compose_cfg, fake_image_arrays, read_run
 
 # 7 steps per epoch (1000 examples, batch 128), 3 epochs.
 QUADRATIC = ["task=quadratic_deep", "optimizer=adam", "optimizer.lr=0.01", "trainer.epochs=3",
@@ -145,7 +145,7 @@ def test_sigterm_to_a_cli_run_checkpoints_mid_epoch(tmp_path):
     """The real process: SIGTERM while it trains stops it at a step boundary with a checkpoint."""
     run_dir = tmp_path / "run"
     args = ["task=quadratic_deep", "task.train_size=20000", "trainer.epochs=50", "trainer.log_every=1",
-            "trainer.progress=false", "trainer.threads=1", f"hydra.run.dir={run_dir}"]
+            "trainer.progress=false", "trainer.threads=1", EVERY_EPOCH, f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "adaxbench", "run", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -334,7 +334,7 @@ def test_slurm_gpu_preset_schedules_one_gpu(cluster, tmp_path):
 
 # 100 steps per epoch: long enough to be caught mid-run, a few seconds of CPU in all.
 LONG_QUADRATIC = ["task=quadratic_deep", "task.train_size=25600", "optimizer=adam", "optimizer.lr=0.003",
-                  "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1"]
+                  "trainer.epochs=60", "trainer.log_every=25", "trainer.progress=false", "trainer.threads=1", EVERY_EPOCH]
 
 
 def _progress(run_dir: Path) -> dict:

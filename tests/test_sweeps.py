@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_module
 from adaxbench.cli import config_options
 from adaxbench.train.runner import run_in_dir
 
-from conftest import ROOT, adaxbench, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
+from conftest import EVERY_EPOCH, ROOT, adaxbench, comparable, compose_cfg, fake_image_arrays, needs_fmnist, read_run
 
 SMALL = ["trainer.train_limit=256", "trainer.epochs=1", "trainer.log_every=1", "trainer.progress=false",
          "trainer.eval_limit=256"]
@@ -101,7 +101,7 @@ def test_sweep_job_killed_midway_resumes_on_relaunch(tmp_path):
     import sys
 
     args = ["optimizer=adam", "trainer.train_limit=1024", "trainer.epochs=3", "trainer.log_every=3",
-            "trainer.progress=false", "trainer.eval_limit=512"]
+            "trainer.progress=false", "trainer.eval_limit=512", EVERY_EPOCH]
     straight = tmp_path / "straight"
     adaxbench("run", "-m", *args, f"hydra.sweep.dir={straight}", cwd=ROOT, check=True)
     sweep = tmp_path / "sweep"

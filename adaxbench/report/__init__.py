@@ -1,14 +1,17 @@
-"""Comparison reports over run dirs: ``build_report`` (Python) and ``adaxbench report`` (CLI)."""
+"""Comparison reports over run dirs: ``build_report`` (Python) and ``adaxbench report`` (CLI).
 
+Its modules load on first use (PEP 562): ``adaxbench run`` prints each sweep's best setting with
+``report.best``, which should not cost the figures' and statistics' imports (matplotlib, scipy).
+"""
+
+import importlib
 import sys
 import types
 
-from .aggregate import performance_profile, score_settings, welch_diff
-from .load import ReportError, RunSet, find_run_dirs, load_runs
-from .render import Report, build_report
-
-__all__ = ["build_report", "Report", "ReportError", "RunSet", "find_run_dirs", "load_runs",
-           "welch_diff", "score_settings", "performance_profile"]
+_WHERE = {"build_report": "render", "Report": "render", "ReportError": "load", "RunSet": "load",
+          "find_run_dirs": "load", "load_runs": "load", "welch_diff": "aggregate", "score_settings": "aggregate",
+          "performance_profile": "aggregate"}
+__all__ = list(_WHERE)
 
 
 class _CallablePackage(types.ModuleType):
@@ -16,7 +19,17 @@ class _CallablePackage(types.ModuleType):
     the same name; calling the package does what the function does, so both spellings work."""
 
     def __call__(self, *paths, out="report", **options):
-        return build_report(paths, out=out, **options)
+        return self.build_report(paths, out=out, **options)
+
+    def __getattr__(self, name):
+        if name not in _WHERE:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        setattr(self, name, value)
+        return value
+
+    def __dir__(self):
+        return sorted({*super().__dir__(), *__all__})
 
 
 sys.modules[__name__].__class__ = _CallablePackage

@@ -33,9 +33,8 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+# scipy.stats and statsmodels are imported where used: ``adaxbench run`` imports this module for
+# its best-setting line, which needs none of their tests.
 
 from . import divergence
 from .load import ReportError, RunSet, usable
@@ -256,6 +255,7 @@ def welch_diff(a: np.ndarray, b: np.ndarray, level: float = LEVEL,
     groups: with two seeds the interval is valid but so wide that a star would mostly mark noise
     in the variance estimate.  Fewer than two seeds in a group: NaN interval, no star.
     """
+    from scipy import stats
     a, b = np.asarray(a, float), np.asarray(b, float)
     na, nb = a.shape[-1], b.shape[-1]
     diff = a.mean(-1) - b.mean(-1) if na and nb else np.full(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), np.nan)
@@ -289,6 +289,7 @@ def paired_diff(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> tuple[Any
     pairs, and where every pair differs by the same amount (to float rounding): then the difference
     is exact and the seeds give no spread to test it against.
     """
+    from scipy import stats
     a, b = np.asarray(a, float), np.asarray(b, float)
     d = a - b
     diff = d.mean(-1) if d.shape[-1] else np.full(d.shape[:-1], np.nan)
@@ -322,6 +323,7 @@ def compare(a: np.ndarray, b: np.ndarray, seeds_a: list, seeds_b: list, margin: 
     (paired t where the arms share seeds, else Welch's t), Δ with its interval and p, and the TOST
     p-value of equivalence within ±``margin`` (statsmodels).  ``sd``: the spread that sets the seeds
     a margin needs (of the pair differences, or √(s_a² + s_b²)); ``n``: pairs or the smaller arm."""
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
     a, b = np.asarray(a, float), np.asarray(b, float)
     pairs = pair_up(seeds_a, seeds_b)
     out: dict[str, Any] = {"pairs": 0, "p_tost": math.nan, "sd": math.nan}
@@ -352,6 +354,7 @@ def compare(a: np.ndarray, b: np.ndarray, seeds_a: list, seeds_b: list, margin: 
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values (statsmodels' multipletests); NaN entries (no test) stay NaN and are
     no part of the family."""
+    from statsmodels.stats.multitest import multipletests
     p = np.asarray(p, float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
@@ -370,6 +373,7 @@ def seeds_for_margin(sd: float, margin: float, paired: bool, family: int = 1, po
     √(s_a² + s_b²)) as observed, at Holm's strictest threshold α/``family``: the smallest n with
     (t_{1−α/family} + t_{(1+power)/2}) · sd/√n ≤ margin (Julious 2004, df n − 1 paired, 2(n − 1)
     for two arms).  None: more than 100,000, or no spread/margin to plan with."""
+    from scipy import stats
     if not (margin and margin > 0 and np.isfinite(sd) and sd > 0):
         return None
     df = _N - 1 if paired else 2 * (_N - 1)
@@ -386,6 +390,7 @@ def seeds_to_detect(sd: float, delta: float, paired: bool, family: int = 1, powe
     (t_{1−α/(2·family)} + t_{power}) · sd/√n ≤ |delta|, the same t-approximation as
     ``seeds_for_margin`` (Δ = sd: 10 pairs, 17 per arm, as G*Power's).  None: more than 100,000, or
     no spread/difference to plan with."""
+    from scipy import stats
     if not (np.isfinite(delta) and delta != 0 and np.isfinite(sd) and sd > 0):
         return None
     df = _N - 1 if paired else 2 * (_N - 1)
@@ -790,6 +795,7 @@ def score_profile_band(norm: pd.DataFrame, taus: np.ndarray, n_boot: int = N_BOO
 
 def _iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
     """Interquartile mean of all task x seed scores pooled (rliable's ``aggregate_iqm``)."""
+    from scipy import stats
     return stats.trim_mean(np.concatenate(samples, axis=axis), 0.25, axis=axis)
 
 
@@ -818,6 +824,7 @@ def iqm_across_tasks(norm: pd.DataFrame, n_boot: int = N_BOOT, level: float = LE
     """Per optimizer: IQM of its normalised scores over all task x seed, with a stratified
     bootstrap CI (seeds resampled within each task, as rliable does; scipy.stats.bootstrap
     resamples each task's sample independently).  The CI needs two seeds on every task."""
+    from scipy import stats
     rows = []
     for opt, g in norm.groupby("optimizer", sort=True):
         samples = [t["score"].to_numpy(float) for _, t in g.groupby("task", sort=True)]

@@ -327,7 +327,8 @@ class Pack:
 
     # ---- the step ------------------------------------------------------------------
     def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        # Backward accumulates into the stacked leaves only; share_grads then replaces every
+        # group param's gradient, so the optimizer's own zero_grad would be work for nothing.
         for leaf in self.stacked.values():
             leaf.grad = None
 
@@ -617,12 +618,14 @@ class PackRun:
         self.save(self.active(), initial=self.epochs_done == 0)
 
     def save(self, members: list[Member], initial: bool = False) -> None:
-        """Each member's records (``initial``) or ``Run.save``: each member's files in their order,
-        the members side by side (a kill may leave any of them saved and others not; each resumes
-        from what it saved)."""
-        if not initial and self.run0.cfg.trainer.checkpoint:
-            for m in members:
-                self.pack.to_member(m, optimizer=True)
+        """Each member's records (``initial``) or, where due (``Run.save_due``), ``Run.save``: each
+        member's files in their order, the members side by side (a kill may leave any of them saved
+        and others not; each resumes from what it saved)."""
+        if not initial:
+            members = [m for m in members if m.run.save_due()]
+            if self.run0.cfg.trainer.checkpoint:
+                for m in members:
+                    self.pack.to_member(m, optimizer=True)
         self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
 
     def each(self, write, members: list[Member]) -> None:

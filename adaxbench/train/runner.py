@@ -173,6 +173,7 @@ class Run:
         self._identity: dict[str, Any] | None = None
         # The last epoch a resume continues from (the last checkpoint written or loaded).
         self.saved_epoch: int | None = None
+        self.saved_at = self.wall_start  # when this run last saved (``save_due``)
         self.optimizer_class: str | None = None
         self.optimizer_hparams: dict[str, Any] = {}
 
@@ -340,6 +341,18 @@ class Run:
         self.write()
         if self.cfg.trainer.checkpoint:
             self.save_checkpoint(trainee.model, trainee.optimizer, trainee.scheduler, rng)
+        self.saved_at = time.perf_counter()
+
+    def save_due(self) -> bool:
+        """An epoch has ended: save it? After every epoch with ``trainer.save_every_s=0``; else once
+        that many seconds have passed since the last save.  Short epochs (a synthetic problem, a
+        pack of them) then do not spend their time writing files; a hard kill loses at most that
+        much training, a stop signal nothing (``record_stop`` saves).  After the last epoch only a
+        kept checkpoint is due: the run's end writes its records next."""
+        every = float(self.cfg.trainer.get("save_every_s", 0))  # absent from older records' configs
+        if self.epochs_done >= self.epochs_total:
+            return every <= 0 or bool(self.cfg.trainer.get("keep_checkpoint", False))
+        return every <= 0 or time.perf_counter() - self.saved_at >= every
 
     def saved_note(self) -> str:
         """What a resume would continue from, for the message of a failed write."""
@@ -506,7 +519,8 @@ class Run:
         return self.finish()
 
     def evaluate(self, setup: Setup, trainee: Trainee) -> None:
-        """Evaluate and record at the optimizer's evaluation point; then save there, after an epoch."""
+        """Evaluate and record at the optimizer's evaluation point; then save there, after an epoch
+        (``save_due``)."""
         with evaluation_point(trainee.optimizer):
             t0 = time.perf_counter()
             with setup.autocast():
@@ -514,7 +528,7 @@ class Run:
             self.record_evaluation(results, time.perf_counter() - t0)
             if self.epochs_done == 0:
                 self.write()
-            else:
+            elif self.save_due():
                 self.save(trainee)
 
     def train_epoch(self, setup: Setup, trainee: Trainee, epoch: int, bar) -> None:

@@ -47,6 +47,7 @@ class TrainerSchema:
     channels_last: bool = False
     eval_batch_size: int = checked(1000, low=1)
     checkpoint: bool = True
+    save_every_s: float = checked(10.0, low=0)  # see Run.save_due
     progress: Any = checked("auto", choices=("auto", True, False), says="auto, true or false")
     keep_checkpoint: bool = False
     threads: Any = "auto"  # auto | N, checked by threads.parse_setting

@@ -44,7 +44,9 @@ HELP = {
     "trainer.compile": "`torch.compile` the model",
     "trainer.channels_last": "channels_last memory format for conv nets (a GPU speed-up)",
     "trainer.eval_batch_size": "batch size of the evaluations",
-    "trainer.checkpoint": "save checkpoint.pt every epoch (needed to resume)",
+    "trainer.checkpoint": "save checkpoint.pt with the records (needed to resume)",
+    "trainer.save_every_s": "after an epoch, save records and checkpoint once this many seconds passed since the "
+                            "last save (0: every epoch), and at a stop signal; the run's end writes its records",
     "trainer.progress": "tqdm progress bar: `auto` (only on a terminal), `true`, `false`",
     "trainer.keep_checkpoint": "keep checkpoint.pt (with the trained model) after the run ends",
     "trainer.threads": "torch/OpenMP threads: `auto` (this job's share of its CPUs, see "

@@ -501,7 +501,7 @@ class PackRun:
         self.setup, self.stop, self.task = setup, stop, setup.task
         self.run0 = members[0].run
         self.step, self.epochs_done = self.run0.step, self.run0.epochs_done
-        self.log_every = int(self.run0.cfg.trainer.log_every)  # (read every step: a config lookup costs)
+        self.log_every = self.run0.log_every
         for m in members:
             m.run.env["packed"] = {"members": len(members)}
         self.pack = Pack(members, self.task)

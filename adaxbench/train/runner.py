@@ -162,6 +162,7 @@ class Run:
         self.final: dict[str, float] = {}
         self.env: dict[str, Any] = {}
         self.epochs_total = 0
+        self.log_every = 1  # trainer.log_every, read by ``build``
         self.batch_size = 0
         self.resumed_from: int | None = None
         self.loggers = build_loggers(None, console=False)
@@ -421,6 +422,7 @@ class Run:
         cfg, task = self.cfg, setup.task
         self.env = dict(setup.env)
         self.epochs_total, self.batch_size = setup.epochs_total, int(task.batch_size)
+        self.log_every = int(cfg.trainer.log_every)  # read every step: a config lookup costs ~30 µs
         model = task.model()
         cls, kwargs = optimizer_spec
         kwargs, self.env["optimizer_impl"] = choose_impl(cls, kwargs, cfg.trainer.get("optimizer_impl", "auto"),
@@ -551,7 +553,7 @@ class Run:
 
     def take_step(self, setup: Setup, trainee: Trainee, batch: Any, t_epoch: float, bar) -> None:
         task, optimizer = setup.task, trainee.optimizer
-        logging_step = (self.step + 1) % int(self.cfg.trainer.log_every) == 0
+        logging_step = (self.step + 1) % self.log_every == 0
         with setup.autocast():
             loss, correct = task.loss(trainee.forward, batch)
         optimizer.zero_grad(set_to_none=True)

@@ -6,6 +6,7 @@ the other subcommands are plain argparse programs.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -190,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # Python's exit runs full garbage collections over the millions of objects torch, Hydra and
+    # pandas made (~0.8 s on a 2-core VM); frozen, they are freed as their modules go, without them.
+    gc.freeze()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,15 @@ SYNTHETIC = {
 }
 
 
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "vmap"])
 @pytest.mark.parametrize("task", sorted(SYNTHETIC))
-def test_synthetic_members_equal_their_runs_alone(task, tmp_path):
+def test_synthetic_members_equal_their_runs_alone(task, stacked, tmp_path, monkeypatch):
+    """The synthetic problems take the members stacked (``broadcasts_members``); under vmap, as a
+    task without it is called, they give the same."""
+    from adaxbench.tasks import synthetic
+
+    for cls in (synthetic.QuadraticDeep, synthetic.Rosenbrock2D, synthetic.Reddi):
+        monkeypatch.setattr(cls, "broadcasts_members", stacked)
     runs = [[*SYNTHETIC[task], *CPU, f"seed={seed}"] for seed in (0, 1, 2)]
     records = _alone_and_packed(tmp_path, runs)
     for (info_a, rows_a), (info_p, rows_p) in records:

@@ -41,6 +41,12 @@ class Params(nn.Module):
             setattr(self, name, nn.Parameter(value.clone()))
 
 
+# Each problem's ``loss``, ``evaluation`` and ``after_step`` also take a pack's members stacked along a
+# leading dimension (each parameter and buffer (M, ...); a batch (M, ...), or one shared by all) and give
+# each member's values as (M,) tensors: ``broadcasts_members`` tells a pack (``train/packed.py``) to call
+# them once for all members, without vmap's cost per operation.
+
+
 def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
     value = cfg.get(key, default)
     return default if value is None else value
@@ -111,6 +117,7 @@ class QuadraticDeep:
     """
 
     has_accuracy = False
+    broadcasts_members = True
 
     def __init__(self, cfg: Mapping[str, Any], device: torch.device) -> None:
         self.name = str(_get(cfg, "name", "quadratic_deep"))
@@ -156,10 +163,11 @@ class QuadraticDeep:
         return sums.view(len(generators), self.steps_per_epoch, -1).transpose(0, 1)
 
     def _loss(self, theta: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        # theta (100,) and means (101,), or a pack's members' stacked: (M, 100) and (M, 101) or (101,).
         # float64, then float32: also keeps a bf16 autocast run from rounding Q to 3 digits.
         with torch.autocast(self.device.type, enabled=False):
             t, means = theta.double(), means.double()
-            return ((t * (t @ self.half_hessian - means[:-1])).sum() + means[-1]).float()
+            return ((t * (t @ self.half_hessian - means[..., :-1])).sum(-1) + means[..., -1]).float()
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self._loss(model.theta, batch), None
@@ -193,6 +201,7 @@ class Rosenbrock2D:
     """
 
     has_accuracy = False
+    broadcasts_members = True
 
     def __init__(self, cfg: Mapping[str, Any], device: torch.device) -> None:
         self.name = str(_get(cfg, "name", "rosenbrock_2d"))
@@ -231,7 +240,10 @@ class Rosenbrock2D:
 
     @staticmethod
     def _loss(u: torch.Tensor, v: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return ((1 - u) ** 2 + 100 * (v - u**2) ** 2 + u * noise[:, 0] + v * noise[:, 1]).mean()
+        # u, v 0-d and noise (B, 2), or a pack's members' stacked: (M,) and (M, B, 2) or (B, 2).
+        if u.dim():  # a pack's (M,) against its noise's (M, B)
+            u, v = u[:, None], v[:, None]
+        return ((1 - u) ** 2 + 100 * (v - u**2) ** 2 + u * noise[..., 0] + v * noise[..., 1]).mean(-1)
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self._loss(model.u, model.v, batch), None
@@ -278,6 +290,7 @@ class Reddi:
     """
 
     has_accuracy = False
+    broadcasts_members = True
     batch_size = 1
 
     def __init__(self, cfg: Mapping[str, Any], device: torch.device, stochastic: bool) -> None:

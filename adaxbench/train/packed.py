@@ -4,8 +4,9 @@ Small runs leave the hardware idle: a Reddi step costs the same ~300 µs for one
 1-d problem as for 32, and an MNIST-sized network barely occupies a GPU. A pack stacks the
 members' parameters and buffers along a leading member dimension and evaluates the task's
 own ``loss`` once per step for all of them with ``torch.func.vmap`` (the model's tensors
-swapped for the members' as ``functional_call`` does);
-one optimizer of the members' own class steps the stacked tensors.
+swapped for the members' as ``functional_call`` does), or without vmap where the task's code
+takes the members stacked itself (``broadcasts_members``: the synthetic problems); one
+optimizer of the members' own class steps the stacked tensors.
 
 Every member is the run it would have been alone:
 
@@ -22,8 +23,8 @@ Every member is the run it would have been alone:
 * each member has its own ``Run``: the same run dir, metrics.parquet, run.json and
   checkpoint.pt (model, optimizer and scheduler state dicts of the unpacked classes, RNG
   state), so ``report``, ``best`` and resume cannot tell the difference, and a pack can
-  resume runs started alone and vice versa. The members are evaluated together (one vmapped
-  call where the task has ``evaluation``).
+  resume runs started alone and vice versa. The members are evaluated together (one call
+  where the task has ``evaluation``).
 
 A member whose loss turns non-finite is recorded ``diverged`` at that log step, exactly as
 alone; its rows stop there and it is dropped from the pack at the end of the epoch (until
@@ -279,10 +280,12 @@ class Pack:
         self.stacked = {n: torch.stack([self._logical(n, p[n].detach()) for p in own]).requires_grad_(p0.requires_grad)
                         for n, p0 in base.named_parameters()}
         # Each param group steps its members' slices of the stacked leaves (views: the model
-        # reads the leaves whole, without a cat of the groups each step).
+        # reads the leaves whole, without a cat of the groups each step); one group (a seed
+        # sweep) steps the leaves themselves, whose gradients backward leaves in place.
         self.group_sizes = [len(g) for g in self.groups]
-        self.group_params = [dict(zip(self.stacked, views)) for views in
-                             zip(*(leaf.detach().split(self.group_sizes) for leaf in self.stacked.values()))]
+        self.group_params = [dict(self.stacked)] if len(self.groups) == 1 else \
+            [dict(zip(self.stacked, views)) for views in
+             zip(*(leaf.detach().split(self.group_sizes) for leaf in self.stacked.values()))]
         self.buffers = {n: torch.stack([dict(m.model.named_buffers())[n] for m in self.members])
                         for n in self.buffer_names}
         cls, kwargs = self.members[0].spec
@@ -306,6 +309,9 @@ class Pack:
         self.where = {id(m): (gi, j) for gi, g in enumerate(self.groups) for j, m in enumerate(g)}
         self.position = {id(m): i for i, m in enumerate(self.members)}
         self.after_step = None if _is_noop(task.after_step) else task.after_step
+        # A task whose code takes the members stacked (the built-in synthetic problems) is called once
+        # with the stacked tensors; any other under vmap, as one member at a time.
+        self.broadcasts = bool(getattr(task, "broadcasts_members", False))
 
     # ---- views -------------------------------------------------------------------
     def _logical(self, name: str, t: torch.Tensor) -> torch.Tensor:
@@ -325,6 +331,13 @@ class Pack:
     def lr(self, m: Member) -> float:
         return self.optimizer.param_groups[self.where[id(m)][0]]["lr"]
 
+    def _each(self, fn, tensors: Sequence[torch.Tensor], batch: Any = None, batch_dims: Any = None) -> tuple:
+        """``fn(tensors, batch)`` (a tuple of tensors) for every member: one call on the stacked
+        tensors, under vmap unless the task takes them stacked itself."""
+        if self.broadcasts:
+            return tuple(fn(tensors, batch))
+        return _vmap(fn, len(self.members), tensors, batch, batch_dims)
+
     # ---- the step ------------------------------------------------------------------
     def zero_grad(self) -> None:
         # Backward accumulates into the stacked leaves only; share_grads then replaces every
@@ -334,20 +347,26 @@ class Pack:
 
     def share_grads(self) -> None:
         """After backward: each param group's slices get theirs of the stacked gradients (views)."""
+        if len(self.groups) == 1:  # the group's params are the leaves
+            return
         for n, leaf in self.stacked.items():
             grads = [None] * len(self.groups) if leaf.grad is None else leaf.grad.split(self.group_sizes)
             for params, grad in zip(self.group_params, grads):
                 params[n].grad = grad
 
-    def losses(self, batch: Any, in_dims: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member's ``task.loss`` on its own batch: ([M] losses, [M] correct counts)."""
+    def losses(self, batch: Any, in_dims: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every member's ``task.loss`` on its own batch: ([M] losses, [M] correct counts or,
+        for a task without accuracy, None)."""
         task, call = self.task, self.call
 
         def member_loss(tensors, batch):
             loss, correct = call(task.loss, tensors, batch)
+            if not task.has_accuracy:
+                return (loss,)
             return loss, (correct if correct is not None else torch.zeros((), dtype=torch.int64, device=loss.device))
         tensors = (*self.params().values(), *self.buffers.values())
-        return _vmap(member_loss, len(self.members), tensors, batch, in_dims)
+        losses, *corrects = self._each(member_loss, tensors, batch, in_dims)
+        return losses, (corrects[0] if corrects else None)
 
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, dict[str, float]]]:
@@ -368,7 +387,7 @@ class Pack:
             names[:] = [(split, metric) for split, values in results.items() for metric in values]
             return tuple(value for values in results.values() for value in values.values())
         tensors = (*self.params().values(), *self.buffers.values())
-        values = torch.stack([v.double() for v in _vmap(member_evaluation, len(self.members), tensors)], 1).tolist()
+        values = torch.stack([v.double() for v in self._each(member_evaluation, tensors)], 1).tolist()
         results = [{} for _ in self.members]
         for result, row in zip(results, values):
             for (split, metric), value in zip(names, row):
@@ -385,7 +404,7 @@ class Pack:
             return ()
         # views of the leaves themselves, so in-place hooks land
         tensors = (*(self._logical(n, leaf.detach()) for n, leaf in self.stacked.items()), *self.buffers.values())
-        _vmap(member_after, len(self.members), tensors)
+        self._each(member_after, tensors)
 
     # ---- a member's own objects ------------------------------------------------------
     @torch.no_grad()
@@ -585,7 +604,7 @@ class PackRun:
         pack.run_after_step()
         self.step += 1
         if logging_step:
-            self.log_step(losses.tolist(), corrects.tolist(), norms, lrs, diagnostics, time.perf_counter() - t_epoch)
+            self.log_step(losses.tolist(), corrects.tolist() if corrects is not None else None, norms, lrs, diagnostics, time.perf_counter() - t_epoch)
 
     def log_step(self, losses, corrects, norms, lrs, diagnostics, elapsed: float) -> None:
         for i, m in enumerate(self.pack.members):

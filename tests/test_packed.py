@@ -85,6 +85,24 @@ def test_synthetic_members_equal_their_runs_alone(task, stacked, tmp_path, monke
         assert not np.array_equal(batch[0], batch[1])
 
 
+def test_a_task_that_claims_to_take_members_stacked_but_mixes_them_fails_the_pack(tmp_path, monkeypatch):
+    """A task with ``broadcasts_members`` whose loss gives one value for all members (here, the mean over
+    every member's batch) would mix the members' gradients: the pack fails them with one line instead."""
+    from adaxbench.tasks import synthetic
+
+    monkeypatch.setattr(synthetic.Rosenbrock2D, "_loss", staticmethod(
+        lambda u, v, noise: ((1 - u) ** 2 + 100 * (v - u**2) ** 2).mean() + (noise.mean() * u.mean())))
+    runs = [[*SYNTHETIC["rosenbrock_2d"], *CPU, f"seed={seed}"] for seed in (0, 1)]
+    members = _members(tmp_path, runs)
+    train(members)
+    for k in range(2):
+        info, _ = read_run(tmp_path / f"packed{k}")
+        assert info["status"] == "failed"
+        # (at the evaluation before the first step: the loss of every split)
+        assert "Rosenbrock2D sets broadcasts_members, but gave values of shapes [(), (), ()] for 2 stacked " \
+            "members" in info["error"]
+
+
 def test_checkpoint_is_the_unpacked_checkpoint(tmp_path):
     runs = [[*SYNTHETIC["reddi_online"], *CPU, "task=reddi_stochastic", "trainer.keep_checkpoint=true", f"seed={seed}"] for seed in (3, 4)]
     for (info_a, rows_a), (info_p, rows_p) in _alone_and_packed(tmp_path, runs):

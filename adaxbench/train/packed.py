@@ -335,7 +335,11 @@ class Pack:
         """``fn(tensors, batch)`` (a tuple of tensors) for every member: one call on the stacked
         tensors, under vmap unless the task takes them stacked itself."""
         if self.broadcasts:
-            return tuple(fn(tensors, batch))
+            out = tuple(fn(tensors, batch))
+            if any(o.shape[:1] != (len(self.members),) for o in out):  # a member's values mixed with the others'
+                raise TypeError(f"{type(self.task).__name__} sets broadcasts_members, but gave values of shapes "
+                                f"{[tuple(o.shape) for o in out]} for {len(self.members)} stacked members")
+            return out
         return _vmap(fn, len(self.members), tensors, batch, batch_dims)
 
     # ---- the step ------------------------------------------------------------------

@@ -11,6 +11,8 @@ import math
 import os
 import sys
 
+from .errors import SAID
+
 USAGE = """usage: adaxbench COMMAND [ARGS...]
 
 commands:
@@ -182,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[command](rest)
-    except KeyboardInterrupt:
-        print("adaxbench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if e.args != (SAID,):
+            print("adaxbench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,6 +15,11 @@ class ConfigError(ValueError):
     """A user-facing configuration problem (one line)."""
 
 
+# ``KeyboardInterrupt(SAID)``: a stopped run has printed its line (the signal, where its progress is);
+# the CLI ends the sweep without another.
+SAID = "said"
+
+
 def first_line(e: Any) -> str:
     """The first non-blank line of an error's text (its type's name where it has none)."""
     text = next((line.strip() for line in str(e).splitlines() if line.strip()), "")

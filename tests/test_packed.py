@@ -85,9 +85,11 @@ def test_synthetic_members_equal_their_runs_alone(task, stacked, tmp_path, monke
         assert not np.array_equal(batch[0], batch[1])
 
 
-def test_a_task_that_claims_to_take_members_stacked_but_mixes_them_fails_the_pack(tmp_path, monkeypatch):
+def test_a_task_that_claims_to_take_members_stacked_but_gives_one_value_for_all_fails_the_pack(tmp_path,
+                                                                                              monkeypatch):
     """A task with ``broadcasts_members`` whose loss gives one value for all members (here, the mean over
-    every member's batch) would mix the members' gradients: the pack fails them with one line instead."""
+    every member's batch) would mix the members' gradients: the pack fails them with one line instead.
+    (Values of the members' shape that still mix them cannot be told apart: the flag is the task's word.)"""
     from adaxbench.tasks import synthetic
 
     monkeypatch.setattr(synthetic.Rosenbrock2D, "_loss", staticmethod(
@@ -590,3 +592,25 @@ def test_a_pack_saves_its_members_when_due_and_ends_as_every_epoch_saved(tmp_pat
     for a, b in zip(*ends.values()):
         _assert_same_rows(a, b, rtol=0)
     _assert_same_rows(read_run(tmp_path / "alone")[1], ends["3600"][1], rtol=1e-6)
+
+
+def test_a_packs_members_save_at_the_same_epochs_whatever_their_own_clocks(tmp_path, monkeypatch):
+    """The jobs of a pack are admitted one after another, so their own save clocks differ; the pack
+    saves them all on its clock, at the same epochs, so a relaunch after a kill resumes them as one
+    pack (members saved at different epochs would train as several packs, one after another)."""
+    overrides = [*SYNTHETIC["rosenbrock_2d"], "task.train_size=1280", "trainer.epochs=40", "trainer.progress=false",
+                 "trainer.device=cpu", "trainer.save_every_s=0.02"]
+    original, saved = Run.save_checkpoint, {}
+
+    def spy(self, *args):
+        saved.setdefault(self.run_dir.name, []).append(self.epochs_done)
+        original(self, *args)
+
+    monkeypatch.setattr(Run, "save_checkpoint", spy)
+    members = _members(tmp_path, [[*overrides, f"seed={seed}"] for seed in (0, 1, 2)])
+    for k, m in enumerate(members):  # as if admitted 11 ms apart (an epoch here takes a few ms)
+        m.run.saved_at -= 0.011 * k
+    train(members)
+    assert sorted(saved) == ["packed0", "packed1", "packed2"] and saved["packed0"], saved
+    assert saved["packed0"] == saved["packed1"] == saved["packed2"], saved
+

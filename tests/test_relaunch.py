@@ -79,7 +79,7 @@ def run_terminated_at_epoch_5(args: list[str], run_dir: Path) -> None:
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert "interrupted" in err, err[-2000:]
+    assert err.count("adaxbench: interrupted") == 1, err[-2000:]  # one line: the signal, progress saved
 
 
 @pytest.fixture(scope="module")

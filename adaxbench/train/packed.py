@@ -57,6 +57,7 @@ from torch import nn
 from torch.func import vmap
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..errors import SAID
 from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
@@ -336,7 +337,7 @@ class Pack:
         tensors, under vmap unless the task takes them stacked itself."""
         if self.broadcasts:
             out = tuple(fn(tensors, batch))
-            if any(o.shape[:1] != (len(self.members),) for o in out):  # a member's values mixed with the others'
+            if any(o.shape[:1] != (len(self.members),) for o in out):  # e.g. one value for all members
                 raise TypeError(f"{type(self.task).__name__} sets broadcasts_members, but gave values of shapes "
                                 f"{[tuple(o.shape) for o in out]} for {len(self.members)} stacked members")
             return out
@@ -530,13 +531,16 @@ class PackRun:
         self.pack = Pack(members, self.task)
         self.bar = progress_bar(self.run0.cfg, self.task.steps_per_epoch * self.run0.epochs_total, self.step,
                                 f" x{len(members)}")
+        # One clock for the members' saves (``save``): they save at the same epochs, so a relaunch
+        # after a kill resumes them as one pack again.
+        self.saved_at = time.perf_counter()
 
     def active(self) -> list[Member]:
         return [m for m in self.pack.members if m.active]
 
     def train(self) -> None:
-        # The members' files are written side by side: a small pack spends most of its time
-        # on them otherwise (three files a member each epoch), mostly waiting on the disk.
+        # The members' files are written side by side, mostly waiting on the disk (three files a
+        # member at each save).
         writers = min(len(self.pack.members), MAX_WRITERS)
         with contextlib.closing(self.bar), ThreadPoolExecutor(writers, "adaxbench-save") as self.writers:
             if self.epochs_done == 0 and self.step == 0:
@@ -641,15 +645,18 @@ class PackRun:
         self.save(self.active(), initial=self.epochs_done == 0)
 
     def save(self, members: list[Member], initial: bool = False) -> None:
-        """Each member's records (``initial``) or, where due (``Run.save_due``), ``Run.save``: each
-        member's files in their order, the members side by side (a kill may leave any of them saved
-        and others not; each resumes from what it saved)."""
+        """Each member's records (``initial``) or, when a save is due (``Run.save_due`` on the pack's
+        clock, the same for all), ``Run.save``: each member's files in their order, the members side
+        by side (a kill may leave any of them saved and others not; each resumes from what it saved)."""
         if not initial:
-            members = [m for m in members if m.run.save_due()]
+            if not members or not members[0].run.save_due(self.saved_at):
+                return
             if self.run0.cfg.trainer.checkpoint:
                 for m in members:
                     self.pack.to_member(m, optimizer=True)
         self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
+        if not initial:
+            self.saved_at = time.perf_counter()
 
     def each(self, write, members: list[Member]) -> None:
         """``write(member)`` for every member on the writer threads; a member whose write fails
@@ -752,7 +759,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
                 train(members)
             except Interrupted as e:
                 print(f"adaxbench: interrupted ({e}); progress saved", file=sys.stderr)
-                raise KeyboardInterrupt from None
+                raise KeyboardInterrupt(SAID) from None
             finally:
                 results = {id(m): m.finish() for m in members}
         for i in group:

@@ -2,8 +2,9 @@
 
 The hot loop does no host-device synchronisation except on log steps (every
 ``trainer.log_every`` optimizer steps), where the minibatch loss is read and checked.
-Everything a run produces is written atomically into its run directory at least once
-per epoch, so a killed run keeps every finished epoch and can resume from it.
+Everything a run produces is written atomically into its run directory after an epoch
+once ``trainer.save_every_s`` seconds have passed since the last save, at a stop signal and
+at the end, so a killed run keeps what it last saved and can resume from it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from ..errors import SAID
 from ..optim.schedules import build_scheduler
 from ..plugins import run_provenance
 from ..rundir import (CHECKPOINT_FILE, ERROR_LOG, FINISHED, LOCK_FILE, METRICS_FILE, RUN_FILE, MetricsLog, RecordError,
@@ -344,16 +346,17 @@ class Run:
             self.save_checkpoint(trainee.model, trainee.optimizer, trainee.scheduler, rng)
         self.saved_at = time.perf_counter()
 
-    def save_due(self) -> bool:
+    def save_due(self, saved_at: float | None = None) -> bool:
         """An epoch has ended: save it? After every epoch with ``trainer.save_every_s=0``; else once
-        that many seconds have passed since the last save.  Short epochs (a synthetic problem, a
-        pack of them) then do not spend their time writing files; a hard kill loses at most that
-        much training, a stop signal nothing (``record_stop`` saves).  After the last epoch only a
-        kept checkpoint is due: the run's end writes its records next."""
+        that many seconds have passed since the last save (``saved_at``: this run's, or a pack's
+        clock).  Short epochs (a synthetic problem, a pack of them) then do not spend their time
+        writing files; a hard kill loses at most that much training and the epoch under way, a
+        stop signal nothing (``record_stop`` saves).  After the last epoch only a kept checkpoint
+        is due: the run's end writes its records next."""
         every = float(self.cfg.trainer.get("save_every_s", 0))  # absent from older records' configs
         if self.epochs_done >= self.epochs_total:
             return every <= 0 or bool(self.cfg.trainer.get("keep_checkpoint", False))
-        return every <= 0 or time.perf_counter() - self.saved_at >= every
+        return every <= 0 or time.perf_counter() - (self.saved_at if saved_at is None else saved_at) >= every
 
     def saved_note(self) -> str:
         """What a resume would continue from, for the message of a failed write."""
@@ -971,7 +974,7 @@ def main_from_hydra(cfg: DictConfig) -> str:
     except Interrupted as e:
         print(f"adaxbench: interrupted ({e}); progress saved in {run_dir}", file=sys.stderr)
         if multirun:
-            raise KeyboardInterrupt from None
+            raise KeyboardInterrupt(SAID) from None
         sys.exit(128 + e.signum)
     print_result(result)
     if not multirun and result.exit_code:

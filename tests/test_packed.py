@@ -284,6 +284,9 @@ def test_packed_launcher_sweep_has_the_basic_launchers_run_dirs(tmp_path):
         assert info["config"]["seed"] == job % 2 and f"seed={job % 2}" in info["overrides"]
         assert ["optimizer=adam", "optimizer=adafactor"][job // 2] in info["overrides"]
         assert ("packed" in info["env"]) == (job < 2)
+        # its log holds its own lines only (the launcher's '#k : overrides' lines go to the console)
+        log_text = (run_dir / "adaxbench.log").read_text() if (run_dir / "adaxbench.log").exists() else ""
+        assert not any(f"#{k} :" in log_text for k in range(4)), (job, log_text)
     # A relaunch skips every finished job, packed or not; the report reads the sweep.
     again = adaxbench(*args, cwd=tmp_path)
     assert again.returncode == 0 and again.stderr.count("skipping") + again.stdout.count("skipping") == 4

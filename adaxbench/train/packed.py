@@ -748,9 +748,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             returns[group[0]] = job(group[0], launcher.task_function)
             configure_log(config.hydra.hydra_logging, config.hydra.verbose)
             continue
-        for i in group:
+        for i in group:  # as the basic launcher: each job under its own logging, the launcher's in between
             returns[i] = job(i, prepare_job)
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         members = [returns[i]._return_value for i in group if returns[i].status == JobStatus.COMPLETED
                    and isinstance(returns[i]._return_value, Member)]
         if members:

@@ -19,6 +19,9 @@ class Recorder(RunLogger):
     def log(self, split, values, step, epoch) -> None:
         self._write("log", split, dict(values), step)
 
+    def epoch_end(self, epoch, epochs_total, step, final, train_seconds) -> None:
+        self._write("epoch_end", epoch, epochs_total, step, dict(final))
+
     def close(self, status) -> None:
         self._write("close", status)
 

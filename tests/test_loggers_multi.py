@@ -33,6 +33,9 @@ def test_own_logger_from_the_cli(tmp_path):
     assert entries[0][1] == "start" and entries[0][2] == info["optimizer_hparams"] and entries[0][2]["lr"] == 0.01
     assert entries[-1][1:] == ["close", "completed"]
     assert logged_rows(entries) == metric_rows(metrics)  # every row of the record, nothing else
+    # after the (one) epoch's evaluation: where the run is and its final metrics
+    assert [e[1:] for e in entries if e[1] == "epoch_end"] == [["epoch_end", 1, 1, info["progress"]["step"],
+                                                                info["final"]]]
 
 
 def test_several_loggers_at_once_and_tensorboard_hparams(tmp_path):

@@ -617,3 +617,24 @@ def test_a_packs_members_save_at_the_same_epochs_whatever_their_own_clocks(tmp_p
     assert sorted(saved) == ["packed0", "packed1", "packed2"] and saved["packed0"], saved
     assert saved["packed0"] == saved["packed1"] == saved["packed2"], saved
 
+
+def test_a_packed_members_adaxbench_log_holds_its_own_epoch_lines_as_alone(tmp_path):
+    """trainer.progress=false: a run alone logs one line per epoch to its adaxbench.log; a packed
+    member the same lines, its own only, and the console does not get one per member."""
+    logs, out = {}, {}
+    for launcher in ("basic", "packed"):
+        sweep = tmp_path / launcher
+        proc = adaxbench("run", "-m", *SYNTHETIC["rosenbrock_2d"], *CPU, "trainer.progress=false", "seed=0,1",
+                         f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[launcher] = proc.stdout + proc.stderr
+        logs[launcher] = [[line.split(" - ", 1)[1] for line in (sweep / str(k) / "adaxbench.log").read_text().splitlines()
+                           if " epoch " in line] for k in range(2)]
+    assert "packed" in read_run(tmp_path / "packed" / "0")[0]["env"]
+    for k in range(2):
+        assert len(logs["basic"][k]) == 2, logs["basic"][k]
+        # the same epoch lines (the training seconds aside)
+        assert [line.rsplit(" (", 1)[0] for line in logs["packed"][k]] == \
+            [line.rsplit(" (", 1)[0] for line in logs["basic"][k]]
+    assert " epoch 1/2 " in out["basic"] and " epoch 1/2 " not in out["packed"]
+

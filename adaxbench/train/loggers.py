@@ -56,11 +56,16 @@ class ConsoleLogger(RunLogger):
 
     def __init__(self, name: str = ""):
         self.name = name
+        self.extra: dict[str, Any] = {}
+
+    def start(self, run_dir, config, step) -> None:
+        # Whose line it is: a pack writes its members' epoch lines to their own adaxbench.log only.
+        self.extra = {"run_dir": Path(run_dir), "epoch_line": True}
 
     def epoch_end(self, epoch, epochs_total, step, final, train_seconds) -> None:
         shown = " ".join(f"{k} {v:.4g}" for k, v in final.items() if k.split("/")[0] in ("train", "valid", "test"))
         log.info("%sepoch %d/%d step %d %s (%.1f s training)", f"{self.name} " if self.name else "", epoch,
-                 epochs_total, step, shown, train_seconds)
+                 epochs_total, step, shown, train_seconds, extra=self.extra)
 
 
 def hparams_of(config: Mapping[str, Any]) -> dict[str, Any]:

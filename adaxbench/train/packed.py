@@ -62,7 +62,7 @@ from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
-                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, refused,
+                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, progress_hidden, refused,
                      save_hydra_files, seed_everything)
 from .validate import ConfigError, optimizer_kwargs
 
@@ -235,6 +235,7 @@ class Member:
     rng: dict[str, Any] = field(default_factory=dict)  # what its checkpoints hold: nothing draws from it
     active: bool = True
     lock: Any = None  # the run dir's lock, held from prepare_job until the pack has ended
+    log_files: list = field(default_factory=list)  # its job's log file handlers (its adaxbench.log)
     model = property(lambda self: self.trainee.model)
     optimizer = property(lambda self: self.trainee.optimizer)
     scheduler = property(lambda self: self.trainee.scheduler)
@@ -473,7 +474,7 @@ def _train(members: list[Member], resume: bool, stop: StopSignals) -> None:
     for m in members:  # each member is built as its run alone builds itself
         seed_everything(m.seed)
         try:
-            m.trainee = m.run.build(setup, m.spec, resume)
+            m.trainee = m.run.build(setup, m.spec, resume, console=progress_hidden(m.run.cfg))
         except Exception as e:  # as alone (an unreadable checkpoint, a write): this member fails, the others train
             _fail(m, e)
         m.rng = _rng_state()
@@ -551,6 +552,9 @@ class PackRun:
                     return
                 self.train_epoch(epoch)
                 self.evaluate()
+                for m in self.active():  # the loggers' epoch hook, as after a run alone's epoch
+                    m.run.loggers.epoch_end(m.run.epochs_done, m.run.epochs_total, m.run.step, m.run.final,
+                                            m.run.train_seconds)
             for m in self.active():
                 m.run.status = Status.COMPLETED
             self.each(lambda m: m.run.write(), self.active())
@@ -715,7 +719,48 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult | str:
     if isinstance(admitted, RunResult):
         return admitted
     run, spec, lock = admitted
-    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock)
+    # The job's own log files, as its logging config made them here: the pack writes its lines there.
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return Member(run=run, seed=int(cfg.seed), spec=spec, lock=lock, log_files=files)
+
+
+class _Own(logging.Filter):
+    """A member's log file takes its own lines (``Run.log_extra``) and the pack's (no run dir)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "run_dir", self.run_dir) == self.run_dir
+
+
+def _not_epoch_line(record: logging.LogRecord) -> bool:
+    return not getattr(record, "epoch_line", False)
+
+
+@contextlib.contextmanager
+def members_logging(members: list[Member]) -> Iterator[None]:
+    """While a pack trains, each member's lines go to its own log files, as a run alone's do; the
+    members' epoch lines (``trainer.progress=false``) only there, not once per member on the console."""
+    root = logging.getLogger()
+    console = list(root.handlers)
+    for handler in console:
+        handler.addFilter(_not_epoch_line)
+    added = []
+    for m in members:
+        for handler in m.log_files:
+            handler.addFilter(_Own(m.run.run_dir))
+            root.addHandler(handler)
+            added.append(handler)
+    try:
+        yield
+    finally:
+        for handler in console:
+            handler.removeFilter(_not_epoch_line)
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
@@ -756,7 +801,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         if members:
             log.info("training %d jobs as one pack: %s", len(members), members[0].run.cfg.task.name)
             try:
-                train(members)
+                with members_logging(members):
+                    train(members)
             except Interrupted as e:
                 print(f"adaxbench: interrupted ({e}); progress saved", file=sys.stderr)
                 raise KeyboardInterrupt(SAID) from None

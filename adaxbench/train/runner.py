@@ -177,6 +177,8 @@ class Run:
         # The last epoch a resume continues from (the last checkpoint written or loaded).
         self.saved_epoch: int | None = None
         self.saved_at = self.wall_start  # when this run last saved (``save_due``)
+        # This run's log lines say whose they are: a pack routes each member's to its own adaxbench.log.
+        self.log_extra = {"run_dir": self.run_dir}
         self.optimizer_class: str | None = None
         self.optimizer_hparams: dict[str, Any] = {}
 
@@ -204,7 +206,7 @@ class Run:
         self.replay_to = recorded
         log.warning("%s has no checkpoint to continue (trainer.checkpoint=false, or killed before its first): "
                     "training it again from the start; its recorded %d steps stay until this run passes them",
-                    self.run_dir, recorded)
+                    self.run_dir, recorded, extra=self.log_extra)
 
     def write(self) -> None:
         """Rewrite metrics.parquet and run.json (atomically each); see ``owns_files``."""
@@ -333,7 +335,7 @@ class Run:
         """Record a stop by ``signum`` at this step and, where the run checkpoints, its records and
         checkpoint here (a pack does it for each member, then stops)."""
         self.stops.append({"step": self.step, "signal": signal.Signals(signum).name})
-        log.warning("received %s: stopping at step %d", signal.Signals(signum).name, self.step)
+        log.warning("received %s: stopping at step %d", signal.Signals(signum).name, self.step, extra=self.log_extra)
         if self.cfg.trainer.checkpoint:
             self.save(trainee, rng)
 
@@ -393,7 +395,7 @@ class Run:
                 where = f"traceback in {self.run_dir / ERROR_LOG}"
             except OSError as why:  # must not hide the run's own error
                 where = f"no traceback saved: {why}"
-            log.error("run failed: %s (%s)", self.error, where)
+            log.error("run failed: %s (%s)", self.error, where, extra=self.log_extra)
         self.record_failure()
 
     def record_failure(self) -> None:
@@ -443,7 +445,8 @@ class Run:
                           else model, needs_closure(cls, kwargs), create_graph)
         resumed = resume and self.load_checkpoint(model, optimizer, scheduler)
         if resumed:
-            log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step)
+            log.info("resuming %s from epoch %d (step %d)", self.run_dir, self.epochs_done, self.step,
+                     extra=self.log_extra)
         self.take_over(resumed)
         self.write()
         self.loggers = build_loggers(self.config_dict().get("logger"), console=console, run_name=run_name(cfg),

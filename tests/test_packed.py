@@ -618,14 +618,16 @@ def test_a_packs_members_save_at_the_same_epochs_whatever_their_own_clocks(tmp_p
     assert saved["packed0"] == saved["packed1"] == saved["packed2"], saved
 
 
-def test_a_packed_members_adaxbench_log_holds_its_own_epoch_lines_as_alone(tmp_path):
+@pytest.mark.parametrize("logging_args", [[], ["+hydra.job_logging.handlers.file.mode=w"]], ids=["append", "w"])
+def test_a_packed_members_adaxbench_log_holds_its_own_epoch_lines_as_alone(tmp_path, logging_args):
     """trainer.progress=false: a run alone logs one line per epoch to its adaxbench.log; a packed
-    member the same lines, its own only, and the console does not get one per member."""
+    member the same lines, its own only, and the console does not get one per member.  Also when
+    the job's log file is opened with mode w (Hydra closes it between jobs; it does not reopen)."""
     logs, out = {}, {}
     for launcher in ("basic", "packed"):
         sweep = tmp_path / launcher
         proc = adaxbench("run", "-m", *SYNTHETIC["rosenbrock_2d"], *CPU, "trainer.progress=false", "seed=0,1",
-                         f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+                         *logging_args, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         out[launcher] = proc.stdout + proc.stderr
         logs[launcher] = [[line.split(" - ", 1)[1] for line in (sweep / str(k) / "adaxbench.log").read_text().splitlines()
@@ -638,3 +640,40 @@ def test_a_packed_members_adaxbench_log_holds_its_own_epoch_lines_as_alone(tmp_p
             [line.rsplit(" (", 1)[0] for line in logs["basic"][k]]
     assert " epoch 1/2 " in out["basic"] and " epoch 1/2 " not in out["packed"]
 
+
+def test_a_packed_member_without_a_log_file_shows_its_epoch_lines_on_the_console(tmp_path):
+    """A job logging config without a file (hydra/job_logging=stdout): the members' epoch lines go to
+    the console, where the basic launcher puts them."""
+    proc = adaxbench("run", "-m", *SYNTHETIC["rosenbrock_2d"], *CPU, "trainer.progress=false", "seed=0,1",
+                     "hydra/job_logging=stdout", "hydra/launcher=packed", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "packed" in read_run(tmp_path / "sweep" / "0")[0]["env"]
+    assert (proc.stdout + proc.stderr).count(" epoch 2/2 ") == 2, proc.stdout + proc.stderr
+
+
+def test_a_members_log_file_gets_its_own_lines_only(tmp_path):
+    """While a pack trains, a line that names a member's run dir (``Run.log_extra``: its epoch lines, its
+    resume, stop or failure) goes to that member's log only; the pack's own lines to none of them."""
+    import logging
+    from types import SimpleNamespace
+
+    from adaxbench.train.packed import members_logging
+
+    members = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        opened = logging.FileHandler(run_dir / "adaxbench.log", mode="w")
+        opened.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        opened.close()  # as the launcher's logging leaves it
+        members.append(SimpleNamespace(run=SimpleNamespace(run_dir=run_dir, env={"packed": {"members": 2}}),
+                                       log_files=[opened]))
+    log = logging.getLogger("adaxbench")
+    with members_logging(members):
+        log.error("cannot resume from a/checkpoint.pt", extra={"run_dir": tmp_path / "a"})
+        log.warning("received SIGTERM: stopping at step 7", extra={"run_dir": tmp_path / "b"})
+        log.info("has dropout: its 2 jobs run one by one")
+    log.error("after the pack", extra={"run_dir": tmp_path / "a"})
+    assert (tmp_path / "a" / "adaxbench.log").read_text() == "ERROR cannot resume from a/checkpoint.pt\n"
+    assert (tmp_path / "b" / "adaxbench.log").read_text() == "WARNING received SIGTERM: stopping at step 7\n"

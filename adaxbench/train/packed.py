@@ -497,7 +497,7 @@ def _guarded(fn, members: list[Member]) -> None:
             if m.run.status == Status.RUNNING:
                 m.run.record_ending(e)
         if isinstance(e, CheckpointError):
-            log.error("%s", e)
+            log.error("%s", e, extra=members[0].run.log_extra if len(members) == 1 else None)
         if not isinstance(e, Exception):
             raise
 
@@ -508,7 +508,7 @@ def _fail(m: Member, e: Exception) -> None:
     m.active = False
     m.run.record_ending(e)
     if isinstance(e, CheckpointError):  # as alone: its files stay as they are, the user decides
-        log.error("%s", e)
+        log.error("%s", e, extra=m.run.log_extra)
 
 
 def _diverge(m: Member, message: str) -> None:
@@ -725,31 +725,35 @@ def prepare_job(cfg: DictConfig) -> Member | RunResult | str:
 
 
 class _Own(logging.Filter):
-    """A member's log file takes its own lines (``Run.log_extra``) and the pack's (no run dir)."""
+    """A member's log file takes its own lines (``Run.log_extra``: the record names its run dir)."""
 
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run_dir = run_dir
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "run_dir", self.run_dir) == self.run_dir
-
-
-def _not_epoch_line(record: logging.LogRecord) -> bool:
-    return not getattr(record, "epoch_line", False)
+        return getattr(record, "run_dir", None) == self.run_dir
 
 
 @contextlib.contextmanager
 def members_logging(members: list[Member]) -> Iterator[None]:
-    """While a pack trains, each member's lines go to its own log files, as a run alone's do; the
-    members' epoch lines (``trainer.progress=false``) only there, not once per member on the console."""
-    root = logging.getLogger()
+    """While a pack's jobs train, each member's lines also go to its own log files (appended to what
+    its job's logging opened there), as a run alone's do.  A packed member's epoch lines
+    (``trainer.progress=false``) go only there: the console would repeat them for every member."""
+    root, by_dir = logging.getLogger(), {m.run.run_dir: m for m in members}
+
+    def console_line(record: logging.LogRecord) -> bool:
+        m = by_dir.get(getattr(record, "run_dir", None))
+        return not (getattr(record, "epoch_line", False) and m is not None and m.log_files and "packed" in m.run.env)
     console = list(root.handlers)
     for handler in console:
-        handler.addFilter(_not_epoch_line)
+        handler.addFilter(console_line)
     added = []
     for m in members:
-        for handler in m.log_files:
+        for opened in m.log_files:  # (closed again by the launcher's logging; a mode "w" file would not reopen)
+            handler = logging.FileHandler(opened.baseFilename, mode="a", encoding=opened.encoding, delay=True)
+            handler.setFormatter(opened.formatter)
+            handler.setLevel(opened.level)
             handler.addFilter(_Own(m.run.run_dir))
             root.addHandler(handler)
             added.append(handler)
@@ -757,7 +761,7 @@ def members_logging(members: list[Member]) -> Iterator[None]:
         yield
     finally:
         for handler in console:
-            handler.removeFilter(_not_epoch_line)
+            handler.removeFilter(console_line)
         for handler in added:
             root.removeHandler(handler)
             handler.close()

@@ -62,8 +62,8 @@ from ..optim import AdaX, AdaXW, ScheduledBeta2
 from ..plugins import run_provenance
 from ..rundir import Status, effective_lr_schedule
 from .runner import (CheckpointError, Diverged, Interrupted, Run, RunLocked, RunResult, Setup, StopSignals, Trainee,
-                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, progress_hidden, refused,
-                     save_hydra_files, seed_everything)
+                     _rng_state, admit, epoch_generator, hydra_job, prepare, print_result, progress_bar, progress_hidden,
+                     refused, save_hydra_files, seed_everything)
 from .validate import ConfigError, optimizer_kwargs
 
 log = logging.getLogger("adaxbench")
@@ -616,7 +616,8 @@ class PackRun:
         pack.run_after_step()
         self.step += 1
         if logging_step:
-            self.log_step(losses.tolist(), corrects.tolist() if corrects is not None else None, norms, lrs, diagnostics, time.perf_counter() - t_epoch)
+            self.log_step(losses.tolist(), corrects.tolist() if corrects is not None else None, norms, lrs, diagnostics,
+                          time.perf_counter() - t_epoch)
 
     def log_step(self, losses, corrects, norms, lrs, diagnostics, elapsed: float) -> None:
         for i, m in enumerate(self.pack.members):

@@ -52,10 +52,12 @@ def _get(cfg: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _epoch_order(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Shuffled indices of one epoch as (steps, batch_size); the remainder is dropped as in DeepOBS."""
+def _epoch_orders(n: int, batch_size: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """Each member's shuffled indices of one epoch as (members, steps, batch_size), member k's drawn
+    from ``generators[k]``; the remainder is dropped as in DeepOBS."""
     steps = n // batch_size
-    return torch.randperm(n, generator=generator, device=device)[: steps * batch_size].view(steps, batch_size)
+    return torch.stack([torch.randperm(n, generator=g, device=device)[: steps * batch_size].view(steps, batch_size)
+                        for g in generators])
 
 
 def _floats(results: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
@@ -157,7 +159,7 @@ class QuadraticDeep:
 
     def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> torch.Tensor:
         """Packed members' batches, (steps, members, 101): member k's from ``generators[k]``."""
-        orders = torch.stack([_epoch_order(len(self.train_x), self.batch_size, g, self.device) for g in generators])
+        orders = _epoch_orders(len(self.train_x), self.batch_size, generators, self.device)
         # the epoch's batches in one gather-and-sum (its "sum" mode is faster than "mean")
         sums = F.embedding_bag(orders.flatten(0, 1), self.train_table, mode="sum")
         return sums.view(len(generators), self.steps_per_epoch, -1).transpose(0, 1)
@@ -235,7 +237,7 @@ class Rosenbrock2D:
 
     def stacked_batches(self, epoch: int, generators: list[torch.Generator]) -> torch.Tensor:
         """Packed members' batches, (steps, members, batch, 2): member k's from ``generators[k]``."""
-        orders = torch.stack([_epoch_order(len(self.train), self.batch_size, g, self.device) for g in generators])
+        orders = _epoch_orders(len(self.train), self.batch_size, generators, self.device)
         return self.train[orders.transpose(0, 1)]
 
     @staticmethod

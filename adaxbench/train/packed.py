@@ -552,9 +552,8 @@ class PackRun:
                     return
                 self.train_epoch(epoch)
                 self.evaluate()
-                for m in self.active():  # the loggers' epoch hook, as after a run alone's epoch
-                    m.run.loggers.epoch_end(m.run.epochs_done, m.run.epochs_total, m.run.step, m.run.final,
-                                            m.run.train_seconds)
+                for m in self.active():
+                    m.run.end_epoch()
             for m in self.active():
                 m.run.status = Status.COMPLETED
             self.each(lambda m: m.run.write(), self.active())
@@ -653,15 +652,16 @@ class PackRun:
         """Each member's records (``initial``) or, when a save is due (``Run.save_due`` on the pack's
         clock, the same for all), ``Run.save``: each member's files in their order, the members side
         by side (a kill may leave any of them saved and others not; each resumes from what it saved)."""
-        if not initial:
-            if not members or not members[0].run.save_due(self.saved_at):
-                return
-            if self.run0.cfg.trainer.checkpoint:
-                for m in members:
-                    self.pack.to_member(m, optimizer=True)
-        self.each(lambda m: m.run.write() if initial else m.run.save(m.trainee, m.rng), members)
-        if not initial:
-            self.saved_at = time.perf_counter()
+        if initial:
+            self.each(lambda m: m.run.write(), members)
+            return
+        if not members or not members[0].run.save_due(self.saved_at):
+            return
+        if self.run0.cfg.trainer.checkpoint:
+            for m in members:
+                self.pack.to_member(m, optimizer=True)
+        self.each(lambda m: m.run.save(m.trainee, m.rng), members)
+        self.saved_at = time.perf_counter()
 
     def each(self, write, members: list[Member]) -> None:
         """``write(member)`` for every member on the writer threads; a member whose write fails

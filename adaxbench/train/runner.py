@@ -469,6 +469,10 @@ class Run:
         if bad:
             raise Diverged(f"non-finite evaluation loss ({bad[0]}) after epoch {epoch:g}")
 
+    def end_epoch(self) -> None:
+        """The loggers' epoch hook, after an epoch's evaluation (a run alone's, and each member's of a pack)."""
+        self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
+
     def log_step(self, task, trainee: Trainee, loss: float, lr: float, accuracy: float | None,
                  grad_norm: torch.Tensor | None, diagnostics: dict[str, float], seconds: float) -> None:
         """Record the metrics of the step just taken (a log step); Diverged on a non-finite loss."""
@@ -515,7 +519,7 @@ class Run:
             for epoch in range(self.epochs_done, self.epochs_total):
                 self.train_epoch(setup, trainee, epoch, bar)
                 self.evaluate(setup, trainee)
-                self.loggers.epoch_end(self.epochs_done, self.epochs_total, self.step, self.final, self.train_seconds)
+                self.end_epoch()
             self.status = Status.COMPLETED
         except Diverged as e:
             self.status, self.error = Status.DIVERGED, str(e)

@@ -135,13 +135,13 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
     """The run config ``adaxbench run OVERRIDES`` would get (``config_dir``: like --config-dir,
     your own optimizer/, task/, experiment/ yaml files next to ours)."""
     from hydra import compose as hydra_compose, initialize_config_module
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
     from omegaconf import open_dict
-    from omegaconf.errors import OmegaConfBaseException
 
     from .train.compose import parse_overrides
-    from .train.preflight import check_user_configs, hydra_error_line
-    from .train.validate import ConfigError, first_line
+    from .train.preflight import check_user_configs, composition_error, hydra_error_line
+    from .train.validate import ConfigError
 
     overrides = _string_list(overrides, "overrides")
     try:
@@ -156,15 +156,11 @@ def compose(overrides: Sequence[str] = (), config_dir: str | os.PathLike | None 
             raise ConfigError(f"config_dir {config_dir}: no such directory")
         check_user_configs(str(path))
         overrides.append(f"hydra.searchpath=[file://{path}]")
-    try:
-        with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
+    with initialize_config_module(config_module="adaxbench.configs", version_base="1.3"):
+        try:
             cfg = hydra_compose(config_name="config", overrides=overrides)
-    except MissingConfigException as e:  # a config name that is not there: the choices, as the command line says
-        raise ConfigError(hydra_error_line(e)) from None
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(first_line(e)) from None
-    except RecursionError:
-        raise ConfigError("the configs include each other without end: a defaults list names its own config") from None
+        except Exception as e:  # in the command line's words (as preflight says it)
+            raise composition_error(e, GlobalHydra.instance().hydra, "config", parse_overrides(overrides)) from None
     with open_dict(cfg):
         cfg.pop("hydra", None)
     return cfg

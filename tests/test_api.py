@@ -71,8 +71,17 @@ def test_run_with_an_optimizer_class(runs):
 def test_run_rejects_bad_config_in_one_line(tmp_path):
     with pytest.raises(adaxbench.ConfigError, match="optimizer.betas is not a hyperparameter of plugin_user_code.SignSGD"):
         adaxbench.run(user.SignSGD, QUICK, lr=0.1, betas=(0.9, 0.99), run_dir=tmp_path / "r")
-    with pytest.raises(adaxbench.ConfigError, match="Could not override 'trainer.epoch'"):
+    # A bad override in the command line's words, not Hydra's.
+    with pytest.raises(adaxbench.ConfigError, match=r"^trainer.epoch is not a key of trainer \(did you mean trainer.epochs\?\)"):
         adaxbench.run("adam", ["trainer.epoch=1"], run_dir=tmp_path / "s")
+    for override, message in (("trainer.epochs=abc", "trainer.epochs must be an integer or null, got 'abc'"),
+                              ("~trainer.device", "trainer.device cannot be deleted (~trainer.device)"),
+                              ("~seed", "seed is missing (deleted with ~seed?)"),
+                              ("lr_schedule=null", "lr_schedule=null: leave lr_schedule out")):
+        with pytest.raises(adaxbench.ConfigError) as err:
+            adaxbench.run("adam", [*QUICK, override], run_dir=tmp_path / "s")
+        assert str(err.value).startswith(message)
+    assert not (tmp_path / "s").exists()
 
     class Local(torch.optim.SGD):
         pass

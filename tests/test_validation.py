@@ -127,10 +127,17 @@ CATALOGUE = [
     (["--config-dir", "/nonexistent/adaxbench"], "--config-dir /nonexistent/adaxbench: no such directory"),
     (["experiment=beta2_ablation"], "this config sweeps over task, optimizer, seed (hydra.sweeper.params): run it "
                                      "with -m, or set task=... and optimizer=... and seed=... to run one job"),
+    # a key every run config has, deleted
+    (["~seed"], "seed is missing (deleted with ~seed?): the run reads it; set it with seed=VALUE (an integer)"),
+    (["~data"], "data is missing (deleted with ~data?): the run reads it; set its keys with data.KEY=VALUE"),
+    (["-m", "hydra/launcher=packed", "seed=0,1", "~resume"], "resume is missing (deleted with ~resume?)"),
+    (["~trainer.device"], "trainer.device cannot be deleted (~trainer.device): every run config has it; "
+                          "set it with trainer.device=VALUE"),
     # sweeps: every job is checked before the first starts
     (["-m", "optimizer.lr=-1,0.01"], "optimizer.lr must be a number > 0, got -1 (in the sweep job optimizer.lr=-1)"),
     (["-m", "optimizer.lr=0.01,-1"], "(in the sweep job optimizer.lr=-1)"),
     (["-m", "optimizer=adam,nope"], "unknown optimizer 'nope'"),
+    (["-m", "trainer.epochz=1,2"], "trainer.epochz is not a key of trainer (did you mean trainer.epochs?)"),
     (["-m", "seed=0,1", "task.augment=maybe"], "task.augment must be true or false"),
     # own optimizers
     (["optimizer=custom"], "optimizer._target_ is not set"),

@@ -113,16 +113,7 @@ def preflight(args: list[str]) -> None:
         except Exception as e:
             if full_error():
                 raise
-            if isinstance(e, RecursionError):
-                raise ConfigError("the configs include each other without end: a defaults list names its own "
-                                  "config (directly or through others)") from None
-            if str(e).startswith("Could not override '"):
-                raise ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, parsed)) from e
-            nulled = [o.key_or_group for o in parsed if not o.is_delete() and o.value() is None
-                      and "." not in o.key_or_group]
-            if str(e).startswith("Config group override must be a string") and nulled:
-                raise ConfigError(_group_set_to_null(nulled[0], hydra)) from e
-            raise
+            raise composition_error(e, hydra, config_name, parsed) from None
         if ns.cfg:  # printing the config: composition is all it needs
             return
         if mode == RunMode.RUN:
@@ -145,7 +136,8 @@ def preflight(args: list[str]) -> None:
             except Exception as e:
                 if full_error():
                     raise
-                raise ConfigError(f"{hydra_error_line(e)} (in the sweep job {' '.join(job)})") from None
+                said = composition_error(e, hydra, config_name, parse_overrides(list(job)))
+                raise ConfigError(f"{said} (in the sweep job {' '.join(job)})") from None
 
 
 # Launcher settings that count something (jobs, CPUs, minutes): a positive integer each.
@@ -232,6 +224,20 @@ def _expanded_size(node: Any, sizes: dict) -> int:
     return sizes[id(node)]
 
 
+def composition_error(e: BaseException, hydra: Any, config_name: str, parsed: list[Any]) -> ConfigError:
+    """One line for a command line's config that does not compose (``adaxbench run``'s and the API's):
+    the keys or the choices that are there."""
+    if isinstance(e, RecursionError):
+        return ConfigError("the configs include each other without end: a defaults list names its own "
+                           "config (directly or through others)")
+    if str(e).startswith("Could not override '"):
+        return ConfigError(_not_in_config(str(e).split("'")[1], hydra, config_name, parsed))
+    nulled = [o.key_or_group for o in parsed if not o.is_delete() and o.value() is None and "." not in o.key_or_group]
+    if str(e).startswith("Config group override must be a string") and nulled:
+        return ConfigError(_group_set_to_null(nulled[0], hydra))
+    return ConfigError(hydra_error_line(e))
+
+
 def _group_set_to_null(group: str, hydra: Any) -> str:
     if group == "lr_schedule":
         return "lr_schedule=null: leave lr_schedule out (or write ~lr_schedule) to use the task's own schedule"
@@ -299,9 +305,6 @@ def hydra_error_line(e: BaseException) -> str:
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
                 "or quote the value for a string")
-    if msg.startswith("Could not override '"):  # (preflight names the keys that are there)
-        key = msg.split("'")[1]
-        return f"{key} is not in the config; to add a new key write +{key}=VALUE"
     if msg.startswith("Could not append to config. An item is already at"):
         key = msg.split("'")[1]
         return f"{key} is already in the config: set it with {key}=VALUE (without the +)"
@@ -317,9 +320,13 @@ def hydra_error_line(e: BaseException) -> str:
 
 
 def _typed_error(override: str, key: str, what: str) -> str:
-    """``trainer.epochs=abc``: say what the schema accepts there."""
+    """``trainer.epochs=abc``: say what the schema accepts there; ``~trainer.device``: that it stays."""
+    parsed = parse_overrides([override])[0]
+    if parsed.is_delete():
+        return (f"{parsed.key_or_group} cannot be deleted ({override}): every run config has it; "
+                f"set it with {parsed.key_or_group}=VALUE")
     hint: Any = RunConfig
     for part in key.split("."):
         hint = typing.get_type_hints(hint).get(part) if isinstance(hint, type) else None
-    value = override.split("=", 1)[1] if "=" in override else override
+    value = parsed.get_value_element_as_str()
     return f"{key} must be {describe(hint)}, got {value!r}" if hint is not None else f"{override}: {what}"

@@ -270,9 +270,10 @@ def _same_type(raw: Any, typed: Any) -> bool:
 
 
 def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
-                 allowed: tuple[str, ...] | None = None) -> None:
+                 allowed: tuple[str, ...] | None = None, complete: bool = False) -> None:
     """A plain mapping against a schema dataclass: unknown keys, nested schema nodes, types and
-    required keys (through OmegaConf's structured configs, strictly), then each field's rules."""
+    required keys (through OmegaConf's structured configs, strictly), then each field's rules.
+    ``complete``: every key with a default other than null must be there (the run config's)."""
     from omegaconf.errors import OmegaConfBaseException
 
     hints = typing.get_type_hints(schema)
@@ -282,12 +283,17 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
         if key not in names:
             where = f"a key of {prefix[:-1]}" if prefix else "a top-level key"
             raise not_a_key(str(key), where, names, prefix, "" if prefix else top_level_hint(node, key))
+    for f in fields if complete else ():  # every key of the run config is there, unless deleted (~seed)
+        if f.name not in node and f.default is not None:
+            what = f"its keys with {prefix}{f.name}.KEY=VALUE" if dataclasses.is_dataclass(hints[f.name]) else \
+                f"it with {prefix}{f.name}=VALUE ({describe(hints[f.name])})"
+            raise ConfigError(f"{prefix}{f.name} is missing (deleted with ~{prefix}{f.name}?): the run reads it; set {what}")
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{prefix}{key} must be a mapping of {key} settings, got {value!r}")
-            check_schema(value, hints[key], f"{prefix}{key}.")
+            check_schema(value, hints[key], f"{prefix}{key}.", complete=complete)
         else:
             flat[key] = value
     try:
@@ -392,7 +398,7 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     Returns the optimizer class and constructor kwargs it resolved on the way."""
     # The hydra node is Hydra's own (and holds per-job values a pre-check cannot resolve).
     cfg = {k: _plain(cfg[k]) for k in cfg if k != "hydra"}
-    check_schema(cfg, S.RunConfig)
+    check_schema(cfg, S.RunConfig, complete=True)
     if cfg.get("seed", 0) > MAX_SEED:
         raise ConfigError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg['seed']}")
     task = cfg.get("task")

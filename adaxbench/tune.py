@@ -87,8 +87,6 @@ def _names(text: str, what: str) -> list[str]:
 def _check_override(o: str) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .rundir import override_key
-
     if o.startswith("-"):
         raise TuneError(f"unknown option {o} (see adaxbench tune --help)")
     try:
@@ -97,8 +95,8 @@ def _check_override(o: str) -> None:
         raise TuneError(f"cannot parse override {o!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if ov.is_sweep_override():
         raise TuneError(f"override {o!r} sweeps; tune sweeps only the lr and the seeds (one value per key)")
-    if override_key(o) in OWN_KEYS:
-        raise TuneError(f"override {o!r}: tune sets {override_key(o)} itself (use --tasks, --optimizers, --lr-*, --*-seeds, --out)")
+    if ov.key_or_group in OWN_KEYS:
+        raise TuneError(f"override {o!r}: tune sets {ov.key_or_group} itself (use --tasks, --optimizers, --lr-*, --*-seeds, --out)")
 
 
 def protocol_of(a: argparse.Namespace) -> dict[str, Any]:

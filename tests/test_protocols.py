@@ -209,8 +209,6 @@ def test_best_selects_on_the_named_metric_without_a_validation_split(tmp_path):
 @pytest.mark.parametrize("key,value,message", [
     ("normalize", "imagenet", "task.normalize must be 'dataset', 'none' or {mean: [...], std: [...]}"),
     ("normalize", {"mean": [0.5], "std": [0.2]}, "with 3 number(s) each"),
-    ("crop_padding", -1, "task.crop_padding must be an integer >= 0"),
-    ("drop_last", "maybe", "task.drop_last must be true or false"),
     ("color_jitter", {"hue": 0.1}, "task.color_jitter must be null or a mapping with keys brightness"),
     ("color_jitter", {"brightness": -1}, "task.color_jitter: If brightness is a single number, it must be non negative"),
 ])
@@ -225,6 +223,25 @@ def test_bad_protocol_keys_are_one_line_task_errors(key, value, message, monkeyp
     with pytest.raises(TaskError) as err:
         _task(cfg, fake_image_arrays("cifar10", n_train=64, n_test=8), monkeypatch)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("crop_padding", -1, "task.crop_padding must be an integer >= 0, got -1"),
+    ("drop_last", "maybe", "task.drop_last must be true or false, got 'maybe'"),
+    ("augment", 1, "task.augment must be true or false, got 1"),
+])
+def test_protocol_keys_the_schema_declares_are_checked_by_check_config(key, value, message):
+    """One place: the schema's ranges and types, applied by check_config (the task does not repeat them)."""
+    from omegaconf import open_dict
+
+    from adaxbench.train.validate import ConfigError, check_config
+
+    cfg = compose_cfg(["task=cifar10_3c3d"])
+    with open_dict(cfg):
+        OmegaConf.update(cfg, f"task.{key}", value, merge=False)
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg)
+    assert str(err.value) == message
 
 
 def test_colour_jitter_needs_rgb(monkeypatch):

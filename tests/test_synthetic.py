@@ -298,13 +298,27 @@ def test_reddi_stochastic_draws_and_expected_loss():
     assert task.log_metrics(model) == {"x": model.x.item()}
 
 
-@pytest.mark.parametrize("problem, bad", [("reddi_online", {"batch_size": 4}), ("reddi_online", {"x0": 1.5}),
-                                          ("reddi_stochastic", {"steps_per_epoch": 0}),
-                                          ("quadratic_deep", {"batch_size": 1001}), ("rosenbrock_2d", {"start": [1.0]})])
-def test_bad_settings_are_one_line_errors(problem, bad):
+@pytest.mark.parametrize("problem, bad", [("quadratic_deep", {"batch_size": 1001}), ("rosenbrock_2d", {"batch_size": 10001})])
+def test_a_batch_larger_than_the_default_training_set_is_a_one_line_error(problem, bad):
     with pytest.raises(TaskError) as err:
         build(problem, **bad)
     assert "\n" not in str(err.value) and problem in str(err.value) and next(iter(bad)) in str(err.value)
+
+
+@pytest.mark.parametrize("problem, override, message", [
+    ("reddi_online", "task.batch_size=4", "task.batch_size must be 1 for reddi_online (one loss f_t per step), got 4"),
+    ("reddi_online", "task.x0=1.5", "task.x0 must be a number in [-1, 1], got 1.5"),
+    ("reddi_stochastic", "task.steps_per_epoch=0", "task.steps_per_epoch must be an integer >= 1, got 0"),
+    ("rosenbrock_2d", "task.start=[1.0]", "task.start must be a list of two numbers, got [1.0]")])
+def test_bad_settings_are_one_line_errors_of_the_config_check(problem, override, message):
+    """The schema's ranges, applied in one place (check_config) before a task is built."""
+    from adaxbench.train.validate import ConfigError, check_config
+
+    from conftest import compose_cfg
+
+    with pytest.raises(ConfigError) as err:
+        check_config(compose_cfg([f"task={problem}", override]))
+    assert str(err.value) == message
 
 
 def run_reddi(problem: str, amsgrad: bool, epochs: int, steps_per_epoch: int) -> tuple[float, float]:

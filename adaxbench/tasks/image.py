@@ -55,8 +55,6 @@ class ImageClassificationTask:
         order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
         valid_idx, train_idx = order[:valid_size].sort().values, order[valid_size:].sort().values
         if train_limit is not None:
-            if int(train_limit) < 1:
-                raise TaskError(f"trainer.train_limit must be a positive integer or null, got {train_limit}")
             train_idx = train_idx[: int(train_limit)]
 
         def put(x: torch.Tensor) -> torch.Tensor:
@@ -79,11 +77,6 @@ class ImageClassificationTask:
         self.drop_last = cfg.get("drop_last", True)
         self.augment = cfg.get("augment", False)
         self.padding = cfg.get("crop_padding", 4)
-        for key, value in (("drop_last", self.drop_last), ("augment", self.augment)):
-            if not isinstance(value, bool):
-                raise TaskError(f"task.{key} must be true or false, got {value!r}")
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise TaskError(f"task.crop_padding must be an integer >= 0, got {self.padding!r}")
         self.steps_per_epoch = steps_per_epoch(self.num_train, self.batch_size, self.drop_last)
         self.jitter = _jitter_cfg(cfg.get("color_jitter"), arrays.train_x.shape[1]) if self.augment else None
         self.l2_reg = float(cfg.get("l2_reg", 0.0) or 0.0)

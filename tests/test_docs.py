@@ -23,3 +23,29 @@ def test_readme_links_resolve():
     local = [t for t in targets if not re.match(r"[a-z]+://", t)]
     assert local, "the README links into the docs"
     assert [t for t in local if not (ROOT / t).exists()] == []
+
+
+def test_tasks_reference_table_matches_the_task_configs_and_models():
+    """docs/reference/tasks.md is written by hand: its parameter counts, batch sizes, budgets and L2 factors
+    are those of configs/task/*.yaml and the models they build, so an edit to either fails here."""
+    import yaml
+
+    from adaxbench.tasks.models import build_model
+
+    geometry = {"mnist": (10, 1, 28), "fashion_mnist": (10, 1, 28), "cifar10": (10, 3, 32), "cifar100": (100, 3, 32)}
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs/reference/tasks.md").read_text().splitlines()
+            if re.match(r"\| (mnist|fmnist|cifar)", line)]
+    checked = set()
+    for cells in rows:
+        names, _, params, budget, l2 = (c.strip() for c in cells[:5])
+        batch, epochs = re.match(r"(\d+) × (\d+)", budget).groups()
+        for name in names.split(" / "):
+            cfg = yaml.safe_load((ROOT / "configs/task" / f"{name}.yaml").read_text())
+            model = build_model(cfg["model"], *geometry[cfg["dataset"]])
+            assert f"{sum(p.numel() for p in model.parameters()):,}" == params, name
+            assert (cfg["batch_size"], cfg["epochs"]) == (int(batch), int(epochs)), name
+            assert (l2 == "–" and not cfg.get("l2_reg")) or float(l2) == cfg["l2_reg"], name
+            checked.add(name)
+    image_tasks = {p.stem for p in (ROOT / "configs/task").glob("*.yaml")
+                   if yaml.safe_load(p.read_text()).get("kind") == "image" and p.stem != "custom_image"}
+    assert checked == image_tasks

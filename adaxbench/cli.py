@@ -167,7 +167,21 @@ def cmd_best(args: list[str]) -> int:
 def cmd_tune(args: list[str]) -> int:
     from .tune import main as tune_main
 
-    return tune_main(args, run=cmd_run, config_options=config_options)
+    return tune_main(args, run=cmd_run, config_options=config_options, check_run=check_run)
+
+
+def check_run(args: list[str]) -> None:
+    """``adaxbench run ARGS``'s checks, without running: a ConfigError of one line where they fail."""
+    from .train.preflight import hydra_error_line, preflight
+    from .train.validate import ConfigError
+
+    register_packed_launcher()
+    try:
+        preflight(args)
+    except ConfigError:
+        raise
+    except Exception as e:  # Hydra's own, as adaxbench run says it
+        raise ConfigError(hydra_error_line(e)) from None
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "best": cmd_best, "tune": cmd_tune}

@@ -183,6 +183,18 @@ class Tuning:
             raise TuneError(f"another process is training runs of {sweep_dir}; relaunch when it has finished")
         self.failed += sweep.failed_count(sweep.LAST_SUMMARY)
 
+    def check(self, check_run: Callable[[list[str]], None]) -> None:
+        """Every task's sweep as ``adaxbench run`` checks it, before anything is written: one lr and seed
+        stand for the grid (lrs and seeds are tune's own numbers, checked by ``protocol_of``)."""
+        for task in self.p["tasks"]:
+            try:
+                check_run(["-m", f"task={task}", f"optimizer={','.join(self.p['optimizers'])}",
+                           f"optimizer.lr={_lr_text(self.p['lr_centre'])}", f"seed={self.p['tuning_seeds'][0]}",
+                           *self.p["overrides"], *self.launch_overrides,
+                           f"hydra.sweep.dir={self.out / 'tuning' / task / 'grid'}"])
+            except Exception as e:  # a ConfigError (or Hydra's), in adaxbench run's words
+                raise TuneError(str(e)) from None
+
     def tuning_sweep(self, sweep_dir: Path, task: str, optimizers: list[str], lrs: list[float]) -> None:
         seeds = self.p["tuning_seeds"]
         self.sweep(sweep_dir, [f"task={task}", f"optimizer={','.join(optimizers)}",
@@ -372,9 +384,11 @@ def _resume_check(out: Path, protocol: dict[str, Any]) -> None:
                         " relaunch it with the same arguments, or use a new --out")
 
 
-def main(argv: list[str], run: Callable[..., int], config_options: Callable[..., list[str]]) -> int:
+def main(argv: list[str], run: Callable[..., int], config_options: Callable[..., list[str]],
+         check_run: Callable[[list[str]], None]) -> int:
     """``adaxbench tune ARGS``.  ``run``: the CLI's ``adaxbench run`` (``run(args, print_best=False)``),
-    ``config_options``: its group listing; the CLI passes them in, as it sits a layer above."""
+    ``config_options``: its group listing, ``check_run``: its checks of a command line (one line, raised);
+    the CLI passes them in, as it sits a layer above."""
     from .report.load import ReportError
 
     parser = _parser()
@@ -389,11 +403,12 @@ def main(argv: list[str], run: Callable[..., int], config_options: Callable[...,
             raise TuneError(f"--baseline {a.baseline} is not one of --optimizers {','.join(protocol['optimizers'])}")
         _resume_check(out, protocol)
         _check_names(protocol, a.overrides, config_options)
+        # Launcher and other Hydra overrides reach every sweep but are no part of the protocol.
+        tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline, run)
+        tuning.check(check_run)
         out.mkdir(parents=True, exist_ok=True)
         if len(protocol["tuning_seeds"]) < 2:
             print("adaxbench tune: warning: one tuning seed: every choice is noise-limited", file=sys.stderr)
-        # Launcher and other Hydra overrides reach every sweep but are no part of the protocol.
-        tuning = Tuning(out, protocol, [o for o in a.overrides if o not in protocol["overrides"]], a.baseline, run)
         for task in protocol["tasks"]:
             tuning.tune_task(task)
         tuning.report(tuning.evaluate())

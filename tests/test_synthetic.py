@@ -298,26 +298,33 @@ def test_reddi_stochastic_draws_and_expected_loss():
     assert task.log_metrics(model) == {"x": model.x.item()}
 
 
-@pytest.mark.parametrize("problem, bad", [("quadratic_deep", {"batch_size": 1001}), ("rosenbrock_2d", {"batch_size": 10001})])
-def test_a_batch_larger_than_the_default_training_set_is_a_one_line_error(problem, bad):
-    with pytest.raises(TaskError) as err:
-        build(problem, **bad)
-    assert "\n" not in str(err.value) and problem in str(err.value) and next(iter(bad)) in str(err.value)
-
-
-@pytest.mark.parametrize("problem, override, message", [
-    ("reddi_online", "task.batch_size=4", "task.batch_size must be 1 for reddi_online (one loss f_t per step), got 4"),
-    ("reddi_online", "task.x0=1.5", "task.x0 must be a number in [-1, 1], got 1.5"),
-    ("reddi_stochastic", "task.steps_per_epoch=0", "task.steps_per_epoch must be an integer >= 1, got 0"),
-    ("rosenbrock_2d", "task.start=[1.0]", "task.start must be a list of two numbers, got [1.0]")])
-def test_bad_settings_are_one_line_errors_of_the_config_check(problem, override, message):
+@pytest.mark.parametrize("overrides, message", [
+    (["task=reddi_online", "task.batch_size=4"],
+     "task.batch_size must be 1 for reddi_online (one loss f_t per step), got 4"),
+    (["task=reddi_online", "task.x0=1.5"], "task.x0 must be a number in [-1, 1], got 1.5"),
+    (["task=reddi_stochastic", "task.steps_per_epoch=0"], "task.steps_per_epoch must be an integer >= 1, got 0"),
+    (["task=rosenbrock_2d", "task.start=[1.0]"], "task.start must be a list of two numbers, got [1.0]"),
+    (["task=quadratic_deep", "task.batch_size=1001"], "task.train_size must be an integer >= 1001, got 1000"),
+    (["task=quadratic_deep", "task.batch_size=1001", "task.train_size=null"],
+     "task.batch_size must be at most 1000 (quadratic_deep's training set when task.train_size is not set), got "
+     "1001; or set task.train_size"),
+    (["task=rosenbrock_2d", "task.batch_size=10001", "~task.train_size"],
+     "task.batch_size must be at most 10000 (rosenbrock_2d's training set when task.train_size is not set), got "
+     "10001; or set task.train_size"),
+    (["task=quadratic_deep", "task.batch_size=1000", "task.train_size=null"], None),  # fits the default set
+])
+def test_bad_settings_are_one_line_errors_of_the_config_check(overrides, message):
     """The schema's ranges, applied in one place (check_config) before a task is built."""
     from adaxbench.train.validate import ConfigError, check_config
 
     from conftest import compose_cfg
 
+    if message is None:
+        check_config(compose_cfg(overrides))
+        assert build("quadratic_deep", batch_size=1000, train_size=None).steps_per_epoch == 1
+        return
     with pytest.raises(ConfigError) as err:
-        check_config(compose_cfg([f"task={problem}", override]))
+        check_config(compose_cfg(overrides))
     assert str(err.value) == message
 
 

@@ -103,12 +103,19 @@ def test_tune_end_to_end_survives_kills_and_resumes_without_retraining(tmp_path)
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--tuning-seeds", "0"], "--tuning-seeds must be >= 1"),
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--lr-centre", "-1"], "--lr-centre must be a positive"),
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--baseline", "sgd"], "--baseline sgd is not one of"),
+    # the runs' own checks, before anything is written (a bad override of the second task too)
+    (["--tasks", "rosenbrock_2d,reddi_online", "--optimizers", "adam", "task.x0=1.5"],
+     "adaxbench tune: error: task.x0 is not a key of task"),
+    (["--tasks", "reddi_online", "--optimizers", "adam,adax", "task.x0=1.5"],
+     "adaxbench tune: error: task.x0 must be a number in [-1, 1], got 1.5 (in the sweep job task=reddi_online "
+     "optimizer=adam"),
+    (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "trainer.epochz=1"], "trainer.epochz is not a key of trainer"),
 ])
 def test_tune_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main(["tune", *args, "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "t" / "tuning").exists()  # nothing trained
+    assert not (tmp_path / "t").exists()  # nothing written
 
 
 def test_tune_refuses_to_resume_a_dir_of_another_protocol(tmp_path, capsys):

@@ -133,6 +133,14 @@ CATALOGUE = [
     (["-m", "hydra/launcher=packed", "seed=0,1", "~resume"], "resume is missing (deleted with ~resume?)"),
     (["~trainer.device"], "trainer.device cannot be deleted (~trainer.device): every run config has it; "
                           "set it with trainer.device=VALUE"),
+    (["~seed", "seed=3"], "seed is set, and ~seed deletes it on the same command line; give one of them"),
+    (["~data", "data.root=x"], "data.root is set, and ~data deletes it on the same command line; give one of them"),
+    (["~trainer.epochs"], "~trainer.epochs: trainer.epochs is not set in this config (absent or null), so there is "
+                          "nothing to delete; leave it out"),
+    (["trainer.epochs=true"], "trainer.epochs must be an integer or null, got 'true'"),  # as typed
+    (["trainer.epochs=1e3"], "trainer.epochs must be an integer or null, got '1e3'"),
+    (["task=quadratic_deep", "task.batch_size=1001", "task.train_size=null"],
+     "task.batch_size must be at most 1000 (quadratic_deep's training set when task.train_size is not set)"),
     # sweeps: every job is checked before the first starts
     (["-m", "optimizer.lr=-1,0.01"], "optimizer.lr must be a number > 0, got -1 (in the sweep job optimizer.lr=-1)"),
     (["-m", "optimizer.lr=0.01,-1"], "(in the sweep job optimizer.lr=-1)"),

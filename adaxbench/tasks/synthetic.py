@@ -25,6 +25,8 @@ from torch.nn import functional as F
 from adaxbench.tasks.base import Task, TaskError
 
 SYNTHETIC = ("quadratic_deep", "rosenbrock_2d", "reddi_online", "reddi_stochastic")
+# The fixed training sets' sizes where task.train_size is not set (the configs set DeepOBS's).
+TRAIN_SIZES = {"quadratic_deep": 1000, "rosenbrock_2d": 10_000}
 
 # Reddi et al.: f_t(x) = C x once every `period` steps, else -x, scaled by 10 as in their
 # experiments (C = 101). Over one period the sum is 1010 - 100 * 10 = +10 > 0, so the best
@@ -126,9 +128,7 @@ class QuadraticDeep:
         self.device = device
         self.batch_size = int(_get(cfg, "batch_size", 128))
         self.noise_level = float(_get(cfg, "noise_level", 0.6))
-        train_size = int(_get(cfg, "train_size", 1000))
-        if not 1 <= self.batch_size <= train_size:
-            raise TaskError(f"quadratic_deep: batch_size must be in [1, train_size={train_size}], got {self.batch_size}")
+        train_size = int(_get(cfg, "train_size", TRAIN_SIZES["quadratic_deep"]))
         self.steps_per_epoch = train_size // self.batch_size
         self.hessian = torch.as_tensor(quadratic_deep_hessian(), device=device)  # float64
         self.half_hessian = 0.5 * self.hessian
@@ -210,9 +210,7 @@ class Rosenbrock2D:
         self.device = device
         self.batch_size = int(_get(cfg, "batch_size", 128))
         noise_level = float(_get(cfg, "noise_level", 1.0))
-        train_size = int(_get(cfg, "train_size", 10_000))
-        if not 1 <= self.batch_size <= train_size:
-            raise TaskError(f"rosenbrock_2d: batch_size must be in [1, train_size={train_size}], got {self.batch_size}")
+        train_size = int(_get(cfg, "train_size", TRAIN_SIZES["rosenbrock_2d"]))
         self.steps_per_epoch = train_size // self.batch_size
         self.start = tuple(float(s) for s in _get(cfg, "start", (-0.5, 1.5)))
 

@@ -137,7 +137,8 @@ def preflight(args: list[str]) -> None:
                 if full_error():
                     raise
                 said = composition_error(e, hydra, config_name, parse_overrides(list(job)))
-                raise ConfigError(f"{said} (in the sweep job {' '.join(job)})") from None
+                typed = [o.removesuffix("=null") if o.startswith("~") else o for o in job]  # the sweeper's ~KEY=null
+                raise ConfigError(f"{said} (in the sweep job {' '.join(typed)})") from None
 
 
 # Launcher settings that count something (jobs, CPUs, minutes): a positive integer each.
@@ -252,6 +253,9 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
 def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     parent, _, leaf = key.rpartition(".")
+    deleted = next((o.key_or_group for o in parsed if o.is_delete() and f"{key}.".startswith(f"{o.key_or_group}.")), None)
+    if deleted is not None:
+        return f"{key} is set, and ~{deleted} deletes it on the same command line; give one of them"
     if parent == "lr_schedule":
         if leaf == "_target_":  # a user's own schedule (a torch.optim.lr_scheduler class or step -> factor)
             return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
@@ -305,6 +309,9 @@ def hydra_error_line(e: BaseException) -> str:
         arg = msg.split("'")[1] if "'" in msg else "KEY=A,B"
         return (f"{arg} has several values: add -m to sweep over them, write KEY=[A,B] for a list, "
                 "or quote the value for a string")
+    if msg.startswith("Could not delete from config.") and msg.endswith("does not exist."):
+        key = msg.split("'")[1]
+        return f"~{key}: {key} is not set in this config (absent or null), so there is nothing to delete; leave it out"
     if msg.startswith("Could not append to config. An item is already at"):
         key = msg.split("'")[1]
         return f"{key} is already in the config: set it with {key}=VALUE (without the +)"
@@ -328,5 +335,5 @@ def _typed_error(override: str, key: str, what: str) -> str:
     hint: Any = RunConfig
     for part in key.split("."):
         hint = typing.get_type_hints(hint).get(part) if isinstance(hint, type) else None
-    value = parsed.get_value_element_as_str()
+    value = override.partition("=")[2]  # as typed (the key is the parser's)
     return f"{key} must be {describe(hint)}, got {value!r}" if hint is not None else f"{override}: {what}"

@@ -342,7 +342,7 @@ def check_task(task: Any) -> None:
     with ``_target_`` is a user's plug-in, checked by its own code."""
     from ..tasks.datasets import DATASETS
     from ..tasks.models import MODELS
-    from ..tasks.synthetic import SYNTHETIC
+    from ..tasks.synthetic import SYNTHETIC, TRAIN_SIZES
 
     if task is None:
         raise ConfigError("task is missing; choose one with task=NAME (see `adaxbench list`)")
@@ -367,6 +367,9 @@ def check_task(task: Any) -> None:
                             says=f"one of {', '.join(names)}{file} (or task.{key}._target_=your class)")
     elif task.get("train_size") is not None:
         check_value("task.train_size", task["train_size"], int, low=task["batch_size"])
+    elif task["batch_size"] > TRAIN_SIZES.get(problem, math.inf):
+        raise ConfigError(f"task.batch_size must be at most {TRAIN_SIZES[problem]} ({problem}'s training set when "
+                          f"task.train_size is not set), got {task['batch_size']}; or set task.train_size")
     if problem in ("reddi_online", "reddi_stochastic") and task["batch_size"] != 1:
         raise ConfigError(f"task.batch_size must be 1 for {problem} (one loss f_t per step), "
                           f"got {task['batch_size']}")

@@ -19,6 +19,7 @@ OUT=${GPU_OUT:-results/beta2_ablation_gpu}
 DATA=${ADAXBENCH_DATA:-data}
 EPOCHS=${GPU_EPOCHS:-}                    # default: each task's own budget (100 epochs)
 SENS=${GPU_SENS:-}
+PRECISION=${GPU_PRECISION:-}              # default fp32; bf16 where scripts/beta2_gpu_step_time.sh says fp32 won't fit
 # For plumbing checks at tiny scale only (the study sets none of these):
 EXTRA=${GPU_EXTRA:-}                      # extra overrides for every run
 GRID=${GPU_GRID:-}                        # one lr grid for every task
@@ -46,7 +47,7 @@ join() { local IFS=,; echo "$*"; }
 sweep() {  # sweep DIR OVERRIDE...
   local dir=$1; shift
   # shellcheck disable=SC2086
-  adaxbench run -m experiment=beta2_ablation_gpu "hydra.searchpath=[file://$CONF]" "$@" ${EPOCHS:+trainer.epochs=$EPOCHS} \
+  adaxbench run -m experiment=beta2_ablation_gpu "hydra.searchpath=[file://$CONF]" "$@" ${EPOCHS:+trainer.epochs=$EPOCHS} ${PRECISION:+trainer.precision=$PRECISION} \
     $EXTRA hydra.sweep.dir="$dir" \
     >> "$ROOT/log/runs.log" 2>&1 || { echo "sweep $dir failed: see $ROOT/log/runs.log" >&2; exit 1; }
 }

@@ -20,7 +20,7 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     # once), 1 tuning seed and 2 evaluation seeds.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_ROOT": str(tmp_path / "runs"), "GPU_OUT": str(tmp_path / "out"),
            "GPU_TASKS": "fmnist_mlp", "GPU_GRID": "1e-3,3.16e-3", "GPU_TUNE_SEEDS": "1000", "GPU_EVAL_SEEDS": "0,1",
-           "GPU_WIDEN_ROUNDS": "1", "GPU_EPOCHS": "1", "GPU_SENS": "1",
+           "GPU_WIDEN_ROUNDS": "1", "GPU_EPOCHS": "1", "GPU_SENS": "1", "GPU_PRECISION": "bf16",
            "GPU_EXTRA": "trainer.train_limit=300 trainer.eval_limit=200 trainer.device=cpu trainer.threads=1"}
     done = subprocess.run(["bash", str(REPO / "scripts" / "beta2_ablation_gpu.sh")], env=env, capture_output=True,
                           text=True, timeout=900)
@@ -36,6 +36,7 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     # Every tuning run trained in a pack, on the tiny budget.
     assert all(r["status"] == "completed" and r["env"].get("packed", {}).get("members", 1) > 1 and r["progress"]["step"] == 300 // 128
                for r in tune)
+    assert all(r["config"]["trainer"]["precision"] == "bf16" for r in records(""))  # GPU_PRECISION reaches every run
     ev = records("eval/fmnist_mlp")
     by_arm = {}
     for r in ev:
@@ -88,3 +89,22 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
     assert sum(n.endswith("run.json") for n in names) == len(tune) + len(ev) + len(sens)
     assert all(n.startswith("runs") for n in names) and not any(n.endswith(".pt") for n in names)
 
+
+
+def test_gpu_step_time_script_at_tiny_scale(tmp_path):
+    """scripts/beta2_gpu_step_time.sh trains one epoch of a task's tuning pack per precision and projects the
+    study's training time from its step time: 5 packs x 100 epochs x steps per epoch x ms per step."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_ROOT": str(tmp_path / "st"), "STEP_TASKS": "fmnist_mlp",
+           "STEP_PRECISIONS": "fp32 bf16", "STEP_GRID": "1e-3", "STEP_SEEDS": "1000",
+           "STEP_EXTRA": "trainer.train_limit=256 trainer.eval_limit=100 trainer.device=cpu trainer.threads=1"}
+    out = subprocess.run(["bash", "scripts/beta2_gpu_step_time.sh"], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr + (tmp_path / "st" / "runs.log").read_text()
+    assert "device: cpu" in out.stdout
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| fmnist_mlp")]
+    assert [r[1].strip() for r in rows] == ["bf16", "fp32"]
+    for _, precision, members, ms, steps, minutes in rows:
+        assert int(members) == 4 and int(steps) == 2  # the 4 arms x 1 lr x 1 seed; 256 examples in batches of 128
+        records = [json.loads(f.read_text()) for f in (tmp_path / "st" / "fmnist_mlp" / precision.strip()).glob("*/run.json")]
+        assert {r["config"]["trainer"]["precision"] for r in records} == {precision.strip()}
+        assert float(ms) > 0 and float(minutes.split()[0]) == pytest.approx(5 * 100 * 2 * float(ms) / 60_000, abs=0.06)

@@ -172,15 +172,16 @@ def cmd_tune(args: list[str]) -> int:
 
 def check_run(args: list[str]) -> None:
     """``adaxbench run ARGS``'s checks, without running: a ConfigError of one line where they fail."""
+    from .train.compose import full_error
     from .train.preflight import hydra_error_line, preflight
     from .train.validate import ConfigError
 
     register_packed_launcher()
     try:
         preflight(args)
-    except ConfigError:
-        raise
-    except Exception as e:  # Hydra's own, as adaxbench run says it
+    except Exception as e:  # Hydra's own, as adaxbench run says it (HYDRA_FULL_ERROR=1: as raised)
+        if isinstance(e, ConfigError) or full_error():
+            raise
         raise ConfigError(hydra_error_line(e)) from None
 
 

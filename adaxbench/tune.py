@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import ConfigError
+
 EVAL_SEED_START = 1000  # evaluation seeds 1000, 1001, ...: disjoint from any tuning seed count < 1000
 PROTOCOL_KEYS = ("tasks", "optimizers", "overrides", "lr_centre", "lr_decades", "per_decade", "tuning_seeds",
                  "eval_seeds", "max_widenings", "widen_points", "metric", "mode")
@@ -192,8 +194,9 @@ class Tuning:
                            f"optimizer.lr={_lr_text(self.p['lr_centre'])}", f"seed={self.p['tuning_seeds'][0]}",
                            *self.p["overrides"], *self.launch_overrides,
                            f"hydra.sweep.dir={self.out / 'tuning' / task / 'grid'}"])
-            except Exception as e:  # a ConfigError (or Hydra's), in adaxbench run's words
-                raise TuneError(str(e)) from None
+            except ConfigError as e:  # in adaxbench run's words, naming the task where they do not
+                said = str(e)
+                raise TuneError(said if f"task={task} " in said else f"{said} (in the sweep of task {task})") from None
 
     def tuning_sweep(self, sweep_dir: Path, task: str, optimizers: list[str], lrs: list[float]) -> None:
         seeds = self.p["tuning_seeds"]

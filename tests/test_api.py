@@ -76,7 +76,7 @@ def test_run_rejects_bad_config_in_one_line(tmp_path):
         adaxbench.run("adam", ["trainer.epoch=1"], run_dir=tmp_path / "s")
     for override, message in (("trainer.epochs=abc", "trainer.epochs must be an integer or null, got 'abc'"),
                               ("~trainer.device", "trainer.device cannot be deleted (~trainer.device)"),
-                              ("~seed", "seed is missing (deleted with ~seed?)"),
+                              ("~seed", "seed is missing (deleted by a ~ override?)"),
                               ("lr_schedule=null", "lr_schedule=null: leave lr_schedule out")):
         with pytest.raises(adaxbench.ConfigError) as err:
             adaxbench.run("adam", [*QUICK, override], run_dir=tmp_path / "s")

@@ -46,6 +46,22 @@ def test_tasks_reference_table_matches_the_task_configs_and_models():
             assert (cfg["batch_size"], cfg["epochs"]) == (int(batch), int(epochs)), name
             assert (l2 == "–" and not cfg.get("l2_reg")) or float(l2) == cfg["l2_reg"], name
             checked.add(name)
+        schedule = cfg["lr_schedule"]
+        shown = re.search(r"lr ×([\d.]+) at ([\d, ]+)", budget)  # e.g. ResNet-20's step schedule
+        assert (schedule["name"] == "step") == (shown is not None), name
+        if shown:
+            assert (float(shown.group(1)), [int(m) for m in shown.group(2).split(", ")]) == \
+                (schedule["gamma"], schedule["milestones"]), name
     image_tasks = {p.stem for p in (ROOT / "configs/task").glob("*.yaml")
                    if yaml.safe_load(p.read_text()).get("kind") == "image" and p.stem != "custom_image"}
     assert checked == image_tasks
+    # The synthetic problems' default budgets: batch × epochs, or steps with the α/√t schedule.
+    for line in (ROOT / "docs/reference/tasks.md").read_text().splitlines():
+        if line.startswith("| `"):
+            name, budget = line.split("|")[1].strip(" `"), line.split("|")[-2].strip()
+            cfg = yaml.safe_load((ROOT / "configs/task" / f"{name}.yaml").read_text())
+            if cfg["lr_schedule"]["name"] == "inverse_sqrt":
+                assert budget == f"{cfg['epochs'] * cfg['steps_per_epoch']:,} steps, α/√t", name
+            else:
+                assert (budget, cfg["lr_schedule"]["name"]) == (f"batch {cfg['batch_size']}, {cfg['epochs']} epochs",
+                                                                "constant"), name

@@ -92,19 +92,38 @@ def test_gpu_study_pipeline_at_tiny_scale(tmp_path):
 
 
 def test_gpu_step_time_script_at_tiny_scale(tmp_path):
-    """scripts/beta2_gpu_step_time.sh trains one epoch of a task's tuning pack per precision and projects the
-    study's training time from its step time: 5 packs x 100 epochs x steps per epoch x ms per step."""
+    """scripts/beta2_gpu_step_time.sh trains one epoch of the study's packs per precision (the tuning pack, the
+    evaluation sweep's pack per optimizer class) and adds up their training time at 100 epochs."""
+    import statistics
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_ROOT": str(tmp_path / "st"), "STEP_TASKS": "fmnist_mlp",
-           "STEP_PRECISIONS": "fp32 bf16", "STEP_GRID": "1e-3", "STEP_SEEDS": "1000",
+           "STEP_PRECISIONS": "fp32 bf16", "STEP_GRID": "1e-3,3.16e-3", "STEP_SEEDS": "1000", "STEP_EVAL_SEEDS": "0,1",
            "STEP_EXTRA": "trainer.train_limit=256 trainer.eval_limit=100 trainer.device=cpu trainer.threads=1"}
     out = subprocess.run(["bash", "scripts/beta2_gpu_step_time.sh"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr + (tmp_path / "st" / "runs.log").read_text()
     assert "device: cpu" in out.stdout
-    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| fmnist_mlp")]
-    assert [r[1].strip() for r in rows] == ["bf16", "fp32"]
-    for _, precision, members, ms, steps, minutes in rows:
-        assert int(members) == 4 and int(steps) == 2  # the 4 arms x 1 lr x 1 seed; 256 examples in batches of 128
-        records = [json.loads(f.read_text()) for f in (tmp_path / "st" / "fmnist_mlp" / precision.strip()).glob("*/run.json")]
-        assert {r["config"]["trainer"]["precision"] for r in records} == {precision.strip()}
-        assert float(ms) > 0 and float(minutes.split()[0]) == pytest.approx(5 * 100 * 2 * float(ms) / 60_000, abs=0.06)
+    rows = {r[1].strip(): r for r in (line.split("|")[1:-1] for line in out.stdout.splitlines()
+                                      if line.startswith("| fmnist_mlp"))}
+    assert sorted(rows) == ["bf16", "fp32"]
+    for precision, (_, _, tuning, evaluation, study, widening) in rows.items():
+        runs = tmp_path / "st" / "fmnist_mlp" / precision
+
+        def ms_per_step(records):
+            return statistics.median(1000 * r["timing"]["train_seconds"] / r["progress"]["step"] for r in records)
+
+        tune = [json.loads(f.read_text()) for f in (runs / "tune").glob("*/run.json")]
+        ev = [json.loads(f.read_text()) for f in (runs / "eval").glob("*/run.json")]
+        assert len(tune) == 8 and len(ev) == 12  # 4 arms x 2 lrs x 1 seed; 6 optimizers x 2 seeds
+        assert {r["config"]["trainer"]["precision"] for r in tune + ev} == {precision}
+        assert all(r["progress"]["step"] == 2 for r in tune + ev)  # 256 examples in batches of 128, one epoch
+        assert tuning.strip() == f"8 members: {ms_per_step(tune):.2f} ms"
+        classes = {"ScheduledBeta2": [r for r in ev if r["config"]["optimizer"]["name"].startswith("sched_")],
+                   "Adam": [r for r in ev if r["config"]["optimizer"]["name"] == "adam"],
+                   "AdaX": [r for r in ev if r["config"]["optimizer"]["name"] == "adax"]}
+        assert sorted(evaluation.strip().split(", ")) == sorted(
+            f"{len(rs)} {cls}: {ms_per_step(rs):.2f} ms" for cls, rs in classes.items())
+        # Each pack's 100 epochs of 2 steps, added up.
+        minutes = sum(100 * 2 * ms_per_step(rs) / 60_000 for rs in [tune, *classes.values()])
+        assert float(study.split()[0]) == pytest.approx(minutes, abs=0.06)
+        assert float(widening.split()[0]) == pytest.approx(100 * 2 * ms_per_step(classes["Adam"]) / 60_000, abs=0.06)

@@ -104,8 +104,9 @@ def test_tune_end_to_end_survives_kills_and_resumes_without_retraining(tmp_path)
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--lr-centre", "-1"], "--lr-centre must be a positive"),
     (["--tasks", "rosenbrock_2d", "--optimizers", "adam", "--baseline", "sgd"], "--baseline sgd is not one of"),
     # the runs' own checks, before anything is written (a bad override of the second task too)
-    (["--tasks", "rosenbrock_2d,reddi_online", "--optimizers", "adam", "task.x0=1.5"],
-     "adaxbench tune: error: task.x0 is not a key of task"),
+    (["--tasks", "reddi_online,rosenbrock_2d", "--optimizers", "adam", "task.x0=0.5"],
+     "adaxbench tune: error: task.x0 is not a key of task; keys there: name, kind, problem, batch_size, epochs, "
+     "lr_schedule, target, noise_level, train_size, start (in the sweep of task rosenbrock_2d)"),
     (["--tasks", "reddi_online", "--optimizers", "adam,adax", "task.x0=1.5"],
      "adaxbench tune: error: task.x0 must be a number in [-1, 1], got 1.5 (in the sweep job task=reddi_online "
      "optimizer=adam"),

@@ -128,13 +128,16 @@ CATALOGUE = [
     (["experiment=beta2_ablation"], "this config sweeps over task, optimizer, seed (hydra.sweeper.params): run it "
                                      "with -m, or set task=... and optimizer=... and seed=... to run one job"),
     # a key every run config has, deleted
-    (["~seed"], "seed is missing (deleted with ~seed?): the run reads it; set it with seed=VALUE (an integer)"),
-    (["~data"], "data is missing (deleted with ~data?): the run reads it; set its keys with data.KEY=VALUE"),
-    (["-m", "hydra/launcher=packed", "seed=0,1", "~resume"], "resume is missing (deleted with ~resume?)"),
+    (["~seed"], "seed is missing (deleted by a ~ override?): the run reads it; set it with seed=VALUE (an integer)"),
+    (["~data"], "data is missing (deleted by a ~ override?): the run reads it; set its keys with data.KEY=VALUE"),
+    (["-m", "hydra/launcher=packed", "seed=0,1", "~resume"], "resume is missing (deleted by a ~ override?)"),
     (["~trainer.device"], "trainer.device cannot be deleted (~trainer.device): every run config has it; "
                           "set it with trainer.device=VALUE"),
     (["~seed", "seed=3"], "seed is set, and ~seed deletes it on the same command line; give one of them"),
     (["~data", "data.root=x"], "data.root is set, and ~data deletes it on the same command line; give one of them"),
+    (["~data", "+data.root=x"], "data.download is missing (deleted by a ~ override?): the run reads it; set it with "
+                                "data.download=VALUE (true or false)"),
+    (["~lr_schedule", "lr_schedule.warmup_steps=5"], "lr_schedule.warmup_steps: no lr_schedule is chosen"),
     (["~trainer.epochs"], "~trainer.epochs: trainer.epochs is not set in this config (absent or null), so there is "
                           "nothing to delete; leave it out"),
     (["trainer.epochs=true"], "trainer.epochs must be an integer or null, got 'true'"),  # as typed

@@ -15,7 +15,9 @@ def build_task(cfg: Mapping[str, Any], data_cfg: Mapping[str, Any], device: torc
                train_limit: int | None = None, channels_last: bool = False,
                eval_batch_size: int = 1000, eval_limit: int | None = None) -> Task:
     """Build the task named by a ``configs/task/*.yaml`` mapping, with its data on ``device``:
-    the user's own task when the mapping has a ``_target_`` (see ``tasks/user.py``)."""
+    the user's own task when the mapping has a ``_target_`` (see ``tasks/user.py``).  The mapping's
+    types and ranges are not checked here: pass a run config that ``train.validate.check_config``
+    accepted (the runner, the packed launcher and ``adaxbench.run`` do)."""
     if "_target_" in cfg:
         from .user import build_user_task
 

@@ -253,14 +253,14 @@ def _group_set_to_null(group: str, hydra: Any) -> str:
 def _not_in_config(key: str, hydra: Any, config_name: str, parsed: list[Any]) -> str:
     """``optimizer.foo=1`` / ``trainer.epochz=3`` / ``lr=0.1``: name the keys that are there."""
     parent, _, leaf = key.rpartition(".")
-    deleted = next((o.key_or_group for o in parsed if o.is_delete() and f"{key}.".startswith(f"{o.key_or_group}.")), None)
-    if deleted is not None:
-        return f"{key} is set, and ~{deleted} deletes it on the same command line; give one of them"
     if parent == "lr_schedule":
         if leaf == "_target_":  # a user's own schedule (a torch.optim.lr_scheduler class or step -> factor)
             return f"{key}: no lr_schedule is chosen, so there is nothing to override; write +{key}=CLASS"
         return (f"{key}: no lr_schedule is chosen (the task's own schedule is used); choose one first, e.g. "
                 f"lr_schedule=constant {key}=VALUE (see `adaxbench list`)")
+    deleted = next((o.key_or_group for o in parsed if o.is_delete() and f"{key}.".startswith(f"{o.key_or_group}.")), None)
+    if deleted is not None:
+        return f"{key} is set, and ~{deleted} deletes it on the same command line; give one of them"
     if parent == "task" and leaf in {f.name for f in dataclasses.fields(TaskSchema) if f.default is None}:
         return f"{key} is an optional task key this task's config does not set: write +{key}=VALUE"
     rest = [o.input_line for o in parsed if o.key_or_group != key]

@@ -287,7 +287,7 @@ def check_schema(node: Mapping[str, Any], schema: type, prefix: str = "", *,
         if f.name not in node and f.default is not None:
             what = f"its keys with {prefix}{f.name}.KEY=VALUE" if dataclasses.is_dataclass(hints[f.name]) else \
                 f"it with {prefix}{f.name}=VALUE ({describe(hints[f.name])})"
-            raise ConfigError(f"{prefix}{f.name} is missing (deleted with ~{prefix}{f.name}?): the run reads it; set {what}")
+            raise ConfigError(f"{prefix}{f.name} is missing (deleted by a ~ override?): the run reads it; set {what}")
     flat = {}
     for key, value in node.items():
         if dataclasses.is_dataclass(hints[key]):

@@ -361,6 +361,17 @@ def _job_process(job: str) -> int:
     raise LookupError(f"no process for job {job}")
 
 
+def _sigterm_pending_or_running(pid: int) -> bool:
+    """A stopped process has SIGTERM pending, or runs again (slurmstepd's SIGCONT), or is gone."""
+    try:
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+    except OSError:
+        return True
+    pending = int(status.get("ShdPnd", "0"), 16) | int(status.get("SigPnd", "0"), 16)
+    return bool(pending & 1 << (signal.SIGTERM - 1)) or not status.get("State", "").startswith("T")
+
+
 def _diagnostics(cluster, sweep: Path, job: str) -> str:
     """What SLURM and the jobs said, for a failure message."""
     parts = ["\n--- sacct"] + [str(r) for r in cluster.sacct(job, "JobID,State,ExitCode,Start,End")]
@@ -421,9 +432,17 @@ def test_time_limit_and_preemption_resume_to_the_uninterrupted_metrics(cluster, 
         pid = _job_process(jobs["timeout"])
         os.kill(pid, signal.SIGSTOP)
         try:  # slurmstepd sends SIGCONT with its signal: the job then checkpoints and requeues
-            # Preemption: requeue the other job while it trains.
+            # Preemption: requeue the other job while it trains, held stopped until the requeue's
+            # SIGTERM has reached it (its training lasts seconds: it could otherwise end first).
             _wait(lambda: _progress(sweeps["preempt"] / "0").get("step", 0) > 0, 90, "the preempted job to train")
-            cluster.run("scontrol", "requeue", jobs["preempt"])
+            preempted_pid = _job_process(jobs["preempt"])
+            os.kill(preempted_pid, signal.SIGSTOP)
+            try:
+                cluster.run("scontrol", "requeue", jobs["preempt"])
+                _wait(lambda: _sigterm_pending_or_running(preempted_pid), 30, "the requeue's SIGTERM")
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(preempted_pid, signal.SIGCONT)
             _wait(lambda: time.time() > started + 57 or
                   "SIGUSR2" in str(_progress(sweeps["timeout"] / "0").get("stops")), 60, "the time-limit signal")
         finally:

@@ -82,15 +82,15 @@ def cmd_run(args: list[str], print_best: bool = True) -> int:
 
 
 def _checked_launch(args: list[str], print_best: bool) -> int:
+    from .errors import ConfigError
     from .train.compose import full_error
-    from .train.preflight import hydra_error_line, preflight
 
     try:
-        preflight(args)  # every job of a sweep is composed and checked before the first starts
-    except Exception as e:
+        check_run(args)  # every job of a sweep is composed and checked before the first starts
+    except ConfigError as e:
         if full_error():
             raise
-        print(f"adaxbench: error: {hydra_error_line(e)}", file=sys.stderr)
+        print(f"adaxbench: error: {e}", file=sys.stderr)
         return 2
     import hydra
 
@@ -167,19 +167,20 @@ def cmd_best(args: list[str]) -> int:
 def cmd_tune(args: list[str]) -> int:
     from .tune import main as tune_main
 
+    register_packed_launcher()
     return tune_main(args, run=cmd_run, config_options=config_options, check_run=check_run)
 
 
 def check_run(args: list[str]) -> None:
-    """``adaxbench run ARGS``'s checks, without running: a ConfigError of one line where they fail."""
+    """``adaxbench run ARGS``'s checks, without running (``adaxbench run`` and ``tune`` make them): a
+    ConfigError of one line where they fail; with HYDRA_FULL_ERROR=1 the error as raised."""
+    from .errors import ConfigError
     from .train.compose import full_error
     from .train.preflight import hydra_error_line, preflight
-    from .train.validate import ConfigError
 
-    register_packed_launcher()
     try:
         preflight(args)
-    except Exception as e:  # Hydra's own, as adaxbench run says it (HYDRA_FULL_ERROR=1: as raised)
+    except Exception as e:  # Hydra's own in adaxbench run's words
         if isinstance(e, ConfigError) or full_error():
             raise
         raise ConfigError(hydra_error_line(e)) from None

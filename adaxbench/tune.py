@@ -178,31 +178,36 @@ class Tuning:
                 print(f"tune: {sweep_dir}: all {runs} runs finished", flush=True)
                 return
         print(f"tune: {sweep_dir}: {runs} run(s)", flush=True)
-        code = self.run(["-m", *overrides, *self.launch_overrides, f"hydra.sweep.dir={sweep_dir}"], print_best=False)
+        code = self.run(self.run_args(sweep_dir, overrides), print_best=False)
         if code == 2 or sweep.LAST_SUMMARY is None:
             raise TuneError(f"the sweep into {sweep_dir} did not start (see above)")
         if sweep.LAST_SUMMARY[sweep.ELSEWHERE]:
             raise TuneError(f"another process is training runs of {sweep_dir}; relaunch when it has finished")
         self.failed += sweep.failed_count(sweep.LAST_SUMMARY)
 
+    def run_args(self, sweep_dir: Path, overrides: list[str]) -> list[str]:
+        """The ``adaxbench run`` command line of a sweep into ``sweep_dir``."""
+        return ["-m", *overrides, *self.launch_overrides, f"hydra.sweep.dir={sweep_dir}"]
+
+    def tuning_overrides(self, task: str, optimizers: list[str], lrs: list[float], seeds: list[int]) -> list[str]:
+        return [f"task={task}", f"optimizer={','.join(optimizers)}", f"optimizer.lr={','.join(map(_lr_text, lrs))}",
+                f"seed={','.join(map(str, seeds))}", *self.p["overrides"]]
+
     def check(self, check_run: Callable[[list[str]], None]) -> None:
         """Every task's sweep as ``adaxbench run`` checks it, before anything is written: one lr and seed
         stand for the grid (lrs and seeds are tune's own numbers, checked by ``protocol_of``)."""
-        for task in self.p["tasks"]:
+        p = self.p
+        for task in p["tasks"]:
+            overrides = self.tuning_overrides(task, p["optimizers"], [p["lr_centre"]], p["tuning_seeds"][:1])
             try:
-                check_run(["-m", f"task={task}", f"optimizer={','.join(self.p['optimizers'])}",
-                           f"optimizer.lr={_lr_text(self.p['lr_centre'])}", f"seed={self.p['tuning_seeds'][0]}",
-                           *self.p["overrides"], *self.launch_overrides,
-                           f"hydra.sweep.dir={self.out / 'tuning' / task / 'grid'}"])
+                check_run(self.run_args(self.out / "tuning" / task / "grid", overrides))
             except ConfigError as e:  # in adaxbench run's words, naming the task where they do not
                 said = str(e)
                 raise TuneError(said if f"task={task} " in said else f"{said} (in the sweep of task {task})") from None
 
     def tuning_sweep(self, sweep_dir: Path, task: str, optimizers: list[str], lrs: list[float]) -> None:
         seeds = self.p["tuning_seeds"]
-        self.sweep(sweep_dir, [f"task={task}", f"optimizer={','.join(optimizers)}",
-                               f"optimizer.lr={','.join(map(_lr_text, lrs))}",
-                               f"seed={','.join(map(str, seeds))}", *self.p["overrides"]],
+        self.sweep(sweep_dir, self.tuning_overrides(task, optimizers, lrs, seeds),
                    len(optimizers) * len(lrs) * len(seeds))
 
     # ---- stages ---------------------------------------------------------------------------------

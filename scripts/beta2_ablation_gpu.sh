@@ -43,7 +43,6 @@ grid() {
     *) echo "unknown task $1 (fmnist_mlp, fmnist_2c2d, cifar10_3c3d)" >&2; exit 2 ;;
   esac
 }
-join() { local IFS=,; echo "$*"; }
 sweep() {  # sweep DIR OVERRIDE...
   local dir=$1; shift
   # shellcheck disable=SC2086

@@ -20,7 +20,6 @@ EXTRA=${STEP_EXTRA:-}
 GRID=${STEP_GRID:-}
 TUNE_SEEDS=${STEP_SEEDS:-$STUDY_TUNE_SEEDS}
 EVAL_SEEDS=${STEP_EVAL_SEEDS:-$STUDY_EVAL_SEEDS}
-join() { local IFS=,; echo "$*"; }
 sweep() {  # sweep DIR OVERRIDE...
   local dir=$1; shift
   # shellcheck disable=SC2086

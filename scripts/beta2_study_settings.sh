@@ -8,6 +8,7 @@ STUDY_WIDEN_ROUNDS=3
 # β2 sensitivity: each family at two more settings, "ARM KEY LABEL VALUE..." (a run is named ARM_LABEL_VALUE).
 STUDY_SENSITIVITY=("sched_adam beta2 b2 0.99 0.9999" "sched_adax beta2 b2 1e-3 1e-5" "sched_adafactor decay_rate c 0.5 1.0")
 
+join() { local IFS=,; echo "$*"; }  # join A B C: A,B,C (a sweep's values)
 quarter_decades() {  # quarter_decades LO HI: 10^(k/4) for k = LO..HI, 3 significant digits, comma-separated
   "$(command -v python || command -v python3)" -c \
     "import sys; lo, hi = map(int, sys.argv[1:]); print(','.join(f'{10 ** (k / 4):.3g}' for k in range(lo, hi + 1)))" "$1" "$2"
